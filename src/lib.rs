@@ -1,0 +1,33 @@
+//! shopscore — a stream processor for e-commerce after-sales shop scores and late-shipment
+//! compensation. `../shared/SPEC.md` (in the repository's planning area) is the product
+//! specification; the README says how to run it.
+//!
+//! # Layout
+//!
+//! | module | holds | async? |
+//! |---|---|---|
+//! | [`domain`] | input event types, Asia/Shanghai time, JSON/protobuf decoding with dead-letter reasons | no |
+//! | [`rules`] | the pure rules: watermark, windows, metrics, snapshots (`apply(event)` / `advance(watermark)`) | no |
+//! | [`state`] | the [`state::KvStore`] trait, its RocksDB and in-memory implementations, typed keys, the per-commit overlay | no |
+//! | [`sources`] | where records come from (JSON-lines files) | no |
+//! | [`sinks`] | where outputs go (files), through the [`sinks::Sink`] trait with commit checkpoints | no |
+//! | [`output`] | the output records (snapshot, compensation, alert, dead letter) and their JSON form | no |
+//! | [`pipeline`] | the loop that moves records: source → decode → rules → sink, committing state, positions and sink checkpoints in one batch | no |
+//! | [`config`] | typed, layered configuration: defaults → file → `SHOPSCORE__…` env | no |
+//! | [`telemetry`] | `tracing` setup | no |
+//! | [`gen`] | the seeded sample-event generator behind `shopscore gen` | no |
+//! | [`bench`] | the benchmark behind `shopscore bench` | no |
+//!
+//! The rules never touch I/O; the pipeline never computes a metric.
+
+pub mod bench;
+pub mod config;
+pub mod domain;
+pub mod gen;
+pub mod output;
+pub mod pipeline;
+pub mod rules;
+pub mod sinks;
+pub mod sources;
+pub mod state;
+pub mod telemetry;
