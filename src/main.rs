@@ -1,1 +1,315 @@
-fn main() {}
+//! The `shopscore` binary: command-line parsing and wiring (SPEC §10). Everything it calls
+//! lives in the library; `anyhow` is used only here, at the edge.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use shopscore::config::{self, Config};
+use shopscore::domain::decode::DecodeOptions;
+use shopscore::domain::Timestamp;
+use shopscore::gen::{generate, GenOptions};
+use shopscore::pipeline::{run_files, FileRun};
+use shopscore::rules::RulesConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shopscore",
+    version,
+    about = "After-sales shop scores and late-shipment compensation, from event streams"
+)]
+struct Cli {
+    /// Configuration file (default: config/shopscore.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the pipeline: on JSON-lines files (--input), or on Kafka (--brokers).
+    Run(RunArgs),
+    /// Replay historical Kafka topics into fresh state and chosen outputs.
+    Replay(ReplayArgs),
+    /// Write sample events (JSON lines).
+    Gen(GenArgs),
+    /// Measure end-to-end throughput and peak memory in file mode.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Input JSON-lines file; repeat for several (one stream, in the order given).
+    #[arg(long = "input", value_name = "FILE")]
+    inputs: Vec<PathBuf>,
+    /// Output directory (file mode).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// State directory (RocksDB).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers (Kafka mode).
+    #[arg(long, value_name = "HOST:PORT")]
+    brokers: Option<String>,
+    /// Kafka consumer group.
+    #[arg(long, value_name = "ID")]
+    group: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    #[arg(long, value_name = "HOST:PORT")]
+    brokers: String,
+    #[arg(long, value_name = "earliest|RFC3339")]
+    from: String,
+    #[arg(long, value_name = "RFC3339")]
+    to: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    #[arg(long, value_name = "P")]
+    topic_prefix: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct GenArgs {
+    /// Output file ("-" for standard output).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 10_000)]
+    events: u64,
+    #[arg(long, default_value_t = 50)]
+    shops: u32,
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// First day (RFC 3339).
+    #[arg(long, default_value = "2024-05-01T00:00:00+08:00")]
+    start: String,
+    /// Malformed lines per thousand.
+    #[arg(long, default_value_t = 5)]
+    malformed_per_mille: u32,
+    /// Duplicated lines per thousand.
+    #[arg(long, default_value_t = 5)]
+    duplicate_per_mille: u32,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    #[arg(long, default_value_t = 10_000)]
+    shops: u32,
+    #[arg(long, default_value_t = 200)]
+    days: u32,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Work directory (default: a temporary directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match real_main(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("shopscore: error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    let cfg = config::load(cli.config.as_deref())?;
+    shopscore::telemetry::init(&cfg.log);
+    match cli.command {
+        Command::Run(args) => cmd_run(&cfg, args),
+        Command::Replay(_) => bail!(
+            "`shopscore replay` needs the Kafka runtime, which this build does not have yet; \
+             to recompute from files, run `shopscore run --input … --output NEW_DIR --data-dir NEW_DIR`"
+        ),
+        Command::Gen(args) => cmd_gen(args),
+        Command::Bench(args) => cmd_bench(&cfg, args),
+    }
+}
+
+fn rules_config(cfg: &Config) -> RulesConfig {
+    RulesConfig {
+        windows: cfg.windows.days.clone(),
+        out_of_orderness_ms: cfg.time.out_of_orderness.as_millis() as i64,
+        allowed_lateness_ms: cfg.time.allowed_lateness.as_millis() as i64,
+    }
+}
+
+fn file_run(cfg: &Config) -> FileRun {
+    FileRun {
+        inputs: cfg.file.inputs.clone(),
+        output: cfg.file.output.clone(),
+        data_dir: cfg.file.data_dir.clone(),
+        rules: rules_config(cfg),
+        decode: DecodeOptions {
+            default_ship_window_ms: cfg.orders.default_ship_window.as_millis() as i64,
+        },
+        commit_every_records: cfg.pipeline.commit_every_events,
+        commit_interval: cfg.pipeline.commit_interval,
+        progress_every: Some(Duration::from_secs(10)),
+    }
+}
+
+fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
+    let brokers = args
+        .brokers
+        .clone()
+        .unwrap_or_else(|| cfg.kafka.brokers.clone());
+    if !brokers.is_empty() {
+        bail!(
+            "Kafka mode (--brokers / kafka.brokers = {brokers:?}) is not in this build yet; \
+             run file mode with --input FILE --output DIR, or unset kafka.brokers"
+        );
+    }
+    let mut run = file_run(cfg);
+    if !args.inputs.is_empty() {
+        run.inputs = args.inputs;
+    }
+    if let Some(o) = args.output {
+        run.output = o;
+    }
+    if let Some(d) = args.data_dir {
+        run.data_dir = d;
+    }
+    if run.inputs.is_empty() {
+        bail!("no input: give --input FILE (repeatable) or set file.inputs in the config");
+    }
+    let summary = run_files(&run)?;
+    let t = &summary.totals;
+    tracing::info!(
+        records = summary.records,
+        commits = summary.commits,
+        applied = t.applied,
+        duplicates = t.duplicates,
+        dead_letters = t.dead_letters,
+        late_events = t.late_events,
+        snapshots = t.snapshots,
+        watermark = ?summary.watermark.map(Timestamp::to_rfc3339),
+        "run finished"
+    );
+    eprintln!(
+        "shopscore: read {} records; totals: {} applied, {} duplicates, {} dead letters, {} late, {} snapshots; outputs in {}",
+        summary.records,
+        t.applied,
+        t.duplicates,
+        t.dead_letters,
+        t.late_events,
+        t.snapshots,
+        run.output.display()
+    );
+    Ok(())
+}
+
+fn gen_options(a: &GenArgs) -> Result<GenOptions> {
+    let start = Timestamp::parse_rfc3339(&a.start)
+        .map_err(|e| anyhow::anyhow!("--start {:?}: {e}", a.start))?;
+    Ok(GenOptions {
+        seed: a.seed,
+        events: a.events,
+        shops: a.shops,
+        days: a.days,
+        start,
+        malformed_per_mille: a.malformed_per_mille,
+        duplicate_per_mille: a.duplicate_per_mille,
+        ..GenOptions::default()
+    })
+}
+
+fn cmd_gen(args: GenArgs) -> Result<()> {
+    let opts = gen_options(&args)?;
+    let summary = if args.out.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::new(stdout.lock());
+        let s = generate(&opts, &mut w)?;
+        std::io::Write::flush(&mut w)?;
+        s
+    } else {
+        if let Some(parent) = args.out.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let file = std::fs::File::create(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let s = generate(&opts, &mut w)?;
+        std::io::Write::flush(&mut w)?;
+        s
+    };
+    eprintln!(
+        "shopscore: wrote {} lines ({} valid events, {} duplicates, {} malformed) to {}",
+        summary.lines,
+        summary.valid,
+        summary.duplicates,
+        summary.malformed,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
+    let gen = GenOptions {
+        seed: args.seed,
+        events: args.events,
+        shops: args.shops,
+        days: args.days,
+        ..GenOptions::default()
+    };
+    let tmp;
+    let work = match &args.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile_dir()?;
+            tmp.clone()
+        }
+    };
+    let report = shopscore::bench::run_bench(&gen, &work, file_run(cfg))?;
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let t = &report.summary.totals;
+    println!("shopscore bench: file mode, RocksDB state");
+    println!(
+        "  input      {} lines ({:.1} MiB), {} shops, {} days, seed {}",
+        report.input_lines,
+        report.input_bytes as f64 / 1048576.0,
+        args.shops,
+        args.days,
+        args.seed
+    );
+    println!(
+        "  applied    {} events, {} duplicates, {} dead letters, {} snapshots",
+        t.applied, t.duplicates, t.dead_letters, t.snapshots
+    );
+    println!(
+        "  time       {:.2} s  (generation {:.2} s, not counted)",
+        report.run_seconds, report.gen_seconds
+    );
+    println!("  throughput {:.0} events/s", report.lines_per_second());
+    match report.peak_rss_bytes {
+        Some(b) => println!("  peak RSS   {:.1} MiB", b as f64 / 1048576.0),
+        None => println!("  peak RSS   unknown (no /proc/self/status)"),
+    }
+    println!(
+        "  state      {:.1} MiB on disk",
+        report.state_bytes as f64 / 1048576.0
+    );
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let base = std::env::temp_dir().join(format!("shopscore-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&base)?;
+    Ok(base)
+}

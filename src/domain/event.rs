@@ -34,6 +34,7 @@ macro_rules! wire_enum {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use wire_enum;
 
 wire_enum!(
@@ -125,7 +126,10 @@ wire_enum!(RefundReason {
 impl RefundReason {
     /// Quality-related reasons count for `quality_refund_rate` (SPEC §2).
     pub fn is_quality(self) -> bool {
-        matches!(self, RefundReason::Quality | RefundReason::NotAsDescribed | RefundReason::Damaged)
+        matches!(
+            self,
+            RefundReason::Quality | RefundReason::NotAsDescribed | RefundReason::Damaged
+        )
     }
 }
 
@@ -177,7 +181,10 @@ wire_enum!(SatisfactionLevel {
 impl SatisfactionLevel {
     /// `VERY_SATISFIED` and `SATISFIED` count as satisfied (SPEC §4).
     pub fn is_satisfied(self) -> bool {
-        matches!(self, SatisfactionLevel::VerySatisfied | SatisfactionLevel::Satisfied)
+        matches!(
+            self,
+            SatisfactionLevel::VerySatisfied | SatisfactionLevel::Satisfied
+        )
     }
 }
 
@@ -273,16 +280,32 @@ pub struct RefundUpdate {
 /// A refund stage with its stage-specific fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefundStage {
-    Requested { kind: RefundKind, reason: RefundReason, amount_fen: i64 },
-    Modified { reason: RefundReason, amount_fen: i64 },
+    Requested {
+        kind: RefundKind,
+        reason: RefundReason,
+        amount_fen: i64,
+    },
+    Modified {
+        reason: RefundReason,
+        amount_fen: i64,
+    },
     MerchantAgreed,
     MerchantRejected,
-    ReturnShipped { return_tracking_no: String },
+    ReturnShipped {
+        return_tracking_no: String,
+    },
     ReturnReceived,
     PlatformIntervened,
-    PlatformRuled { liable: Liable },
-    Completed { refunded: bool, closed_by: ClosedBy },
-    LabelConfirmed { label: MaliciousLabel },
+    PlatformRuled {
+        liable: Liable,
+    },
+    Completed {
+        refunded: bool,
+        closed_by: ClosedBy,
+    },
+    LabelConfirmed {
+        label: MaliciousLabel,
+    },
 }
 
 impl RefundStage {

@@ -22,13 +22,35 @@ pub const MIN_VALID: Timestamp = Timestamp(946_656_000_000);
 pub const MAX_VALID_EXCLUSIVE: Timestamp = Timestamp(4_102_416_000_000);
 
 /// An instant in epoch milliseconds (UTC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Timestamp(pub i64);
 
 /// A whole Asia/Shanghai calendar day, counted from 1970-01-01 (Shanghai).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Day(pub i32);
 
 /// Why a time value was rejected.
@@ -77,7 +99,10 @@ impl Timestamp {
 
     /// The Asia/Shanghai natural month as `year * 12 + (month - 1)`.
     pub fn month(self) -> i32 {
-        let dt = shanghai().timestamp_millis_opt(self.0).single().expect("in range");
+        let dt = shanghai()
+            .timestamp_millis_opt(self.0)
+            .single()
+            .expect("in range");
         dt.year() * 12 + dt.month0() as i32
     }
 
@@ -89,7 +114,10 @@ impl Timestamp {
     /// RFC 3339 in Asia/Shanghai, e.g. `2024-05-31T18:00:00+08:00`; milliseconds are
     /// printed only when non-zero.
     pub fn to_rfc3339(self) -> String {
-        let dt = shanghai().timestamp_millis_opt(self.0).single().expect("in range");
+        let dt = shanghai()
+            .timestamp_millis_opt(self.0)
+            .single()
+            .expect("in range");
         if self.0.rem_euclid(1000) == 0 {
             dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
         } else {

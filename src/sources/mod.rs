@@ -1,1 +1,4 @@
-//! (placeholder, being written)
+//! Where input records come from. File mode reads JSON-lines files ([`file`]); the Kafka
+//! source arrives with the Kafka runtime.
+
+pub mod file;

@@ -1,1 +1,233 @@
-//! (placeholder, being written)
+//! Typed state keys and their byte layout.
+//!
+//! Every key starts with a one-byte tag naming its family; variable-length strings are
+//! length-prefixed so that any byte may appear in an id; days are big-endian with the sign
+//! bit flipped so that key order is day order. Per-shop families put the shop first, so a
+//! shop's entries are contiguous (and a future partition-by-shop changelog can scan them).
+
+use crate::domain::Day;
+
+/// A state key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key<'a> {
+    /// Process-wide bookkeeping.
+    Meta(MetaKey<'a>),
+    /// An `event_id` already applied (dedup, SPEC §9).
+    Seen(&'a str),
+    /// Per-order facts of one shop.
+    Order { shop: &'a str, order: &'a str },
+    /// Per-refund facts of one shop.
+    Refund { shop: &'a str, refund: &'a str },
+    /// One shop's counters for one Asia/Shanghai day.
+    DayBucket { shop: &'a str, day: Day },
+    /// The last snapshot emitted for a shop (values and version).
+    Snapshot { shop: &'a str },
+    /// Index: `shop` has data on `day` (drives re-evaluation when days enter or leave windows).
+    DayShop { day: Day, shop: &'a str },
+}
+
+/// Bookkeeping keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetaKey<'a> {
+    /// The state format version ([`super::codec::FORMAT_VERSION`]).
+    FormatVersion,
+    /// Watermark tracker state.
+    Watermark,
+    /// Pipeline counters (late events, duplicates, dead letters…).
+    Counters,
+    /// The sink's commit checkpoint.
+    SinkCheckpoint,
+    /// Committed read position of one input file (by canonical path).
+    FilePosition(&'a str),
+}
+
+const TAG_META: u8 = 0x00;
+const TAG_SEEN: u8 = 0x01;
+const TAG_ORDER: u8 = 0x02;
+const TAG_REFUND: u8 = 0x03;
+const TAG_DAY_BUCKET: u8 = 0x04;
+const TAG_SNAPSHOT: u8 = 0x05;
+const TAG_DAY_SHOP: u8 = 0x06;
+
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn push_day(out: &mut Vec<u8>, day: Day) {
+    out.extend_from_slice(&((day.0 as u32) ^ 0x8000_0000).to_be_bytes());
+}
+
+fn read_day(b: &[u8]) -> Option<Day> {
+    let arr: [u8; 4] = b.get(..4)?.try_into().ok()?;
+    Some(Day((u32::from_be_bytes(arr) ^ 0x8000_0000) as i32))
+}
+
+fn read_str(b: &[u8]) -> Option<(&str, &[u8])> {
+    let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+    let s = std::str::from_utf8(b.get(4..4 + len)?).ok()?;
+    Some((s, &b[4 + len..]))
+}
+
+impl Key<'_> {
+    /// The key's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        match self {
+            Key::Meta(m) => {
+                out.push(TAG_META);
+                match m {
+                    MetaKey::FormatVersion => out.push(0),
+                    MetaKey::Watermark => out.push(1),
+                    MetaKey::Counters => out.push(2),
+                    MetaKey::SinkCheckpoint => out.push(3),
+                    MetaKey::FilePosition(p) => {
+                        out.push(4);
+                        push_str(&mut out, p);
+                    }
+                }
+            }
+            Key::Seen(id) => {
+                out.push(TAG_SEEN);
+                out.extend_from_slice(id.as_bytes());
+            }
+            Key::Order { shop, order } => {
+                out.push(TAG_ORDER);
+                push_str(&mut out, shop);
+                push_str(&mut out, order);
+            }
+            Key::Refund { shop, refund } => {
+                out.push(TAG_REFUND);
+                push_str(&mut out, shop);
+                push_str(&mut out, refund);
+            }
+            Key::DayBucket { shop, day } => {
+                out.push(TAG_DAY_BUCKET);
+                push_str(&mut out, shop);
+                push_day(&mut out, *day);
+            }
+            Key::Snapshot { shop } => {
+                out.push(TAG_SNAPSHOT);
+                push_str(&mut out, shop);
+            }
+            Key::DayShop { day, shop } => {
+                out.push(TAG_DAY_SHOP);
+                push_day(&mut out, *day);
+                push_str(&mut out, shop);
+            }
+        }
+        out
+    }
+}
+
+/// Prefix of all day buckets of one shop.
+pub fn day_bucket_prefix(shop: &str) -> Vec<u8> {
+    let mut out = vec![TAG_DAY_BUCKET];
+    push_str(&mut out, shop);
+    out
+}
+
+/// The day of a day-bucket key (None if the key is not one).
+pub fn day_of_bucket_key(key: &[u8]) -> Option<Day> {
+    if key.first() != Some(&TAG_DAY_BUCKET) {
+        return None;
+    }
+    let (_, rest) = read_str(&key[1..])?;
+    read_day(rest)
+}
+
+/// Prefix of the day→shop index for one day.
+pub fn day_shop_prefix(day: Day) -> Vec<u8> {
+    let mut out = vec![TAG_DAY_SHOP];
+    push_day(&mut out, day);
+    out
+}
+
+/// The shop of a day→shop index key.
+pub fn shop_of_day_shop_key(key: &[u8]) -> Option<&str> {
+    if key.first() != Some(&TAG_DAY_SHOP) {
+        return None;
+    }
+    read_str(key.get(5..)?).map(|(s, _)| s)
+}
+
+/// Prefix of all snapshot records.
+pub fn snapshot_prefix() -> Vec<u8> {
+    vec![TAG_SNAPSHOT]
+}
+
+/// The shop of a snapshot key.
+pub fn shop_of_snapshot_key(key: &[u8]) -> Option<&str> {
+    if key.first() != Some(&TAG_SNAPSHOT) {
+        return None;
+    }
+    read_str(&key[1..]).map(|(s, _)| s)
+}
+
+/// A printable description of a raw key, for error messages.
+pub fn describe(key: &[u8]) -> String {
+    let family = match key.first() {
+        Some(&TAG_META) => "meta",
+        Some(&TAG_SEEN) => "seen",
+        Some(&TAG_ORDER) => "order",
+        Some(&TAG_REFUND) => "refund",
+        Some(&TAG_DAY_BUCKET) => "day-bucket",
+        Some(&TAG_SNAPSHOT) => "snapshot",
+        Some(&TAG_DAY_SHOP) => "day-shop",
+        _ => "unknown",
+    };
+    format!(
+        "{family}:{}",
+        String::from_utf8_lossy(key.get(1..).unwrap_or_default())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_keys_sort_by_day_including_negative() {
+        let a = Key::DayBucket {
+            shop: "s",
+            day: Day(-3),
+        }
+        .encode();
+        let b = Key::DayBucket {
+            shop: "s",
+            day: Day(5),
+        }
+        .encode();
+        let c = Key::DayBucket {
+            shop: "s",
+            day: Day(19_000),
+        }
+        .encode();
+        assert!(a < b && b < c);
+        assert_eq!(day_of_bucket_key(&c), Some(Day(19_000)));
+        assert!(a.starts_with(&day_bucket_prefix("s")));
+        assert!(!a.starts_with(&day_bucket_prefix("s2")));
+    }
+
+    #[test]
+    fn shops_with_shared_prefixes_do_not_collide() {
+        let a = Key::Order {
+            shop: "ab",
+            order: "c",
+        }
+        .encode();
+        let b = Key::Order {
+            shop: "a",
+            order: "bc",
+        }
+        .encode();
+        assert_ne!(a, b);
+        let k = Key::DayShop {
+            day: Day(7),
+            shop: "s\u{0}1",
+        }
+        .encode();
+        assert_eq!(shop_of_day_shop_key(&k), Some("s\u{0}1"));
+        assert!(k.starts_with(&day_shop_prefix(Day(7))));
+    }
+}

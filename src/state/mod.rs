@@ -25,7 +25,11 @@ pub enum StateError {
         "state in {path} was written by state format {found}, this build reads format {expected}; \
          replay into a fresh --data-dir"
     )]
-    Version { path: String, found: u32, expected: u32 },
+    Version {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
 }
 
 /// One atomic set of puts and deletes.

@@ -1,0 +1,230 @@
+//! Unit tests of the rules on the in-memory store: no files, no RocksDB, no runtime.
+
+use super::*;
+use crate::domain::*;
+use crate::output::{Output, Snapshot};
+use crate::state::memory::MemStore;
+use crate::state::overlay::Overlay;
+use crate::state::{KvStore, WriteBatch};
+
+fn t(s: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(s).unwrap()
+}
+
+fn paid(id: &str, shop: &str, order: &str, at: &str) -> Event {
+    let time = t(at);
+    Event {
+        event_id: id.into(),
+        shop_id: shop.into(),
+        event_time: time,
+        body: EventBody::OrderPaid(OrderPaid {
+            order_id: order.into(),
+            buyer_id: "b1".into(),
+            amount_fen: 1000,
+            ship_deadline: time.plus_ms(48 * 3_600_000),
+            ship_deadline_given: false,
+            fulfillment: Fulfillment::Merchant,
+            delivery_promise: DeliveryPromise::None,
+            promised_delivery_by: None,
+        }),
+    }
+}
+
+fn requested(id: &str, shop: &str, refund: &str, at: &str) -> Event {
+    Event {
+        event_id: id.into(),
+        shop_id: shop.into(),
+        event_time: t(at),
+        body: EventBody::Refund(RefundUpdate {
+            refund_id: refund.into(),
+            order_id: "o1".into(),
+            buyer_id: "b1".into(),
+            stage: RefundStage::Requested {
+                kind: RefundKind::RefundOnly,
+                reason: RefundReason::Quality,
+                amount_fen: 100,
+            },
+        }),
+    }
+}
+
+/// Applies `batches` of events, committing (flushing) after each, and returns all outputs.
+fn run(store: &MemStore, batches: &[Vec<Event>], end: bool) -> Vec<Output> {
+    let mut out = Vec::new();
+    let n = batches.len();
+    for (i, batch) in batches.iter().enumerate() {
+        let mut ov = Overlay::new(store);
+        let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
+        for ev in batch {
+            engine.apply(&mut ov, ev, 0).unwrap();
+        }
+        engine.flush(&mut ov, end && i + 1 == n, &mut out).unwrap();
+        let mut wb = WriteBatch::new();
+        ov.drain_into(&mut wb);
+        store.write(wb).unwrap();
+    }
+    out
+}
+
+fn snapshots(out: &[Output]) -> Vec<&Snapshot> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Snapshot(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn window(s: &Snapshot, days: u32) -> (i64, i64) {
+    let c = s.windows.iter().find(|(d, _)| *d == days).unwrap().1;
+    (c.paid_orders, c.refunds_requested)
+}
+
+#[test]
+fn counts_paid_orders_and_refunds_per_window() {
+    let store = MemStore::new();
+    let out = run(
+        &store,
+        &[vec![
+            paid("e1", "s1", "o1", "2024-05-01T10:00:00+08:00"),
+            paid("e2", "s1", "o2", "2024-05-20T10:00:00+08:00"),
+            paid("e3", "s1", "o3", "2024-05-31T10:00:00+08:00"),
+            requested("e4", "s1", "r1", "2024-05-31T11:00:00+08:00"),
+        ]],
+        true,
+    );
+    let snaps = snapshots(&out);
+    assert_eq!(snaps.len(), 1);
+    let s = snaps[0];
+    assert_eq!(s.as_of, t("2024-05-31T11:00:00+08:00"));
+    assert_eq!(s.version, 1);
+    assert_eq!(window(s, 1), (1, 1));
+    assert_eq!(window(s, 7), (1, 1));
+    assert_eq!(window(s, 30), (2, 1)); // 05-01 is 31 days back: outside
+}
+
+#[test]
+fn duplicate_event_ids_and_duplicate_facts_count_once() {
+    let store = MemStore::new();
+    let out = run(
+        &store,
+        &[vec![
+            paid("e1", "s1", "o1", "2024-05-02T10:00:00+08:00"),
+            paid("e1", "s1", "o9", "2024-05-02T10:00:00+08:00"), // same event_id: ignored
+            paid("e2", "s1", "o1", "2024-05-01T09:00:00+08:00"), // same order reported earlier
+            paid("e3", "s1", "o2", "2024-05-02T12:00:00+08:00"),
+        ]],
+        true,
+    );
+    let s = *snapshots(&out).last().unwrap();
+    // o1 counts once, on 05-01 (its earliest report); o2 on 05-02.
+    assert_eq!(window(s, 1), (1, 0));
+    assert_eq!(window(s, 7), (2, 0));
+    let mut ov = Overlay::new(&store);
+    let engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
+    assert_eq!(engine.counters().duplicates, 1);
+    assert_eq!(engine.counters().applied, 3);
+}
+
+#[test]
+fn snapshot_only_when_values_change_and_when_days_leave_windows() {
+    let store = MemStore::new();
+    let first = run(
+        &store,
+        &[vec![paid("e1", "s1", "o1", "2024-05-01T10:00:00+08:00")]],
+        false,
+    );
+    assert_eq!(snapshots(&first).len(), 1);
+    // Another shop's event on the same day: s1 unchanged, no new s1 snapshot.
+    let second = run(
+        &store,
+        &[vec![paid("e2", "s2", "o2", "2024-05-01T11:00:00+08:00")]],
+        false,
+    );
+    assert_eq!(
+        snapshots(&second)
+            .iter()
+            .map(|s| s.shop_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["s2"]
+    );
+    // The watermark moves to 05-02: o1 leaves s1's 1-day window (and s2's o2 too).
+    let third = run(
+        &store,
+        &[vec![paid("e3", "s3", "o3", "2024-05-02T10:00:00+08:00")]],
+        false,
+    );
+    let s1 = snapshots(&third)
+        .into_iter()
+        .find(|s| s.shop_id == "s1")
+        .expect("s1 re-emitted");
+    assert_eq!(s1.version, 2);
+    assert_eq!(window(s1, 1), (0, 0));
+    assert_eq!(window(s1, 7), (1, 0));
+    // 30 days later o1 leaves every window.
+    let fourth = run(
+        &store,
+        &[vec![paid("e4", "s3", "o4", "2024-06-01T10:00:00+08:00")]],
+        false,
+    );
+    let s1 = snapshots(&fourth)
+        .into_iter()
+        .find(|s| s.shop_id == "s1")
+        .expect("s1 re-emitted");
+    assert_eq!(window(s1, 30), (0, 0));
+}
+
+#[test]
+fn late_events_are_counted_and_applied() {
+    let store = MemStore::new();
+    run(
+        &store,
+        &[vec![paid("e1", "s1", "o1", "2024-05-10T10:00:00+08:00")]],
+        false,
+    );
+    let out = run(
+        &store,
+        &[vec![paid("e2", "s1", "o2", "2024-05-09T10:00:00+08:00")]],
+        true,
+    );
+    let s = *snapshots(&out).last().unwrap();
+    assert_eq!(window(s, 7), (2, 0));
+    let mut ov = Overlay::new(&store);
+    let engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
+    assert_eq!(engine.counters().late_events, 1);
+    assert_eq!(engine.counters().beyond_allowed_lateness, 0);
+}
+
+#[test]
+fn batching_does_not_change_final_snapshots() {
+    let events = vec![
+        paid("e1", "s1", "o1", "2024-05-01T10:00:00+08:00"),
+        requested("e2", "s1", "r1", "2024-05-01T10:01:00+08:00"),
+        paid("e3", "s2", "o2", "2024-05-01T10:02:00+08:00"),
+        paid("e4", "s1", "o3", "2024-05-03T10:00:00+08:00"),
+        requested("e5", "s1", "r2", "2024-05-04T10:00:00+08:00"),
+        paid("e6", "s2", "o4", "2024-05-09T10:00:00+08:00"),
+    ];
+    let finals = |batches: Vec<Vec<Event>>| {
+        let store = MemStore::new();
+        let out = run(&store, &batches, true);
+        let mut last = std::collections::BTreeMap::new();
+        for s in snapshots(&out) {
+            last.insert(s.shop_id.clone(), s.windows.clone());
+        }
+        last
+    };
+    let whole = finals(vec![events.clone()]);
+    let single = finals(events.iter().map(|e| vec![e.clone()]).collect());
+    assert_eq!(whole, single);
+    // Final watermark 05-09: the 7-day window 05-03..05-09 holds o3 and r2, not o1/r1.
+    assert_eq!(whole["s1"][0].1.paid_orders, 0);
+    assert_eq!(
+        (
+            whole["s1"][1].1.paid_orders,
+            whole["s1"][1].1.refunds_requested
+        ),
+        (1, 1)
+    );
+    assert_eq!(whole["s1"][2].1.paid_orders, 2);
+}
