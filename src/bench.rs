@@ -52,24 +52,17 @@ fn dir_size(path: &Path) -> u64 {
 
 /// Generates `gen` events under `work`, runs file mode over them with `run` settings
 /// (inputs/output/data_dir are replaced), and measures.
-pub fn run_bench(
-    gen: &GenOptions,
-    work: &Path,
-    mut run: FileRun,
-) -> Result<BenchReport, PipelineError> {
+pub fn run_bench(gen: &GenOptions, work: &Path, mut run: FileRun) -> Result<BenchReport, PipelineError> {
     let input: PathBuf = work.join("events.jsonl");
     let t0 = Instant::now();
-    let file =
-        std::fs::File::create(&input).map_err(|source| crate::sources::file::SourceError::Io {
-            path: input.display().to_string(),
-            source,
-        })?;
+    let file = std::fs::File::create(&input).map_err(|source| crate::sources::file::SourceError::Io {
+        path: input.display().to_string(),
+        source,
+    })?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let g = generate(gen, &mut w)
-        .and_then(|g| std::io::Write::flush(&mut w).map(|_| g))
-        .map_err(|source| crate::sources::file::SourceError::Io {
-            path: input.display().to_string(),
-            source,
+    let g =
+        generate(gen, &mut w).and_then(|g| std::io::Write::flush(&mut w).map(|_| g)).map_err(|source| {
+            crate::sources::file::SourceError::Io { path: input.display().to_string(), source }
         })?;
     drop(w);
     let gen_seconds = t0.elapsed().as_secs_f64();

@@ -32,10 +32,5 @@ pub struct GenSummary {
     pub duplicates: u64,
 }
 pub fn generate(_o: &GenOptions, _w: &mut impl std::io::Write) -> std::io::Result<GenSummary> {
-    Ok(GenSummary {
-        lines: 0,
-        valid: 0,
-        malformed: 0,
-        duplicates: 0,
-    })
+    Ok(GenSummary { lines: 0, valid: 0, malformed: 0, duplicates: 0 })
 }

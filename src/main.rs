@@ -150,9 +150,7 @@ fn file_run(cfg: &Config) -> FileRun {
         output: cfg.file.output.clone(),
         data_dir: cfg.file.data_dir.clone(),
         rules: rules_config(cfg),
-        decode: DecodeOptions {
-            default_ship_window_ms: cfg.orders.default_ship_window.as_millis() as i64,
-        },
+        decode: DecodeOptions { default_ship_window_ms: cfg.orders.default_ship_window.as_millis() as i64 },
         commit_every_records: cfg.pipeline.commit_every_events,
         commit_interval: cfg.pipeline.commit_interval,
         progress_every: Some(Duration::from_secs(10)),
@@ -160,10 +158,7 @@ fn file_run(cfg: &Config) -> FileRun {
 }
 
 fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
-    let brokers = args
-        .brokers
-        .clone()
-        .unwrap_or_else(|| cfg.kafka.brokers.clone());
+    let brokers = args.brokers.clone().unwrap_or_else(|| cfg.kafka.brokers.clone());
     if !brokers.is_empty() {
         bail!(
             "Kafka mode (--brokers / kafka.brokers = {brokers:?}) is not in this build yet; \
@@ -210,8 +205,8 @@ fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
 }
 
 fn gen_options(a: &GenArgs) -> Result<GenOptions> {
-    let start = Timestamp::parse_rfc3339(&a.start)
-        .map_err(|e| anyhow::anyhow!("--start {:?}: {e}", a.start))?;
+    let start =
+        Timestamp::parse_rfc3339(&a.start).map_err(|e| anyhow::anyhow!("--start {:?}: {e}", a.start))?;
     Ok(GenOptions {
         seed: a.seed,
         events: a.events,
@@ -234,11 +229,10 @@ fn cmd_gen(args: GenArgs) -> Result<()> {
         s
     } else {
         if let Some(parent) = args.out.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        let file = std::fs::File::create(&args.out)
-            .with_context(|| format!("creating {}", args.out.display()))?;
+        let file =
+            std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         let s = generate(&opts, &mut w)?;
         std::io::Write::flush(&mut w)?;
@@ -301,10 +295,7 @@ fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
         Some(b) => println!("  peak RSS   {:.1} MiB", b as f64 / 1048576.0),
         None => println!("  peak RSS   unknown (no /proc/self/status)"),
     }
-    println!(
-        "  state      {:.1} MiB on disk",
-        report.state_bytes as f64 / 1048576.0
-    );
+    println!("  state      {:.1} MiB on disk", report.state_bytes as f64 / 1048576.0);
     Ok(())
 }
 

@@ -4,7 +4,8 @@
 //! follows SPEC §8 so files are stable and diffable.
 
 use crate::domain::Timestamp;
-use crate::rules::metrics::{rate, WindowCounts};
+use crate::rules::metrics::{rate, WindowCounts, SERVICE_SLOT_NAMES};
+use crate::rules::snapshot::ShopValues;
 use base64::Engine as _;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
@@ -19,12 +20,8 @@ pub enum OutputKind {
 }
 
 impl OutputKind {
-    pub const ALL: [OutputKind; 4] = [
-        OutputKind::Snapshot,
-        OutputKind::Compensation,
-        OutputKind::Alert,
-        OutputKind::DeadLetter,
-    ];
+    pub const ALL: [OutputKind; 4] =
+        [OutputKind::Snapshot, OutputKind::Compensation, OutputKind::Alert, OutputKind::DeadLetter];
 
     /// File name in file mode (SPEC §8).
     pub fn file_name(self) -> &'static str {
@@ -68,8 +65,21 @@ pub struct Snapshot {
     pub shop_id: String,
     pub as_of: Timestamp,
     pub version: u64,
-    /// `(days, counts)` in configured window order.
-    pub windows: Vec<(u32, WindowCounts)>,
+    /// Window lengths in days, in output order (one per `values.windows` entry).
+    pub window_days: Vec<u32>,
+    pub values: ShopValues,
+}
+
+impl Snapshot {
+    /// The counts of the `days`-day window, if configured.
+    pub fn window(&self, days: u32) -> Option<&WindowCounts> {
+        self.window_days.iter().position(|d| *d == days).map(|i| &self.values.windows[i])
+    }
+}
+
+/// `sum_ms / count` in hours, or null.
+fn hours(sum_ms: i64, count: i64) -> Option<f64> {
+    rate(sum_ms, count).map(|ms| ms / 3_600_000.0)
 }
 
 struct WindowJson<'a>(&'a WindowCounts);
@@ -77,50 +87,142 @@ struct WindowJson<'a>(&'a WindowCounts);
 impl Serialize for WindowJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let c = self.0;
-        let mut m = s.serialize_struct("Window", 3)?;
-        m.serialize_field("paid_orders", &c.paid_orders)?;
+        let paid = c.paid_orders;
+        let mut m = s.serialize_struct("Window", 22)?;
+        m.serialize_field("paid_orders", &paid)?;
         m.serialize_field("refunds_requested", &c.refunds_requested)?;
-        m.serialize_field("refund_rate", &rate(c.refunds_requested, c.paid_orders))?;
+        m.serialize_field("refund_rate", &rate(c.refunds_requested, paid))?;
+        m.serialize_field("dispute_refunds", &c.dispute_refunds)?;
+        m.serialize_field("dispute_refund_rate", &rate(c.dispute_refunds, paid))?;
+        m.serialize_field("quality_refunds", &c.quality_refunds)?;
+        m.serialize_field("quality_refund_rate", &rate(c.quality_refunds, paid))?;
+        m.serialize_field("interventions", &c.interventions)?;
+        m.serialize_field("intervention_rate", &rate(c.interventions, paid))?;
+        m.serialize_field("completed_refunds", &c.completed_refunds)?;
+        m.serialize_field("self_completed_refunds", &c.self_completed_refunds)?;
+        m.serialize_field("self_completion_rate", &rate(c.self_completed_refunds, c.completed_refunds))?;
+        m.serialize_field("avg_refund_hours", &hours(c.refund_ms_sum, c.refund_ms_count))?;
+        m.serialize_field("manual_refunds", &c.manual_refunds)?;
+        m.serialize_field("manual_refund_rate", &rate(c.manual_refunds, paid))?;
+        m.serialize_field("ship_due_orders", &c.ship_due_orders)?;
+        m.serialize_field("late_shipments", &c.late_shipments)?;
+        m.serialize_field("late_shipment_rate", &rate(c.late_shipments, c.ship_due_orders))?;
+        let ratings: i64 = c.service_ratings.iter().sum();
+        let satisfied: i64 = c.satisfied_ratings.iter().sum();
+        m.serialize_field("service_ratings", &ratings)?;
+        m.serialize_field("satisfied_ratings", &satisfied)?;
+        m.serialize_field("satisfaction_rate", &rate(satisfied, ratings))?;
+        m.serialize_field("satisfaction_by", &SatisfactionBy(c))?;
         m.end()
     }
 }
 
-struct WindowsJson<'a>(&'a [(u32, WindowCounts)]);
+struct SatisfactionBy<'a>(&'a WindowCounts);
+
+impl Serialize for SatisfactionBy<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        for (i, name) in SERVICE_SLOT_NAMES.iter().enumerate() {
+            m.serialize_entry(name, &rate(self.0.satisfied_ratings[i], self.0.service_ratings[i]))?;
+        }
+        m.end()
+    }
+}
+
+struct WindowsJson<'a>(&'a [u32], &'a [WindowCounts]);
 
 impl Serialize for WindowsJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (days, counts) in self.0 {
+        for (days, counts) in self.0.iter().zip(self.1) {
             m.serialize_entry(&format!("{days}d"), &WindowJson(counts))?;
         }
         m.end()
     }
 }
 
-impl Serialize for Snapshot {
+struct DsrDim {
+    sum: i64,
+    count: i64,
+}
+
+impl Serialize for DsrDim {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_struct("Snapshot", 4)?;
-        m.serialize_field("shop_id", &self.shop_id)?;
-        m.serialize_field("as_of", &self.as_of.to_rfc3339())?;
-        m.serialize_field("version", &self.version)?;
-        m.serialize_field("windows", &WindowsJson(&self.windows))?;
+        let mut m = s.serialize_struct("Dsr", 3)?;
+        m.serialize_field("sum", &self.sum)?;
+        m.serialize_field("count", &self.count)?;
+        m.serialize_field("score", &rate(self.sum, self.count))?;
         m.end()
     }
 }
 
-/// Where an input record came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
+struct DsrJson<'a>(&'a ShopValues);
+
+impl Serialize for DsrJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        let mut m = s.serialize_struct("Dsr", 3)?;
+        for (i, name) in ["description", "service", "logistics"].into_iter().enumerate() {
+            m.serialize_field(name, &DsrDim { sum: v.dsr_sum[i], count: v.dsr_count })?;
+        }
+        m.end()
+    }
+}
+
+struct CampaignJson<'a>(&'a ShopValues);
+
+impl Serialize for CampaignJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let failed = self.0.campaign_failures();
+        let mut m = s.serialize_struct("Campaign", 2)?;
+        m.serialize_field("eligible", &failed.is_empty())?;
+        m.serialize_field("failed", &failed)?;
+        m.end()
+    }
+}
+
+impl Serialize for Snapshot {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Snapshot", 6)?;
+        m.serialize_field("shop_id", &self.shop_id)?;
+        m.serialize_field("as_of", &self.as_of.to_rfc3339())?;
+        m.serialize_field("version", &self.version)?;
+        m.serialize_field("windows", &WindowsJson(&self.window_days, &self.values.windows))?;
+        m.serialize_field("dsr", &DsrJson(&self.values))?;
+        m.serialize_field("campaign", &CampaignJson(&self.values))?;
+        m.end()
+    }
+}
+
+/// Where an input record came from. (Serialized untagged in outputs, via
+/// [`SourcePos::to_json`]; tagged in state, which needs a non-self-describing format.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum SourcePos {
-    File {
-        file: String,
-        line: u64,
-    },
-    Kafka {
-        topic: String,
-        partition: i32,
-        offset: i64,
-    },
+    File { file: String, line: u64 },
+    Kafka { topic: String, partition: i32, offset: i64 },
+}
+
+/// The untagged JSON form: `{"file","line"}` or `{"topic","partition","offset"}`.
+pub(crate) struct SourceJson<'a>(&'a SourcePos);
+
+impl Serialize for SourceJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            SourcePos::File { file, line } => {
+                let mut m = s.serialize_struct("Source", 2)?;
+                m.serialize_field("file", file)?;
+                m.serialize_field("line", line)?;
+                m.end()
+            }
+            SourcePos::Kafka { topic, partition, offset } => {
+                let mut m = s.serialize_struct("Source", 3)?;
+                m.serialize_field("topic", topic)?;
+                m.serialize_field("partition", partition)?;
+                m.serialize_field("offset", offset)?;
+                m.end()
+            }
+        }
+    }
 }
 
 /// An input record that could not be used, with the reason (SPEC §7).
@@ -139,13 +241,12 @@ impl Serialize for DeadLetter {
         let mut m = s.serialize_struct("DeadLetter", 4)?;
         m.serialize_field("reason", &self.reason)?;
         m.serialize_field("reason_code", self.reason_code)?;
-        m.serialize_field("source", &self.source)?;
+        m.serialize_field("source", &SourceJson(&self.source))?;
         match std::str::from_utf8(&self.raw) {
             Ok(text) => m.serialize_field("raw", text)?,
-            Err(_) => m.serialize_field(
-                "raw_base64",
-                &base64::engine::general_purpose::STANDARD.encode(&self.raw),
-            )?,
+            Err(_) => {
+                m.serialize_field("raw_base64", &base64::engine::general_purpose::STANDARD.encode(&self.raw))?
+            }
         }
         m.end()
     }
@@ -156,32 +257,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn snapshot_json_has_spec_order_and_null_rates() {
+    fn snapshot_json_matches_spec_example_window() {
+        let w30 = WindowCounts {
+            paid_orders: 120,
+            refunds_requested: 9,
+            dispute_refunds: 1,
+            quality_refunds: 3,
+            interventions: 2,
+            completed_refunds: 7,
+            self_completed_refunds: 6,
+            refund_ms_sum: 4 * 109_800_000,
+            refund_ms_count: 4,
+            manual_refunds: 1,
+            ship_due_orders: 110,
+            late_shipments: 4,
+            service_ratings: [20, 10, 0, 20],
+            satisfied_ratings: [19, 8, 0, 18],
+            ..Default::default()
+        };
         let s = Snapshot {
             shop_id: "s1".into(),
             as_of: Timestamp::parse_rfc3339("2024-05-31T18:00:00+08:00").unwrap(),
             version: 42,
-            windows: vec![
-                (
-                    1,
-                    WindowCounts {
-                        paid_orders: 0,
-                        refunds_requested: 0,
-                    },
-                ),
-                (
-                    30,
-                    WindowCounts {
-                        paid_orders: 120,
-                        refunds_requested: 9,
-                    },
-                ),
-            ],
+            window_days: vec![1, 30],
+            values: ShopValues {
+                windows: vec![WindowCounts::default(), w30],
+                dsr_sum: [96, 90, 100],
+                dsr_count: 20,
+                campaign_manual: 1,
+                campaign_paid: 120,
+            },
         };
-        assert_eq!(
-            Output::Snapshot(s).to_json(),
-            r#"{"shop_id":"s1","as_of":"2024-05-31T18:00:00+08:00","version":42,"windows":{"1d":{"paid_orders":0,"refunds_requested":0,"refund_rate":null},"30d":{"paid_orders":120,"refunds_requested":9,"refund_rate":0.075}}}"#
-        );
+        let text = Output::Snapshot(s).to_json();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let w = &v["windows"]["30d"];
+        assert_eq!(w["refund_rate"], 0.075);
+        assert_eq!(w["dispute_refund_rate"], 0.008333333333333333);
+        assert_eq!(w["self_completion_rate"], 0.8571428571428571);
+        assert_eq!(w["avg_refund_hours"], 30.5);
+        assert_eq!(w["late_shipment_rate"], 0.03636363636363636);
+        assert_eq!(w["satisfaction_rate"], 0.9);
+        assert_eq!(w["satisfaction_by"]["HUMAN_PRE_SALE"], 0.95);
+        assert_eq!(w["satisfaction_by"]["BOT_PRE_SALE"], serde_json::Value::Null);
+        assert_eq!(v["windows"]["1d"]["refund_rate"], serde_json::Value::Null);
+        assert_eq!(v["dsr"]["description"]["score"], 4.8);
+        assert_eq!(v["dsr"]["service"]["score"], 4.5);
+        assert_eq!(v["campaign"]["eligible"], false);
+        assert_eq!(v["campaign"]["failed"], serde_json::json!(["DSR_SERVICE_BELOW_4_6"]));
+        // Field order follows SPEC §8.
+        let keys: Vec<_> =
+            ["\"shop_id\"", "\"as_of\"", "\"version\"", "\"windows\"", "\"dsr\"", "\"campaign\""]
+                .iter()
+                .map(|k| text.find(k).unwrap())
+                .collect();
+        assert!(keys.windows(2).all(|p| p[0] < p[1]));
     }
 
     #[test]
@@ -189,22 +318,14 @@ mod tests {
         let d = DeadLetter {
             reason: "bad".into(),
             reason_code: "malformed_json",
-            source: SourcePos::File {
-                file: "in.jsonl".into(),
-                line: 3,
-            },
+            source: SourcePos::File { file: "in.jsonl".into(), line: 3 },
             raw: b"{\"a\":".to_vec(),
         };
         assert_eq!(
             Output::DeadLetter(d.clone()).to_json(),
             r#"{"reason":"bad","reason_code":"malformed_json","source":{"file":"in.jsonl","line":3},"raw":"{\"a\":"}"#
         );
-        let bin = DeadLetter {
-            raw: vec![0xff, 0x00],
-            ..d
-        };
-        assert!(Output::DeadLetter(bin)
-            .to_json()
-            .ends_with(r#""raw_base64":"/wA="}"#));
+        let bin = DeadLetter { raw: vec![0xff, 0x00], ..d };
+        assert!(Output::DeadLetter(bin).to_json().ends_with(r#""raw_base64":"/wA="}"#));
     }
 }

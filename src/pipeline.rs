@@ -84,12 +84,7 @@ pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, Pi
     let mut ov = Overlay::new(store);
     let mut engine = Engine::load(&mut ov, run.rules.clone())?;
     let mut outputs = Vec::new();
-    let mut summary = RunSummary {
-        records: 0,
-        commits: 0,
-        totals: Counters::default(),
-        watermark: None,
-    };
+    let mut summary = RunSummary { records: 0, commits: 0, totals: Counters::default(), watermark: None };
     let started = Instant::now();
     let mut last_commit = Instant::now();
     let mut last_progress = Instant::now();
@@ -98,10 +93,7 @@ pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, Pi
 
     for path in &run.inputs {
         let canon = std::fs::canonicalize(path)
-            .map_err(|source| SourceError::Io {
-                path: path.display().to_string(),
-                source,
-            })?
+            .map_err(|source| SourceError::Io { path: path.display().to_string(), source })?
             .display()
             .to_string();
         let pos_key = Key::Meta(MetaKey::FilePosition(&canon));
@@ -111,26 +103,22 @@ pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, Pi
         while let Some(line) = src.next_record(&mut buf)? {
             summary.records += 1;
             since_commit += 1;
+            let source = SourcePos::File { file: shown.clone(), line };
             match decode_json(&buf, None, &run.decode) {
                 Ok(ev) => {
-                    engine.apply(&mut ov, &ev, 0)?;
+                    engine.apply(&mut ov, &ev, 0, &source)?;
                 }
                 Err(e) => {
                     engine.note_dead_letter();
                     outputs.push(Output::DeadLetter(DeadLetter {
                         reason: e.to_string(),
                         reason_code: e.code(),
-                        source: SourcePos::File {
-                            file: shown.clone(),
-                            line,
-                        },
+                        source,
                         raw: buf.clone(),
                     }));
                 }
             }
-            if since_commit >= run.commit_every_records
-                || last_commit.elapsed() >= run.commit_interval
-            {
+            if since_commit >= run.commit_every_records || last_commit.elapsed() >= run.commit_interval {
                 ov.put(&pos_key, &src.position());
                 commit(store, &mut ov, &mut engine, &mut sink, &mut outputs, false)?;
                 summary.commits += 1;
@@ -173,10 +161,7 @@ fn commit(
         sink.write(&o)?;
     }
     let checkpoint = sink.flush()?;
-    ov.put_raw(
-        Key::Meta(MetaKey::SinkCheckpoint).encode(),
-        Some(checkpoint),
-    );
+    ov.put_raw(Key::Meta(MetaKey::SinkCheckpoint).encode(), Some(checkpoint));
     let mut batch = WriteBatch::new();
     ov.drain_into(&mut batch);
     store.write(batch)?;

@@ -126,10 +126,7 @@ wire_enum!(RefundReason {
 impl RefundReason {
     /// Quality-related reasons count for `quality_refund_rate` (SPEC §2).
     pub fn is_quality(self) -> bool {
-        matches!(
-            self,
-            RefundReason::Quality | RefundReason::NotAsDescribed | RefundReason::Damaged
-        )
+        matches!(self, RefundReason::Quality | RefundReason::NotAsDescribed | RefundReason::Damaged)
     }
 }
 
@@ -181,10 +178,7 @@ wire_enum!(SatisfactionLevel {
 impl SatisfactionLevel {
     /// `VERY_SATISFIED` and `SATISFIED` count as satisfied (SPEC §4).
     pub fn is_satisfied(self) -> bool {
-        matches!(
-            self,
-            SatisfactionLevel::VerySatisfied | SatisfactionLevel::Satisfied
-        )
+        matches!(self, SatisfactionLevel::VerySatisfied | SatisfactionLevel::Satisfied)
     }
 }
 
@@ -280,32 +274,16 @@ pub struct RefundUpdate {
 /// A refund stage with its stage-specific fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefundStage {
-    Requested {
-        kind: RefundKind,
-        reason: RefundReason,
-        amount_fen: i64,
-    },
-    Modified {
-        reason: RefundReason,
-        amount_fen: i64,
-    },
+    Requested { kind: RefundKind, reason: RefundReason, amount_fen: i64 },
+    Modified { reason: RefundReason, amount_fen: i64 },
     MerchantAgreed,
     MerchantRejected,
-    ReturnShipped {
-        return_tracking_no: String,
-    },
+    ReturnShipped { return_tracking_no: String },
     ReturnReceived,
     PlatformIntervened,
-    PlatformRuled {
-        liable: Liable,
-    },
-    Completed {
-        refunded: bool,
-        closed_by: ClosedBy,
-    },
-    LabelConfirmed {
-        label: MaliciousLabel,
-    },
+    PlatformRuled { liable: Liable },
+    Completed { refunded: bool, closed_by: ClosedBy },
+    LabelConfirmed { label: MaliciousLabel },
 }
 
 impl RefundStage {

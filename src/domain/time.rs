@@ -23,33 +23,13 @@ pub const MAX_VALID_EXCLUSIVE: Timestamp = Timestamp(4_102_416_000_000);
 
 /// An instant in epoch milliseconds (UTC).
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
 pub struct Timestamp(pub i64);
 
 /// A whole Asia/Shanghai calendar day, counted from 1970-01-01 (Shanghai).
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
 pub struct Day(pub i32);
 
@@ -99,10 +79,7 @@ impl Timestamp {
 
     /// The Asia/Shanghai natural month as `year * 12 + (month - 1)`.
     pub fn month(self) -> i32 {
-        let dt = shanghai()
-            .timestamp_millis_opt(self.0)
-            .single()
-            .expect("in range");
+        let dt = shanghai().timestamp_millis_opt(self.0).single().expect("in range");
         dt.year() * 12 + dt.month0() as i32
     }
 
@@ -114,10 +91,7 @@ impl Timestamp {
     /// RFC 3339 in Asia/Shanghai, e.g. `2024-05-31T18:00:00+08:00`; milliseconds are
     /// printed only when non-zero.
     pub fn to_rfc3339(self) -> String {
-        let dt = shanghai()
-            .timestamp_millis_opt(self.0)
-            .single()
-            .expect("in range");
+        let dt = shanghai().timestamp_millis_opt(self.0).single().expect("in range");
         if self.0.rem_euclid(1000) == 0 {
             dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
         } else {
@@ -177,15 +151,9 @@ mod tests {
     #[test]
     fn range_is_shanghai_2000_to_2100() {
         assert!(Timestamp::parse_rfc3339("2000-01-01T00:00:00+08:00").is_ok());
-        assert_eq!(
-            Timestamp::parse_rfc3339("1999-12-31T23:59:59.999+08:00"),
-            Err(TimeError::OutOfRange)
-        );
+        assert_eq!(Timestamp::parse_rfc3339("1999-12-31T23:59:59.999+08:00"), Err(TimeError::OutOfRange));
         assert!(Timestamp::parse_rfc3339("2099-12-31T23:59:59.999+08:00").is_ok());
-        assert_eq!(
-            Timestamp::parse_rfc3339("2100-01-01T00:00:00+08:00"),
-            Err(TimeError::OutOfRange)
-        );
+        assert_eq!(Timestamp::parse_rfc3339("2100-01-01T00:00:00+08:00"), Err(TimeError::OutOfRange));
         assert_eq!(Timestamp::from_epoch_ms(0), Err(TimeError::OutOfRange));
     }
 

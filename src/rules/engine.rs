@@ -1,18 +1,21 @@
-//! The rule engine: applies events to state and, at commit time, advances the watermark
-//! and emits the snapshots whose values changed.
+//! The rule engine: applies events to state and, at commit time, advances the watermark,
+//! fires event-time timers and emits the snapshots whose values changed.
 //!
-//! The engine keeps only per-commit bookkeeping in memory (which shops changed, the
-//! watermark and counters, which are saved into the same overlay as the state they
-//! describe). Everything else lives in the [`Overlay`], so a crash between commits loses
-//! nothing the next run cannot recompute from the last committed input position.
+//! The engine keeps only per-commit bookkeeping in memory (which shops changed, the day
+//! buckets being updated, the watermark and counters, which are saved into the same overlay
+//! as the state they describe). Everything else lives in the [`Overlay`], so a crash between
+//! commits loses nothing the next run cannot recompute from the last committed input
+//! position.
 
-use super::facts::{keep_earliest, Fact, OrderFacts, RefundFacts};
-use super::metrics::DayCounters;
-use super::snapshot;
+use super::buckets::Buckets;
+use super::dsr::{self, DsrGroup};
+use super::facts::{keep_earliest, Fact, OrderFacts, Payment, RefundFacts};
+use super::satisfaction::{SatisfactionRules, ServiceEntry, ServiceHistory};
+use super::snapshot::{self, CAMPAIGN_DAYS};
 use super::watermark::Watermark;
-use crate::domain::{Day, Event, EventBody, RefundStage, Timestamp};
-use crate::output::Output;
-use crate::state::keys::{self, Key, MetaKey};
+use crate::domain::*;
+use crate::output::{Output, SourcePos};
+use crate::state::keys::{self, Key, MetaKey, TimerKind};
 use crate::state::overlay::Overlay;
 use crate::state::StateError;
 use serde::{Deserialize, Serialize};
@@ -23,16 +26,21 @@ use std::collections::BTreeSet;
 pub struct RulesConfig {
     /// Window lengths in days, in output order.
     pub windows: Vec<u32>,
+    /// The DSR window in days.
+    pub dsr_days: u32,
     pub out_of_orderness_ms: i64,
     pub allowed_lateness_ms: i64,
+    pub satisfaction: SatisfactionRules,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
         RulesConfig {
             windows: vec![1, 7, 30],
+            dsr_days: 180,
             out_of_orderness_ms: 5 * 60_000,
             allowed_lateness_ms: 86_400_000,
+            satisfaction: SatisfactionRules::default(),
         }
     }
 }
@@ -52,6 +60,8 @@ pub struct Counters {
     pub dead_letters: u64,
     /// Snapshots emitted.
     pub snapshots: u64,
+    /// Event-time timers fired.
+    pub timers_fired: u64,
 }
 
 /// What [`Engine::apply`] did with an event.
@@ -77,6 +87,7 @@ pub struct Engine {
     /// Watermark as of the last flush (snapshots were made at it).
     flushed_at: Option<Timestamp>,
     dirty: BTreeSet<String>,
+    buckets: Buckets,
 }
 
 impl Engine {
@@ -84,12 +95,7 @@ impl Engine {
     pub fn load(ov: &mut Overlay<'_>, cfg: RulesConfig) -> Result<Engine, StateError> {
         let meta: EngineMeta = ov.get(&Key::Meta(MetaKey::Watermark))?.unwrap_or_default();
         let flushed_at = meta.watermark.current();
-        Ok(Engine {
-            cfg,
-            meta,
-            flushed_at,
-            dirty: BTreeSet::new(),
-        })
+        Ok(Engine { cfg, meta, flushed_at, dirty: BTreeSet::new(), buckets: Buckets::default() })
     }
 
     pub fn config(&self) -> &RulesConfig {
@@ -114,12 +120,19 @@ impl Engine {
         self.meta.watermark.set_idle(partition, idle);
     }
 
-    /// Applies one valid event read from `partition`.
+    fn mark_dirty(&mut self, shop: &str) {
+        if !self.dirty.contains(shop) {
+            self.dirty.insert(shop.to_owned());
+        }
+    }
+
+    /// Applies one valid event read from `partition` at `source`.
     pub fn apply(
         &mut self,
         ov: &mut Overlay<'_>,
         ev: &Event,
         partition: i32,
+        source: &SourcePos,
     ) -> Result<ApplyOutcome, StateError> {
         let seen = Key::Seen(&ev.event_id);
         if ov.contains(&seen)? {
@@ -127,19 +140,11 @@ impl Engine {
             return Ok(ApplyOutcome::Duplicate);
         }
         ov.put(&seen, &ev.event_time);
-        let late = self
-            .meta
-            .watermark
-            .current()
-            .is_some_and(|wm| ev.event_time < wm);
+        let wm = self.meta.watermark.current();
+        let late = wm.is_some_and(|wm| ev.event_time < wm);
         if late {
             self.meta.counters.late_events += 1;
-            let limit = self
-                .meta
-                .watermark
-                .current()
-                .map(|wm| wm.plus_ms(-self.cfg.allowed_lateness_ms));
-            if limit.is_some_and(|l| ev.event_time < l) {
+            if wm.is_some_and(|wm| ev.event_time < wm.plus_ms(-self.cfg.allowed_lateness_ms)) {
                 self.meta.counters.beyond_allowed_lateness += 1;
             }
         }
@@ -147,99 +152,191 @@ impl Engine {
         self.meta.counters.applied += 1;
 
         let shop = ev.shop_id.as_str();
+        let fact = Fact::new(ev.event_time, &ev.event_id, source);
         match &ev.body {
             EventBody::OrderPaid(p) => {
-                let key = Key::Order {
-                    shop,
-                    order: &p.order_id,
+                let payment = Payment {
+                    buyer_id: p.buyer_id.clone(),
+                    amount_fen: p.amount_fen,
+                    ship_deadline: p.ship_deadline,
+                    fulfillment: p.fulfillment,
+                    delivery_promise: p.delivery_promise,
+                    promised_delivery_by: p.promised_delivery_by,
                 };
-                let mut facts: OrderFacts = ov.get(&key)?.unwrap_or_default();
-                if let Some(old) =
-                    keep_earliest(&mut facts.paid, Fact::new(ev.event_time, &ev.event_id))
-                {
-                    self.move_count(
-                        ov,
-                        shop,
-                        old.map(|f| f.time.day()),
-                        ev.event_time.day(),
-                        |c| &mut c.paid_orders,
-                    )?;
-                    ov.put(&key, &facts);
-                }
+                self.on_order(ov, shop, &p.order_id, |o| keep_earliest(&mut o.paid, fact, payment))?;
             }
-            EventBody::Refund(r) => {
-                if let RefundStage::Requested { .. } = r.stage {
-                    let key = Key::Refund {
-                        shop,
-                        refund: &r.refund_id,
-                    };
-                    let mut facts: RefundFacts = ov.get(&key)?.unwrap_or_default();
-                    if let Some(old) =
-                        keep_earliest(&mut facts.requested, Fact::new(ev.event_time, &ev.event_id))
-                    {
-                        self.move_count(
-                            ov,
-                            shop,
-                            old.map(|f| f.time.day()),
-                            ev.event_time.day(),
-                            |c| &mut c.refunds_requested,
-                        )?;
-                        ov.put(&key, &facts);
-                    }
-                }
+            EventBody::OrderCompleted(r) => {
+                let buyer = r.buyer_id.clone();
+                self.on_order(ov, shop, &r.order_id, |o| keep_earliest(&mut o.completed, fact, buyer))?;
             }
-            // The remaining facts feed metrics of later milestones; the shop still gets a
-            // snapshot (SPEC §9: every shop with a valid event has one).
-            _ => {}
+            EventBody::OrderClosed(r) => {
+                self.on_order(ov, shop, &r.order_id, |o| keep_earliest(&mut o.closed, fact, ()))?;
+            }
+            EventBody::OrderRated(r) => {
+                let value = (r.buyer_id.clone(), [r.description, r.service, r.logistics]);
+                self.on_order(ov, shop, &r.order_id, |o| keep_earliest(&mut o.rated, fact, value))?;
+            }
+            EventBody::Logistics(l) => {
+                self.on_order(ov, shop, &l.order_id, |o| o.record_logistics(l.status, fact))?;
+            }
+            EventBody::Refund(r) => self.on_refund(ov, shop, r, fact)?,
+            EventBody::ServiceRated(s) => self.on_service(ov, shop, ev, s)?,
         }
-        if !self.dirty.contains(shop) {
-            self.dirty.insert(shop.to_owned());
-        }
+        self.mark_dirty(shop);
         Ok(ApplyOutcome::Applied { late })
     }
 
-    /// Moves one count of `field` from day `from` (None: new fact) to day `to`.
-    fn move_count(
+    /// Updates an order's facts with `change` and moves every count that depends on them.
+    fn on_order(
         &mut self,
         ov: &mut Overlay<'_>,
         shop: &str,
-        from: Option<Day>,
-        to: Day,
-        field: fn(&mut DayCounters) -> &mut i64,
+        order: &str,
+        change: impl FnOnce(&mut OrderFacts) -> bool,
     ) -> Result<(), StateError> {
-        if let Some(from) = from {
-            self.bump(ov, shop, from, field, -1)?;
+        let key = Key::Order { shop, order };
+        let mut o: OrderFacts = ov.get(&key)?.unwrap_or_default();
+        let before = o.clone();
+        if !change(&mut o) {
+            return Ok(());
         }
-        self.bump(ov, shop, to, field, 1)
+        self.sync_deadline_timer(ov, shop, order, &before, &mut o);
+        self.buckets.replace(ov, shop, &before.contribution(), &o.contribution())?;
+        self.update_dsr(ov, shop, dsr::valid_rating(order, &before), dsr::valid_rating(order, &o))?;
+        ov.put(&key, &o);
+        Ok(())
     }
 
-    fn bump(
+    /// Keeps the ship-deadline timer in step with the order's (earliest) payment.
+    fn sync_deadline_timer(
+        &self,
+        ov: &mut Overlay<'_>,
+        shop: &str,
+        order: &str,
+        before: &OrderFacts,
+        after: &mut OrderFacts,
+    ) {
+        let old = before.paid.as_ref().map(|p| p.value.ship_deadline);
+        let new = after.paid.as_ref().map(|p| p.value.ship_deadline);
+        if old == new {
+            return;
+        }
+        if let (Some(at), false) = (old, before.deadline_passed) {
+            ov.delete(&Key::Timer { at, kind: TimerKind::ShipDeadline, shop, id: order });
+        }
+        if let Some(at) = new {
+            after.deadline_passed = self.meta.watermark.current().is_some_and(|wm| wm > at);
+            if !after.deadline_passed {
+                ov.put(&Key::Timer { at, kind: TimerKind::ShipDeadline, shop, id: order }, &());
+            }
+        }
+    }
+
+    /// Moves an order's valid DSR rating between month groups and re-ranks them.
+    fn update_dsr(
         &mut self,
         ov: &mut Overlay<'_>,
         shop: &str,
-        day: Day,
-        field: fn(&mut DayCounters) -> &mut i64,
-        delta: i64,
+        old: Option<(dsr::GroupRef, dsr::DsrEntry)>,
+        new: Option<(dsr::GroupRef, dsr::DsrEntry)>,
     ) -> Result<(), StateError> {
-        let key = Key::DayBucket { shop, day };
-        let mut c: DayCounters = ov.get(&key)?.unwrap_or_default();
-        *field(&mut c) += delta;
-        if c.is_zero() {
-            ov.delete(&key);
-        } else {
-            ov.put(&key, &c);
+        if old == new {
+            return Ok(());
         }
-        ov.put(&Key::DayShop { day, shop }, &());
-        self.meta.data_days = Some(match self.meta.data_days {
-            None => (day, day),
-            Some((lo, hi)) => (lo.min(day), hi.max(day)),
+        let mut groups: Vec<&dsr::GroupRef> = old.iter().chain(new.iter()).map(|(g, _)| g).collect();
+        groups.dedup();
+        for g in groups {
+            let key = Key::DsrGroup { shop, buyer: &g.buyer, month: g.month };
+            let mut group: DsrGroup = ov.get(&key)?.unwrap_or_default();
+            let before = group.contribution();
+            if let Some((og, e)) = &old {
+                if og == g {
+                    group.remove(e);
+                }
+            }
+            if let Some((ng, e)) = &new {
+                if ng == g {
+                    group.insert(e.clone());
+                }
+            }
+            self.buckets.replace(ov, shop, &before, &group.contribution())?;
+            if group.entries.is_empty() {
+                ov.delete(&key);
+            } else {
+                ov.put(&key, &group);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_refund(
+        &mut self,
+        ov: &mut Overlay<'_>,
+        shop: &str,
+        r: &RefundUpdate,
+        fact: Fact,
+    ) -> Result<(), StateError> {
+        let okey = Key::Order { shop, order: &r.order_id };
+        let mut order: OrderFacts = ov.get(&okey)?.unwrap_or_default();
+        let rkey = Key::Refund { shop, refund: &r.refund_id };
+        let mut refund: RefundFacts = ov.get(&rkey)?.unwrap_or_default();
+        if refund.order_id.is_empty() {
+            refund.order_id = r.order_id.clone();
+        }
+        let before = refund.contribution(order.protected);
+        let changed = refund.record(&r.stage, fact);
+        let mut order_changed = false;
+        if !order.refunds.contains(&r.refund_id) {
+            order.refunds.push(r.refund_id.clone());
+            order_changed = true;
+        }
+        if refund.labeled && !order.protected {
+            // Retroactive protection: every other refund of the order stops counting.
+            order.protected = true;
+            order_changed = true;
+            for other in order.refunds.iter().filter(|id| **id != r.refund_id) {
+                let other_facts: RefundFacts =
+                    ov.get(&Key::Refund { shop, refund: other })?.unwrap_or_default();
+                self.buckets.replace(ov, shop, &other_facts.contribution(false), &Vec::new())?;
+            }
+        }
+        self.buckets.replace(ov, shop, &before, &refund.contribution(order.protected))?;
+        if changed || before.is_empty() {
+            ov.put(&rkey, &refund);
+        }
+        if order_changed {
+            ov.put(&okey, &order);
+        }
+        Ok(())
+    }
+
+    fn on_service(
+        &mut self,
+        ov: &mut Overlay<'_>,
+        shop: &str,
+        ev: &Event,
+        s: &ServiceRated,
+    ) -> Result<(), StateError> {
+        let key = Key::ServiceHistory { shop, buyer: &s.buyer_id };
+        let mut h: ServiceHistory = ov.get(&key)?.unwrap_or_default();
+        let before = h.contribution(self.cfg.satisfaction);
+        h.insert(ServiceEntry {
+            time: ev.event_time,
+            event_id: ev.event_id.clone(),
+            flagged: !s.flags.is_empty(),
+            handler: s.handler,
+            phase: s.phase,
+            satisfied: s.level.is_satisfied(),
         });
+        self.buckets.replace(ov, shop, &before, &h.contribution(self.cfg.satisfaction))?;
+        ov.put(&key, &h);
         Ok(())
     }
 
     /// Commit-time work: advances the watermark (to the largest event time when
-    /// `end_of_input`), re-evaluates every shop that changed or whose windows moved, emits
-    /// the changed snapshots into `out`, and saves the engine's bookkeeping.
+    /// `end_of_input`), fires the timers it passed, re-evaluates every shop that changed
+    /// or whose windows moved, emits the changed snapshots into `out`, and saves the
+    /// engine's bookkeeping.
     pub fn flush(
         &mut self,
         ov: &mut Overlay<'_>,
@@ -252,9 +349,18 @@ impl Engine {
             self.meta.watermark.advance(self.cfg.out_of_orderness_ms)
         };
         if let Some(wm) = wm {
+            self.fire_timers(ov, wm)?;
+        }
+        if let Some((lo, hi)) = self.buckets.write_back(ov) {
+            self.meta.data_days = Some(match self.meta.data_days {
+                None => (lo, hi),
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+            });
+        }
+        if let Some(wm) = wm {
             self.mark_shops_with_moved_days(ov, wm.day())?;
             for shop in std::mem::take(&mut self.dirty) {
-                if let Some(s) = snapshot::refresh(ov, &shop, wm, &self.cfg.windows)? {
+                if let Some(s) = snapshot::refresh(ov, &shop, wm, &self.cfg.windows, self.cfg.dsr_days)? {
                     self.meta.counters.snapshots += 1;
                     out.push(Output::Snapshot(s));
                 }
@@ -265,20 +371,58 @@ impl Engine {
         Ok(())
     }
 
+    /// Fires every timer whose time the watermark has passed (`at < wm`), in time order.
+    /// Cost is proportional to the timers due, not to those pending.
+    fn fire_timers(&mut self, ov: &mut Overlay<'_>, wm: Timestamp) -> Result<(), StateError> {
+        let prefix = keys::timer_prefix();
+        loop {
+            let due: Vec<keys::TimerRef> = ov
+                .scan(&prefix, &[], 1024)?
+                .into_iter()
+                .filter_map(|(k, _)| keys::parse_timer_key(&k))
+                .take_while(|t| t.at < wm)
+                .collect();
+            if due.is_empty() {
+                return Ok(());
+            }
+            for t in due {
+                ov.delete(&Key::Timer { at: t.at, kind: t.kind, shop: &t.shop, id: &t.id });
+                self.meta.counters.timers_fired += 1;
+                match t.kind {
+                    TimerKind::ShipDeadline => self.ship_deadline_passed(ov, &t.shop, &t.id, t.at)?,
+                    TimerKind::PromiseDeadline | TimerKind::GroupDecision => {}
+                }
+            }
+        }
+    }
+
+    fn ship_deadline_passed(
+        &mut self,
+        ov: &mut Overlay<'_>,
+        shop: &str,
+        order: &str,
+        at: Timestamp,
+    ) -> Result<(), StateError> {
+        let key = Key::Order { shop, order };
+        let mut o: OrderFacts = ov.get(&key)?.unwrap_or_default();
+        let current = o.paid.as_ref().map(|p| p.value.ship_deadline);
+        if current != Some(at) || o.deadline_passed {
+            return Ok(());
+        }
+        let before = o.contribution();
+        o.deadline_passed = true;
+        self.buckets.replace(ov, shop, &before, &o.contribution())?;
+        ov.put(&key, &o);
+        self.mark_dirty(shop);
+        Ok(())
+    }
+
     /// When the watermark's day moves from the last flush's day to `new_day`, days enter
     /// the windows (the days after the old one) and leave them (for a window of `n` days,
     /// the days up to `new_day - n`): every shop with data on such a day is re-evaluated.
-    fn mark_shops_with_moved_days(
-        &mut self,
-        ov: &mut Overlay<'_>,
-        new_day: Day,
-    ) -> Result<(), StateError> {
-        let Some(old) = self.flushed_at.map(Timestamp::day) else {
-            return Ok(());
-        };
-        let Some((lo, hi)) = self.meta.data_days else {
-            return Ok(());
-        };
+    fn mark_shops_with_moved_days(&mut self, ov: &mut Overlay<'_>, new_day: Day) -> Result<(), StateError> {
+        let Some(old) = self.flushed_at.map(Timestamp::day) else { return Ok(()) };
+        let Some((lo, hi)) = self.meta.data_days else { return Ok(()) };
         if new_day <= old {
             return Ok(());
         }
@@ -289,7 +433,8 @@ impl Engine {
             }
         };
         add_range(old.0 + 1, new_day.0);
-        for &n in &self.cfg.windows {
+        let lengths = self.cfg.windows.iter().copied().chain([self.cfg.dsr_days, CAMPAIGN_DAYS]);
+        for n in lengths {
             add_range(old.0 - n as i32 + 1, new_day.0 - n as i32);
         }
         for day in days {

@@ -1,10 +1,15 @@
-//! Per-order and per-refund facts, and the "earliest report wins" rule of SPEC §9.
+//! Per-order and per-refund facts, the "earliest report wins" rule of SPEC §9, and what
+//! each entity contributes to the day counters.
 //!
 //! One fact reported twice under different `event_id`s counts once, at the earliest
-//! (`event_time`, `event_id`). When a later-arriving report is earlier, the fact moves to
-//! the earlier day; the caller moves the day counters accordingly.
+//! (`event_time`, `event_id`); the latest `PLATFORM_RULED` and the latest reason are the
+//! exceptions the spec names. Facts are stored whatever their arrival order (a logistics
+//! update before its `order.paid`), and contributions are recomputed from the facts, so the
+//! result does not depend on arrival order.
 
-use crate::domain::Timestamp;
+use super::metrics::{Contribution, DayCounters};
+use crate::domain::*;
+use crate::output::SourcePos;
 use serde::{Deserialize, Serialize};
 
 /// A fact's time and the event that reported it.
@@ -12,14 +17,13 @@ use serde::{Deserialize, Serialize};
 pub struct Fact {
     pub time: Timestamp,
     pub event_id: String,
+    /// Where the event was read (for compensation lineage).
+    pub source: SourcePos,
 }
 
 impl Fact {
-    pub fn new(time: Timestamp, event_id: &str) -> Fact {
-        Fact {
-            time,
-            event_id: event_id.to_owned(),
-        }
+    pub fn new(time: Timestamp, event_id: &str, source: &SourcePos) -> Fact {
+        Fact { time, event_id: event_id.to_owned(), source: source.clone() }
     }
 
     /// Whether `self` is earlier than `other` by (`event_time`, `event_id`).
@@ -28,53 +32,249 @@ impl Fact {
     }
 }
 
-/// Keeps the earliest of the stored and the new report. Returns the previous fact when
-/// the new one replaced it (`Some(None)` when there was none), or `None` when the stored
-/// one stays.
-pub fn keep_earliest(slot: &mut Option<Fact>, new: Fact) -> Option<Option<Fact>> {
+/// A fact with a payload, ordered like [`Fact`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct With<T> {
+    pub fact: Fact,
+    pub value: T,
+}
+
+/// Keeps the earliest report in `slot`; returns whether it changed.
+pub fn keep_earliest<T>(slot: &mut Option<With<T>>, fact: Fact, value: T) -> bool {
     match slot {
-        Some(old) if !new.is_before(old) => None,
-        _ => Some(slot.replace(new)),
+        Some(old) if !fact.is_before(&old.fact) => false,
+        _ => {
+            *slot = Some(With { fact, value });
+            true
+        }
     }
+}
+
+/// Keeps the latest report in `slot`; returns whether it changed.
+pub fn keep_latest<T>(slot: &mut Option<With<T>>, fact: Fact, value: T) -> bool {
+    match slot {
+        Some(old) if !old.fact.is_before(&fact) => false,
+        _ => {
+            *slot = Some(With { fact, value });
+            true
+        }
+    }
+}
+
+/// The payment details of an order (from its earliest `order.paid`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub buyer_id: String,
+    pub amount_fen: i64,
+    pub ship_deadline: Timestamp,
+    pub fulfillment: Fulfillment,
+    pub delivery_promise: DeliveryPromise,
+    pub promised_delivery_by: Option<Timestamp>,
 }
 
 /// What state keeps per order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderFacts {
-    /// The earliest `order.paid`.
-    pub paid: Option<Fact>,
+    pub paid: Option<With<Payment>>,
+    pub closed: Option<With<()>>,
+    /// Earliest `order.completed`, with its buyer.
+    pub completed: Option<With<String>>,
+    /// Earliest `order.rated`: buyer and (description, service, logistics).
+    pub rated: Option<With<(String, [u8; 3])>>,
+    pub picked_up: Option<With<()>>,
+    pub outbound: Option<With<()>>,
+    /// Sorting-center statuses, each the earliest report of its status.
+    pub sorting: Vec<Fact>,
+    pub delivered: Option<With<()>>,
+    pub door_delivered: Option<With<()>>,
+    /// The watermark has passed `ship_deadline` (the deadline timer fired).
+    pub deadline_passed: bool,
+    /// A refund of this order has a confirmed malicious-buyer label (SPEC §4).
+    pub protected: bool,
+    /// Refunds seen for this order.
+    pub refunds: Vec<String>,
+}
+
+impl OrderFacts {
+    /// The shipped time (SPEC §5): the first `PICKED_UP`; for Cainiao orders also the first
+    /// sorting status strictly after the earliest `WAREHOUSE_OUTBOUND`, whichever is earliest.
+    pub fn shipped(&self) -> Option<&Fact> {
+        let pickup = self.picked_up.as_ref().map(|w| &w.fact);
+        let cainiao = self.paid.as_ref().is_some_and(|p| p.value.fulfillment == Fulfillment::Cainiao);
+        let sorted = match (&self.outbound, cainiao) {
+            (Some(out), true) => self
+                .sorting
+                .iter()
+                .filter(|s| s.time > out.fact.time)
+                .min_by(|a, b| (a.time, &a.event_id).cmp(&(b.time, &b.event_id))),
+            _ => None,
+        };
+        match (pickup, sorted) {
+            (Some(p), Some(s)) => Some(if s.is_before(p) { s } else { p }),
+            (p, s) => p.or(s),
+        }
+    }
+
+    /// Closed at or before `t`.
+    pub fn closed_by(&self, t: Timestamp) -> bool {
+        self.closed.as_ref().is_some_and(|c| c.fact.time <= t)
+    }
+
+    /// Records a logistics status; returns whether any fact changed.
+    pub fn record_logistics(&mut self, status: LogisticsStatus, fact: Fact) -> bool {
+        match status {
+            LogisticsStatus::PickedUp => keep_earliest(&mut self.picked_up, fact, ()),
+            LogisticsStatus::WarehouseOutbound => keep_earliest(&mut self.outbound, fact, ()),
+            LogisticsStatus::Delivered => keep_earliest(&mut self.delivered, fact, ()),
+            LogisticsStatus::DoorDelivered => keep_earliest(&mut self.door_delivered, fact, ()),
+            s if s.is_sorting() => {
+                self.sorting.push(fact);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What the order contributes to the day counters: `paid_orders` on the payment day;
+    /// once the deadline has passed and unless closed by then, `ship_due_orders` (and
+    /// `late_shipments` if not shipped by then) on the deadline day.
+    pub fn contribution(&self) -> Contribution {
+        let mut out = Contribution::new();
+        if let Some(p) = &self.paid {
+            out.push((p.fact.time.day(), DayCounters { paid_orders: 1, ..Default::default() }));
+            let deadline = p.value.ship_deadline;
+            if self.deadline_passed && !self.closed_by(deadline) {
+                let late = self.shipped().is_none_or(|s| s.time > deadline);
+                out.push((
+                    deadline.day(),
+                    DayCounters { ship_due_orders: 1, late_shipments: late as i64, ..Default::default() },
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// What state keeps per refund.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundFacts {
-    /// The earliest `REQUESTED`.
-    pub requested: Option<Fact>,
+    pub order_id: String,
+    /// Earliest `REQUESTED`: kind and amount.
+    pub requested: Option<With<(RefundKind, i64)>>,
+    /// Latest reason among `REQUESTED`/`MODIFIED`.
+    pub reason: Option<With<RefundReason>>,
+    /// First `PLATFORM_INTERVENED`.
+    pub intervened: Option<With<()>>,
+    /// Latest `PLATFORM_RULED`.
+    pub ruled: Option<With<Liable>>,
+    /// Earliest `COMPLETED`: refunded, closed_by.
+    pub completed: Option<With<(bool, ClosedBy)>>,
+    /// A malicious-buyer label was confirmed on this refund.
+    pub labeled: bool,
+}
+
+impl RefundFacts {
+    /// Records a stage; returns whether any fact changed.
+    pub fn record(&mut self, stage: &RefundStage, fact: Fact) -> bool {
+        match stage {
+            RefundStage::Requested { kind, reason, amount_fen } => {
+                let a = keep_latest(&mut self.reason, fact.clone(), *reason);
+                let b = keep_earliest(&mut self.requested, fact, (*kind, *amount_fen));
+                a || b
+            }
+            RefundStage::Modified { reason, .. } => keep_latest(&mut self.reason, fact, *reason),
+            RefundStage::PlatformIntervened => keep_earliest(&mut self.intervened, fact, ()),
+            RefundStage::PlatformRuled { liable } => keep_latest(&mut self.ruled, fact, *liable),
+            RefundStage::Completed { refunded, closed_by } => {
+                keep_earliest(&mut self.completed, fact, (*refunded, *closed_by))
+            }
+            RefundStage::LabelConfirmed { .. } => !std::mem::replace(&mut self.labeled, true),
+            RefundStage::MerchantAgreed
+            | RefundStage::MerchantRejected
+            | RefundStage::ReturnShipped { .. }
+            | RefundStage::ReturnReceived => false,
+        }
+    }
+
+    /// What the refund contributes to the day counters (nothing when its order is
+    /// protected by a confirmed label).
+    pub fn contribution(&self, protected: bool) -> Contribution {
+        let mut out = Contribution::new();
+        if protected {
+            return out;
+        }
+        if let Some(r) = &self.requested {
+            out.push((r.fact.time.day(), DayCounters { refunds_requested: 1, ..Default::default() }));
+        }
+        if let Some(i) = &self.intervened {
+            out.push((i.fact.time.day(), DayCounters { interventions: 1, ..Default::default() }));
+        }
+        if let Some(c) = &self.completed {
+            let (refunded, closed_by) = c.value;
+            let intervened = self.intervened.is_some();
+            let merchant_liable = self.ruled.as_ref().is_some_and(|r| r.value == Liable::Merchant);
+            let quality = self.reason.as_ref().is_some_and(|r| r.value.is_quality());
+            let mut d = DayCounters {
+                completed_refunds: 1,
+                self_completed_refunds: (closed_by != ClosedBy::Platform) as i64,
+                dispute_refunds: (refunded && intervened && merchant_liable) as i64,
+                quality_refunds: (refunded && quality) as i64,
+                manual_refunds: (refunded && intervened) as i64,
+                ..Default::default()
+            };
+            if let (false, Some(r)) = (intervened, &self.requested) {
+                d.refund_ms_sum = c.fact.time.0 - r.fact.time.0;
+                d.refund_ms_count = 1;
+            }
+            out.push((c.fact.time.day(), d));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn f(t: i64, id: &str) -> Fact {
+        Fact::new(Timestamp(t), id, &SourcePos::File { file: "f".into(), line: 1 })
+    }
+
     #[test]
     fn earliest_by_time_then_event_id() {
         let mut slot = None;
-        assert_eq!(
-            keep_earliest(&mut slot, Fact::new(Timestamp(10), "b")),
-            Some(None)
-        );
-        assert_eq!(
-            keep_earliest(&mut slot, Fact::new(Timestamp(10), "c")),
-            None
-        );
-        assert_eq!(
-            keep_earliest(&mut slot, Fact::new(Timestamp(10), "a")),
-            Some(Some(Fact::new(Timestamp(10), "b")))
-        );
-        assert_eq!(
-            keep_earliest(&mut slot, Fact::new(Timestamp(11), "0")),
-            None
-        );
-        assert_eq!(slot, Some(Fact::new(Timestamp(10), "a")));
+        assert!(keep_earliest(&mut slot, f(10, "b"), 1));
+        assert!(!keep_earliest(&mut slot, f(10, "c"), 2));
+        assert!(keep_earliest(&mut slot, f(10, "a"), 3));
+        assert!(!keep_earliest(&mut slot, f(11, "0"), 4));
+        assert_eq!(slot.unwrap().value, 3);
+    }
+
+    #[test]
+    fn cainiao_sorting_counts_only_after_outbound() {
+        let mut o = OrderFacts::default();
+        o.paid = Some(With {
+            fact: f(0, "p"),
+            value: Payment {
+                buyer_id: "b".into(),
+                amount_fen: 1,
+                ship_deadline: Timestamp(100),
+                fulfillment: Fulfillment::Cainiao,
+                delivery_promise: DeliveryPromise::None,
+                promised_delivery_by: None,
+            },
+        });
+        o.record_logistics(LogisticsStatus::AtSortingCenter, f(5, "s1"));
+        assert_eq!(o.shipped(), None, "no outbound yet");
+        o.record_logistics(LogisticsStatus::WarehouseOutbound, f(7, "w"));
+        assert_eq!(o.shipped(), None, "sorting before outbound does not count");
+        o.record_logistics(LogisticsStatus::Sorted, f(9, "s2"));
+        assert_eq!(o.shipped().unwrap().time, Timestamp(9));
+        o.record_logistics(LogisticsStatus::PickedUp, f(8, "pu"));
+        assert_eq!(o.shipped().unwrap().time, Timestamp(8));
+        // A merchant-fulfilled order ignores sorting statuses.
+        o.paid.as_mut().unwrap().value.fulfillment = Fulfillment::Merchant;
+        o.picked_up = None;
+        assert_eq!(o.shipped(), None);
     }
 }

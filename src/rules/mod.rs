@@ -3,9 +3,12 @@
 //! events in ([`engine::Engine::apply`]) and asks for outputs at commit time
 //! ([`engine::Engine::flush`]), like vector's `record(event)` / `flush(now)`.
 
+pub mod buckets;
+pub mod dsr;
 pub mod engine;
 pub mod facts;
 pub mod metrics;
+pub mod satisfaction;
 pub mod snapshot;
 pub mod watermark;
 

@@ -1,8 +1,9 @@
 //! Building a shop's snapshot from its day buckets and deciding whether it changed.
 //!
-//! Windows are whole Asia/Shanghai days ending with the watermark's day (SPEC §3). A
-//! snapshot is emitted only when some value other than `as_of`/`version` changes (§9), so
-//! the last emitted values are kept per shop and compared as exact counts.
+//! Windows are whole Asia/Shanghai days ending with the watermark's day (SPEC §3); DSR uses
+//! its own (180-day) window and campaign eligibility a 30-day one. A snapshot is emitted
+//! only when some value other than `as_of`/`version` changes (§9), so the last emitted
+//! values are kept per shop and compared as exact counts.
 
 use super::metrics::{DayCounters, WindowCounts};
 use crate::domain::{Day, Timestamp};
@@ -12,40 +13,89 @@ use crate::state::overlay::Overlay;
 use crate::state::StateError;
 use serde::{Deserialize, Serialize};
 
+/// Days of the campaign-eligibility manual-refund window (SPEC §4, seed 004).
+pub const CAMPAIGN_DAYS: u32 = 30;
+
+/// Everything a snapshot shows, as counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopValues {
+    /// One entry per configured window, in order.
+    pub windows: Vec<WindowCounts>,
+    /// DSR sums (description, service, logistics) and count over the DSR window.
+    pub dsr_sum: [i64; 3],
+    pub dsr_count: i64,
+    /// Manual refunds and paid orders over the last [`CAMPAIGN_DAYS`] days.
+    pub campaign_manual: i64,
+    pub campaign_paid: i64,
+}
+
 /// The values of the last snapshot emitted for a shop.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastSnapshot {
     pub version: u64,
-    pub windows: Vec<WindowCounts>,
+    pub values: ShopValues,
 }
 
-/// Sums a shop's day buckets into each window ending at `as_of_day`.
-pub fn window_counts(
+/// Campaign-eligibility condition names, in SPEC §8 order.
+pub const DSR_FAILS: [&str; 3] =
+    ["DSR_DESCRIPTION_BELOW_4_6", "DSR_SERVICE_BELOW_4_6", "DSR_LOGISTICS_BELOW_4_6"];
+pub const MANUAL_FAIL: &str = "MANUAL_REFUNDS_OVER_LIMIT";
+
+impl ShopValues {
+    /// The failed campaign conditions (empty = eligible): each DSR score ≥ 4.6 (a dimension
+    /// with no rating passes), and manual refunds ≤ 6 or ≤ 0.1 % of paid orders over 30
+    /// days. Compared in integers, so exactly 4.6 passes.
+    pub fn campaign_failures(&self) -> Vec<&'static str> {
+        let mut failed = Vec::new();
+        for (i, name) in DSR_FAILS.iter().enumerate() {
+            if self.dsr_count > 0 && self.dsr_sum[i] * 10 < 46 * self.dsr_count {
+                failed.push(*name);
+            }
+        }
+        if self.campaign_manual > 6 && self.campaign_manual * 1000 > self.campaign_paid {
+            failed.push(MANUAL_FAIL);
+        }
+        failed
+    }
+}
+
+/// Sums a shop's day buckets into the windows ending at `as_of_day`.
+pub fn shop_values(
     ov: &mut Overlay<'_>,
     shop: &str,
     as_of_day: Day,
     windows: &[u32],
-) -> Result<Vec<WindowCounts>, StateError> {
-    let longest = windows.iter().copied().max().unwrap_or(0) as i32;
+    dsr_days: u32,
+) -> Result<ShopValues, StateError> {
+    let longest = windows.iter().copied().chain([dsr_days, CAMPAIGN_DAYS]).max().unwrap_or(1) as i32;
     let first = Day(as_of_day.0 - longest + 1);
     let prefix = keys::day_bucket_prefix(shop);
     let start = Key::DayBucket { shop, day: first }.encode();
-    let mut sums = vec![WindowCounts::default(); windows.len()];
-    for (k, v) in ov.scan(&prefix, &start, usize::MAX)? {
-        let Some(day) = keys::day_of_bucket_key(&k) else {
-            continue;
-        };
+    let within = |day: Day, n: u32| day.0 > as_of_day.0 - n as i32;
+    let mut v = ShopValues { windows: vec![WindowCounts::default(); windows.len()], ..Default::default() };
+    for (k, bytes) in ov.scan(&prefix, &start, usize::MAX)? {
+        let Some(day) = keys::day_of_bucket_key(&k) else { continue };
         if day > as_of_day {
             break;
         }
-        let counters: DayCounters = crate::state::codec::decode(&k, &v)?;
-        for (sum, &n) in sums.iter_mut().zip(windows) {
-            if day.0 > as_of_day.0 - n as i32 {
-                sum.add(&counters);
+        let c: DayCounters = crate::state::codec::decode(&k, &bytes)?;
+        for (sum, &n) in v.windows.iter_mut().zip(windows) {
+            if within(day, n) {
+                sum.add(&c);
             }
         }
+        if within(day, dsr_days) {
+            for (s, x) in v.dsr_sum.iter_mut().zip(c.dsr_sum) {
+                *s += x;
+            }
+            v.dsr_count += c.dsr_count;
+        }
+        if within(day, CAMPAIGN_DAYS) {
+            v.campaign_manual += c.manual_refunds;
+            v.campaign_paid += c.paid_orders;
+        }
     }
-    Ok(sums)
+    Ok(v)
 }
 
 /// Recomputes `shop`'s values at `as_of`; when they differ from the last emitted ones,
@@ -55,25 +105,15 @@ pub fn refresh(
     shop: &str,
     as_of: Timestamp,
     windows: &[u32],
+    dsr_days: u32,
 ) -> Result<Option<Snapshot>, StateError> {
-    let counts = window_counts(ov, shop, as_of.day(), windows)?;
+    let values = shop_values(ov, shop, as_of.day(), windows, dsr_days)?;
     let key = Key::Snapshot { shop };
     let last: Option<LastSnapshot> = ov.get(&key)?;
-    if last.as_ref().is_some_and(|l| l.windows == counts) {
+    if last.as_ref().is_some_and(|l| l.values == values) {
         return Ok(None);
     }
     let version = last.map_or(1, |l| l.version + 1);
-    ov.put(
-        &key,
-        &LastSnapshot {
-            version,
-            windows: counts.clone(),
-        },
-    );
-    Ok(Some(Snapshot {
-        shop_id: shop.to_owned(),
-        as_of,
-        version,
-        windows: windows.iter().copied().zip(counts).collect(),
-    }))
+    ov.put(&key, &LastSnapshot { version, values: values.clone() });
+    Ok(Some(Snapshot { shop_id: shop.to_owned(), as_of, version, window_days: windows.to_vec(), values }))
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::domain::*;
-use crate::output::{Output, Snapshot};
+use crate::output::{Output, Snapshot, SourcePos};
 use crate::state::memory::MemStore;
 use crate::state::overlay::Overlay;
 use crate::state::{KvStore, WriteBatch};
@@ -56,7 +56,7 @@ fn run(store: &MemStore, batches: &[Vec<Event>], end: bool) -> Vec<Output> {
         let mut ov = Overlay::new(store);
         let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
         for ev in batch {
-            engine.apply(&mut ov, ev, 0).unwrap();
+            engine.apply(&mut ov, ev, 0, &SourcePos::File { file: "t".into(), line: 1 }).unwrap();
         }
         engine.flush(&mut ov, end && i + 1 == n, &mut out).unwrap();
         let mut wb = WriteBatch::new();
@@ -76,7 +76,7 @@ fn snapshots(out: &[Output]) -> Vec<&Snapshot> {
 }
 
 fn window(s: &Snapshot, days: u32) -> (i64, i64) {
-    let c = s.windows.iter().find(|(d, _)| *d == days).unwrap().1;
+    let c = s.window(days).unwrap();
     (c.paid_orders, c.refunds_requested)
 }
 
@@ -129,64 +129,28 @@ fn duplicate_event_ids_and_duplicate_facts_count_once() {
 #[test]
 fn snapshot_only_when_values_change_and_when_days_leave_windows() {
     let store = MemStore::new();
-    let first = run(
-        &store,
-        &[vec![paid("e1", "s1", "o1", "2024-05-01T10:00:00+08:00")]],
-        false,
-    );
+    let first = run(&store, &[vec![paid("e1", "s1", "o1", "2024-05-01T10:00:00+08:00")]], false);
     assert_eq!(snapshots(&first).len(), 1);
     // Another shop's event on the same day: s1 unchanged, no new s1 snapshot.
-    let second = run(
-        &store,
-        &[vec![paid("e2", "s2", "o2", "2024-05-01T11:00:00+08:00")]],
-        false,
-    );
-    assert_eq!(
-        snapshots(&second)
-            .iter()
-            .map(|s| s.shop_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["s2"]
-    );
+    let second = run(&store, &[vec![paid("e2", "s2", "o2", "2024-05-01T11:00:00+08:00")]], false);
+    assert_eq!(snapshots(&second).iter().map(|s| s.shop_id.as_str()).collect::<Vec<_>>(), vec!["s2"]);
     // The watermark moves to 05-02: o1 leaves s1's 1-day window (and s2's o2 too).
-    let third = run(
-        &store,
-        &[vec![paid("e3", "s3", "o3", "2024-05-02T10:00:00+08:00")]],
-        false,
-    );
-    let s1 = snapshots(&third)
-        .into_iter()
-        .find(|s| s.shop_id == "s1")
-        .expect("s1 re-emitted");
+    let third = run(&store, &[vec![paid("e3", "s3", "o3", "2024-05-02T10:00:00+08:00")]], false);
+    let s1 = snapshots(&third).into_iter().find(|s| s.shop_id == "s1").expect("s1 re-emitted");
     assert_eq!(s1.version, 2);
     assert_eq!(window(s1, 1), (0, 0));
     assert_eq!(window(s1, 7), (1, 0));
     // 30 days later o1 leaves every window.
-    let fourth = run(
-        &store,
-        &[vec![paid("e4", "s3", "o4", "2024-06-01T10:00:00+08:00")]],
-        false,
-    );
-    let s1 = snapshots(&fourth)
-        .into_iter()
-        .find(|s| s.shop_id == "s1")
-        .expect("s1 re-emitted");
+    let fourth = run(&store, &[vec![paid("e4", "s3", "o4", "2024-06-01T10:00:00+08:00")]], false);
+    let s1 = snapshots(&fourth).into_iter().find(|s| s.shop_id == "s1").expect("s1 re-emitted");
     assert_eq!(window(s1, 30), (0, 0));
 }
 
 #[test]
 fn late_events_are_counted_and_applied() {
     let store = MemStore::new();
-    run(
-        &store,
-        &[vec![paid("e1", "s1", "o1", "2024-05-10T10:00:00+08:00")]],
-        false,
-    );
-    let out = run(
-        &store,
-        &[vec![paid("e2", "s1", "o2", "2024-05-09T10:00:00+08:00")]],
-        true,
-    );
+    run(&store, &[vec![paid("e1", "s1", "o1", "2024-05-10T10:00:00+08:00")]], false);
+    let out = run(&store, &[vec![paid("e2", "s1", "o2", "2024-05-09T10:00:00+08:00")]], true);
     let s = *snapshots(&out).last().unwrap();
     assert_eq!(window(s, 7), (2, 0));
     let mut ov = Overlay::new(&store);
@@ -210,7 +174,7 @@ fn batching_does_not_change_final_snapshots() {
         let out = run(&store, &batches, true);
         let mut last = std::collections::BTreeMap::new();
         for s in snapshots(&out) {
-            last.insert(s.shop_id.clone(), s.windows.clone());
+            last.insert(s.shop_id.clone(), s.values.windows.clone());
         }
         last
     };
@@ -218,13 +182,7 @@ fn batching_does_not_change_final_snapshots() {
     let single = finals(events.iter().map(|e| vec![e.clone()]).collect());
     assert_eq!(whole, single);
     // Final watermark 05-09: the 7-day window 05-03..05-09 holds o3 and r2, not o1/r1.
-    assert_eq!(whole["s1"][0].1.paid_orders, 0);
-    assert_eq!(
-        (
-            whole["s1"][1].1.paid_orders,
-            whole["s1"][1].1.refunds_requested
-        ),
-        (1, 1)
-    );
-    assert_eq!(whole["s1"][2].1.paid_orders, 2);
+    assert_eq!(whole["s1"][0].paid_orders, 0);
+    assert_eq!((whole["s1"][1].paid_orders, whole["s1"][1].refunds_requested), (1, 1));
+    assert_eq!(whole["s1"][2].paid_orders, 2);
 }

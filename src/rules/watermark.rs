@@ -46,21 +46,15 @@ impl Watermark {
     /// The watermark never decreases.
     pub fn advance(&mut self, out_of_orderness_ms: i64) -> Option<Timestamp> {
         let active = self.partitions.values().filter(|p| !p.idle);
-        let candidate = active
-            .map(|p| p.max_event_time.map(|t| t.plus_ms(-out_of_orderness_ms)))
-            .min()
-            .flatten();
+        let candidate =
+            active.map(|p| p.max_event_time.map(|t| t.plus_ms(-out_of_orderness_ms))).min().flatten();
         self.raise(candidate);
         self.current
     }
 
     /// Bounded input ended: the watermark becomes the largest event time seen (SPEC §8).
     pub fn finish(&mut self) -> Option<Timestamp> {
-        let max = self
-            .partitions
-            .values()
-            .filter_map(|p| p.max_event_time)
-            .max();
+        let max = self.partitions.values().filter_map(|p| p.max_event_time).max();
         self.raise(max);
         self.current
     }

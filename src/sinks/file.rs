@@ -29,10 +29,7 @@ pub struct FileSink {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
-    move |source| SinkError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| SinkError::Io { path: path.display().to_string(), source }
 }
 
 impl FileSink {
@@ -50,21 +47,13 @@ impl FileSink {
                 .open(&path)
                 .map_err(io(&path))?;
             let len = file.metadata().map_err(io(&path))?.len();
-            files.push(OutFile {
-                path,
-                file,
-                buf: Vec::with_capacity(1 << 16),
-                len,
-            });
+            files.push(OutFile { path, file, buf: Vec::with_capacity(1 << 16), len });
         }
         Ok(FileSink { files })
     }
 
     fn slot(kind: OutputKind) -> usize {
-        OutputKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .expect("all kinds listed")
+        OutputKind::ALL.iter().position(|k| *k == kind).expect("all kinds listed")
     }
 }
 
@@ -139,10 +128,7 @@ mod tests {
         Output::DeadLetter(DeadLetter {
             reason: "r".into(),
             reason_code: "malformed_json",
-            source: SourcePos::File {
-                file: "f".into(),
-                line,
-            },
+            source: SourcePos::File { file: "f".into(), line },
             raw: b"x".to_vec(),
         })
     }
@@ -172,9 +158,6 @@ mod tests {
         std::fs::write(dir.path().join("snapshots.jsonl"), "{}\n").unwrap();
         let mut s = FileSink::open(dir.path()).unwrap();
         let err = s.recover(None).unwrap_err().to_string();
-        assert!(
-            err.contains("snapshots.jsonl") && err.contains("--output"),
-            "{err}"
-        );
+        assert!(err.contains("snapshots.jsonl") && err.contains("--output"), "{err}");
     }
 }

@@ -16,10 +16,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum SinkError {
     #[error("cannot write output {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{0}")]
     Inconsistent(String),
 }

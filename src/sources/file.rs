@@ -25,10 +25,7 @@ pub struct FilePosition {
 #[derive(Debug, Error)]
 pub enum SourceError {
     #[error("cannot read input {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error(
         "input {path} has {len} bytes but {offset} were already consumed from it: it was \
          truncated or replaced; restore it, or use a fresh --data-dir to start over"
@@ -48,18 +45,11 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 impl FileSource {
     /// Opens `path` and seeks to `start`.
     pub fn open(path: &Path, start: FilePosition) -> Result<FileSource, SourceError> {
-        let err = |source| SourceError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let err = |source| SourceError::Io { path: path.display().to_string(), source };
         let mut file = File::open(path).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
         if len < start.offset {
-            return Err(SourceError::Shrunk {
-                path: path.display().to_string(),
-                len,
-                offset: start.offset,
-            });
+            return Err(SourceError::Shrunk { path: path.display().to_string(), len, offset: start.offset });
         }
         file.seek(SeekFrom::Start(start.offset)).map_err(err)?;
         Ok(FileSource {
@@ -82,10 +72,7 @@ impl FileSource {
             let n = self
                 .reader
                 .read_until(b'\n', buf)
-                .map_err(|source| SourceError::Io {
-                    path: self.path.display().to_string(),
-                    source,
-                })?;
+                .map_err(|source| SourceError::Io { path: self.path.display().to_string(), source })?;
             if n == 0 {
                 return Ok(None);
             }
@@ -126,11 +113,7 @@ mod tests {
     fn bom_crlf_blank_lines_and_unterminated_last_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.jsonl");
-        std::fs::write(
-            &path,
-            b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \t\r\n{\"b\":2}\n\xff\xfe\n{\"c\":3}",
-        )
-        .unwrap();
+        std::fs::write(&path, b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \t\r\n{\"b\":2}\n\xff\xfe\n{\"c\":3}").unwrap();
         let mut src = FileSource::open(&path, FilePosition::default()).unwrap();
         let got = read_all(&mut src);
         assert_eq!(
@@ -146,14 +129,7 @@ mod tests {
         assert_eq!(end.offset, std::fs::metadata(&path).unwrap().len());
 
         // Resuming from a committed position continues with the next line number.
-        let mut src = FileSource::open(
-            &path,
-            FilePosition {
-                offset: 26,
-                line: 4,
-            },
-        )
-        .unwrap();
+        let mut src = FileSource::open(&path, FilePosition { offset: 26, line: 4 }).unwrap();
         assert_eq!(read_all(&mut src)[0], (5, b"\xff\xfe".to_vec()));
     }
 
@@ -162,15 +138,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.jsonl");
         std::fs::write(&path, b"{}\n").unwrap();
-        let err = FileSource::open(
-            &path,
-            FilePosition {
-                offset: 100,
-                line: 9,
-            },
-        )
-        .err()
-        .unwrap();
+        let err = FileSource::open(&path, FilePosition { offset: 100, line: 9 }).err().unwrap();
         assert!(err.to_string().contains("truncated or replaced"), "{err}");
     }
 }

@@ -16,8 +16,6 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Decodes a state value stored under `key` (the key only feeds the error message).
 pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StateError> {
-    postcard::from_bytes(bytes).map_err(|e| StateError::Corrupt {
-        key: super::keys::describe(key),
-        why: e.to_string(),
-    })
+    postcard::from_bytes(bytes)
+        .map_err(|e| StateError::Corrupt { key: super::keys::describe(key), why: e.to_string() })
 }

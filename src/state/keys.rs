@@ -5,7 +5,7 @@
 //! bit flipped so that key order is day order. Per-shop families put the shop first, so a
 //! shop's entries are contiguous (and a future partition-by-shop changelog can scan them).
 
-use crate::domain::Day;
+use crate::domain::{Day, Timestamp};
 
 /// A state key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +24,45 @@ pub enum Key<'a> {
     Snapshot { shop: &'a str },
     /// Index: `shop` has data on `day` (drives re-evaluation when days enter or leave windows).
     DayShop { day: Day, shop: &'a str },
+    /// One buyer's valid DSR ratings of a shop for one month of trade success.
+    DsrGroup { shop: &'a str, buyer: &'a str, month: i32 },
+    /// One buyer's service ratings of a shop.
+    ServiceHistory { shop: &'a str, buyer: &'a str },
+    /// An event-time timer: fires when the watermark passes `at`.
+    Timer { at: Timestamp, kind: TimerKind, shop: &'a str, id: &'a str },
+    /// Alert rule states of a shop.
+    AlertState { shop: &'a str },
+}
+
+/// What an event-time timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// An order's ship deadline (`id` = order).
+    ShipDeadline = 0,
+    /// An order's promised delivery time (`id` = order).
+    PromiseDeadline = 1,
+    /// A compensation group's decision time (`id` = buyer).
+    GroupDecision = 2,
+}
+
+impl TimerKind {
+    fn from_u8(b: u8) -> Option<TimerKind> {
+        match b {
+            0 => Some(TimerKind::ShipDeadline),
+            1 => Some(TimerKind::PromiseDeadline),
+            2 => Some(TimerKind::GroupDecision),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded timer key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerRef {
+    pub at: Timestamp,
+    pub kind: TimerKind,
+    pub shop: String,
+    pub id: String,
 }
 
 /// Bookkeeping keys.
@@ -48,6 +87,10 @@ const TAG_REFUND: u8 = 0x03;
 const TAG_DAY_BUCKET: u8 = 0x04;
 const TAG_SNAPSHOT: u8 = 0x05;
 const TAG_DAY_SHOP: u8 = 0x06;
+const TAG_DSR_GROUP: u8 = 0x07;
+const TAG_SERVICE: u8 = 0x08;
+const TAG_TIMER: u8 = 0x09;
+const TAG_ALERT: u8 = 0x0a;
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -56,6 +99,15 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
 
 fn push_day(out: &mut Vec<u8>, day: Day) {
     out.extend_from_slice(&((day.0 as u32) ^ 0x8000_0000).to_be_bytes());
+}
+
+fn push_time(out: &mut Vec<u8>, t: Timestamp) {
+    out.extend_from_slice(&((t.0 as u64) ^ (1 << 63)).to_be_bytes());
+}
+
+fn read_time(b: &[u8]) -> Option<Timestamp> {
+    let arr: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some(Timestamp((u64::from_be_bytes(arr) ^ (1 << 63)) as i64))
 }
 
 fn read_day(b: &[u8]) -> Option<Day> {
@@ -115,6 +167,28 @@ impl Key<'_> {
                 push_day(&mut out, *day);
                 push_str(&mut out, shop);
             }
+            Key::DsrGroup { shop, buyer, month } => {
+                out.push(TAG_DSR_GROUP);
+                push_str(&mut out, shop);
+                push_str(&mut out, buyer);
+                out.extend_from_slice(&month.to_be_bytes());
+            }
+            Key::ServiceHistory { shop, buyer } => {
+                out.push(TAG_SERVICE);
+                push_str(&mut out, shop);
+                push_str(&mut out, buyer);
+            }
+            Key::Timer { at, kind, shop, id } => {
+                out.push(TAG_TIMER);
+                push_time(&mut out, *at);
+                out.push(*kind as u8);
+                push_str(&mut out, shop);
+                push_str(&mut out, id);
+            }
+            Key::AlertState { shop } => {
+                out.push(TAG_ALERT);
+                push_str(&mut out, shop);
+            }
         }
         out
     }
@@ -151,6 +225,23 @@ pub fn shop_of_day_shop_key(key: &[u8]) -> Option<&str> {
     read_str(key.get(5..)?).map(|(s, _)| s)
 }
 
+/// Prefix of all timers (in firing order).
+pub fn timer_prefix() -> Vec<u8> {
+    vec![TAG_TIMER]
+}
+
+/// Decodes a timer key.
+pub fn parse_timer_key(key: &[u8]) -> Option<TimerRef> {
+    if key.first() != Some(&TAG_TIMER) {
+        return None;
+    }
+    let at = read_time(key.get(1..)?)?;
+    let kind = TimerKind::from_u8(*key.get(9)?)?;
+    let (shop, rest) = read_str(key.get(10..)?)?;
+    let (id, _) = read_str(rest)?;
+    Some(TimerRef { at, kind, shop: shop.to_owned(), id: id.to_owned() })
+}
+
 /// Prefix of all snapshot records.
 pub fn snapshot_prefix() -> Vec<u8> {
     vec![TAG_SNAPSHOT]
@@ -174,12 +265,13 @@ pub fn describe(key: &[u8]) -> String {
         Some(&TAG_DAY_BUCKET) => "day-bucket",
         Some(&TAG_SNAPSHOT) => "snapshot",
         Some(&TAG_DAY_SHOP) => "day-shop",
+        Some(&TAG_DSR_GROUP) => "dsr-group",
+        Some(&TAG_SERVICE) => "service-history",
+        Some(&TAG_TIMER) => "timer",
+        Some(&TAG_ALERT) => "alert-state",
         _ => "unknown",
     };
-    format!(
-        "{family}:{}",
-        String::from_utf8_lossy(key.get(1..).unwrap_or_default())
-    )
+    format!("{family}:{}", String::from_utf8_lossy(key.get(1..).unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -188,21 +280,9 @@ mod tests {
 
     #[test]
     fn day_keys_sort_by_day_including_negative() {
-        let a = Key::DayBucket {
-            shop: "s",
-            day: Day(-3),
-        }
-        .encode();
-        let b = Key::DayBucket {
-            shop: "s",
-            day: Day(5),
-        }
-        .encode();
-        let c = Key::DayBucket {
-            shop: "s",
-            day: Day(19_000),
-        }
-        .encode();
+        let a = Key::DayBucket { shop: "s", day: Day(-3) }.encode();
+        let b = Key::DayBucket { shop: "s", day: Day(5) }.encode();
+        let c = Key::DayBucket { shop: "s", day: Day(19_000) }.encode();
         assert!(a < b && b < c);
         assert_eq!(day_of_bucket_key(&c), Some(Day(19_000)));
         assert!(a.starts_with(&day_bucket_prefix("s")));
@@ -210,23 +290,25 @@ mod tests {
     }
 
     #[test]
+    fn timers_sort_by_time_and_round_trip() {
+        let a =
+            Key::Timer { at: Timestamp(-5), kind: TimerKind::GroupDecision, shop: "s", id: "b1" }.encode();
+        let b = Key::Timer { at: Timestamp(7), kind: TimerKind::ShipDeadline, shop: "s", id: "o1" }.encode();
+        assert!(a < b);
+        let r = parse_timer_key(&a).unwrap();
+        assert_eq!(
+            (r.at, r.kind, r.shop.as_str(), r.id.as_str()),
+            (Timestamp(-5), TimerKind::GroupDecision, "s", "b1")
+        );
+        assert!(b.starts_with(&timer_prefix()));
+    }
+
+    #[test]
     fn shops_with_shared_prefixes_do_not_collide() {
-        let a = Key::Order {
-            shop: "ab",
-            order: "c",
-        }
-        .encode();
-        let b = Key::Order {
-            shop: "a",
-            order: "bc",
-        }
-        .encode();
+        let a = Key::Order { shop: "ab", order: "c" }.encode();
+        let b = Key::Order { shop: "a", order: "bc" }.encode();
         assert_ne!(a, b);
-        let k = Key::DayShop {
-            day: Day(7),
-            shop: "s\u{0}1",
-        }
-        .encode();
+        let k = Key::DayShop { day: Day(7), shop: "s\u{0}1" }.encode();
         assert_eq!(shop_of_day_shop_key(&k), Some("s\u{0}1"));
         assert!(k.starts_with(&day_shop_prefix(Day(7))));
     }

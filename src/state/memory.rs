@@ -28,12 +28,7 @@ impl KvStore for MemStore {
         Ok(self.map.lock().expect("poisoned").get(key).cloned())
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
         let map = self.map.lock().expect("poisoned");
         let from = if start > prefix { start } else { prefix };
         Ok(map

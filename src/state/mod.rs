@@ -25,11 +25,7 @@ pub enum StateError {
         "state in {path} was written by state format {found}, this build reads format {expected}; \
          replay into a fresh --data-dir"
     )]
-    Version {
-        path: String,
-        found: u32,
-        expected: u32,
-    },
+    Version { path: String, found: u32, expected: u32 },
 }
 
 /// One atomic set of puts and deletes.
@@ -65,12 +61,7 @@ pub trait KvStore: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     /// All entries whose key starts with `prefix` and is `>= start` (a key with that
     /// prefix), in key order, at most `limit`.
-    fn scan(
-        &self,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
     /// Applies the batch atomically and durably (survives a process kill).
     fn write(&self, batch: WriteBatch) -> Result<(), StateError>;
     /// Approximate on-disk size in bytes (0 when unknown).

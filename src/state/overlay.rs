@@ -25,23 +25,14 @@ pub struct Overlay<'s> {
 
 impl<'s> Overlay<'s> {
     pub fn new(store: &'s dyn KvStore) -> Self {
-        Overlay {
-            store,
-            cache: BTreeMap::new(),
-        }
+        Overlay { store, cache: BTreeMap::new() }
     }
 
     /// Raw read.
     pub fn get_raw(&mut self, key: &[u8]) -> Result<Option<&[u8]>, StateError> {
         if !self.cache.contains_key(key) {
             let value = self.store.get(key)?;
-            self.cache.insert(
-                key.to_vec(),
-                Entry {
-                    value,
-                    dirty: false,
-                },
-            );
+            self.cache.insert(key.to_vec(), Entry { value, dirty: false });
         }
         Ok(self.cache.get(key).and_then(|e| e.value.as_deref()))
     }
@@ -83,11 +74,7 @@ impl<'s> Overlay<'s> {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
-        let from = if start > prefix {
-            start.to_vec()
-        } else {
-            prefix.to_vec()
-        };
+        let from = if start > prefix { start.to_vec() } else { prefix.to_vec() };
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         // Store entries first; the cache then overrides (dirty writes and deletes win).
         // Reading `limit + pending` store rows keeps the result complete when buffered
@@ -98,26 +85,15 @@ impl<'s> Overlay<'s> {
             .take_while(|(k, _)| k.starts_with(prefix))
             .filter(|(_, e)| e.dirty)
             .count();
-        for (k, v) in self
-            .store
-            .scan(prefix, &from, limit.saturating_add(pending))?
-        {
+        for (k, v) in self.store.scan(prefix, &from, limit.saturating_add(pending))? {
             merged.insert(k, Some(v));
         }
-        for (k, e) in self
-            .cache
-            .range(from..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-        {
+        for (k, e) in self.cache.range(from..).take_while(|(k, _)| k.starts_with(prefix)) {
             if e.dirty {
                 merged.insert(k.clone(), e.value.clone());
             }
         }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .take(limit)
-            .collect())
+        Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).take(limit).collect())
     }
 
     /// Number of buffered writes.
@@ -158,13 +134,7 @@ mod tests {
         assert_eq!(ov.get_raw(b"pa").unwrap(), None);
         assert_eq!(ov.get_raw(b"pb").unwrap(), Some(&b"2"[..]));
         let got = ov.scan(b"p", b"", 10).unwrap();
-        assert_eq!(
-            got,
-            vec![
-                (b"pb".to_vec(), b"2".to_vec()),
-                (b"pc".to_vec(), b"3".to_vec())
-            ]
-        );
+        assert_eq!(got, vec![(b"pb".to_vec(), b"2".to_vec()), (b"pc".to_vec(), b"3".to_vec())]);
         assert_eq!(ov.scan(b"p", b"", 1).unwrap().len(), 1);
         // Nothing reaches the store before the batch is written.
         assert_eq!(store.get(b"pc").unwrap(), None);

@@ -24,10 +24,7 @@ impl RocksStore {
     /// version.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StateError::Backend(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
+            StateError::Backend(format!("cannot create data directory {}: {e}", dir.display()))
         })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -42,10 +39,7 @@ impl RocksStore {
         block.set_cache_index_and_filter_blocks(true);
         opts.set_block_based_table_factory(&block);
         let db = DB::open(&opts, dir).map_err(backend)?;
-        let store = RocksStore {
-            db,
-            path: dir.to_path_buf(),
-        };
+        let store = RocksStore { db, path: dir.to_path_buf() };
         store.check_version()?;
         Ok(store)
     }
@@ -78,18 +72,10 @@ impl KvStore for RocksStore {
         self.db.get(key).map_err(backend)
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
         let from = if start > prefix { start } else { prefix };
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(from, Direction::Forward))
-        {
+        for item in self.db.iterator(IteratorMode::From(from, Direction::Forward)) {
             let (k, v) = item.map_err(backend)?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
@@ -147,10 +133,7 @@ mod tests {
         {
             let s = RocksStore::open(dir.path()).unwrap();
             let mut b = WriteBatch::new();
-            b.put(
-                Key::Meta(MetaKey::FormatVersion).encode(),
-                codec::encode(&999u32),
-            );
+            b.put(Key::Meta(MetaKey::FormatVersion).encode(), codec::encode(&999u32));
             s.write(b).unwrap();
         }
         let err = RocksStore::open(dir.path()).err().expect("must refuse");

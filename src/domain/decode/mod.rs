@@ -8,9 +8,7 @@ pub struct DecodeOptions {
 }
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions {
-            default_ship_window_ms: 48 * 3_600_000,
-        }
+        DecodeOptions { default_ship_window_ms: 48 * 3_600_000 }
     }
 }
 #[derive(Debug, thiserror::Error)]
@@ -21,11 +19,7 @@ impl DecodeError {
         "placeholder"
     }
 }
-pub fn decode_json(
-    _b: &[u8],
-    _s: Option<Stream>,
-    _o: &DecodeOptions,
-) -> Result<Event, DecodeError> {
+pub fn decode_json(_b: &[u8], _s: Option<Stream>, _o: &DecodeOptions) -> Result<Event, DecodeError> {
     Err(DecodeError)
 }
 pub fn encode_json(_e: &Event) -> String {
