@@ -10,8 +10,11 @@
 //! `events` is the exact number of lines written (valid + duplicate + malformed).
 
 mod malformed;
+mod orders;
+mod refunds;
 mod schedule;
-mod stories;
+mod service;
+mod world;
 
 use crate::domain::decode::encode_json;
 use crate::domain::event::Event;
@@ -19,7 +22,7 @@ use crate::domain::time::{Timestamp, DAY_MS};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::io::{self, BufWriter, Write};
-use stories::World;
+use world::World;
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq, Eq)]

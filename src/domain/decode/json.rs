@@ -356,6 +356,11 @@ mod tests {
         assert_eq!(r.get(Field::Logistics), &RawValue::Int(-5));
         assert_eq!(r.get(Field::ShopId), &RawValue::Str("a\"b".into()));
         assert_eq!(r.get(Field::EventTime), &RawValue::Null);
+        // serde_json reads `-0` as a float, so it is ill-typed like `-0.0` (documented).
+        let r = ok(r#"{"amount_fen":-0,"service":1E3,"logistics":-9223372036854775808}"#);
+        assert_eq!(r.get(Field::AmountFen), &RawValue::Float(-0.0));
+        assert_eq!(r.get(Field::Service), &RawValue::Float(1000.0));
+        assert_eq!(r.get(Field::Logistics), &RawValue::Int(i64::MIN));
     }
 
     #[test]

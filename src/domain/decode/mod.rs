@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! JSON text ──json.rs──┐
-//!                      ├─► RawEvent (raw.rs) ──validate.rs──► Event | DecodeError
+//!                      ├─► RawEvent (raw.rs) ──validate.rs (+ read.rs)──► Event | DecodeError
 //! protobuf ──proto.rs──┘
 //! ```
 //!
@@ -17,6 +17,7 @@ mod error;
 mod json;
 mod proto;
 mod raw;
+mod read;
 mod to_json;
 mod validate;
 
