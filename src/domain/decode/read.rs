@@ -9,6 +9,7 @@ use super::raw::{Field, RawEvent, RawValue};
 use crate::domain::event::*;
 use crate::domain::time::{TimeError, Timestamp};
 
+/// `missing_field` for `f`.
 pub(super) fn missing(f: Field, context: FieldContext) -> DecodeError {
     DecodeError::MissingField {
         field: f.name(),
@@ -16,6 +17,7 @@ pub(super) fn missing(f: Field, context: FieldContext) -> DecodeError {
     }
 }
 
+/// `ill_typed` for `f`, describing the value found.
 pub(super) fn ill_typed(f: Field, expected: &'static str, found: &RawValue<'_>) -> DecodeError {
     DecodeError::IllTyped {
         field: f.name().to_string(),

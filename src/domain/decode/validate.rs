@@ -13,7 +13,8 @@
 //!   must be non-empty strings: `""` is `empty_field` (it is present, so not "missing",
 //!   but cannot identify anything). They are kept byte-exact, not trimmed.
 //! - Integers must be JSON integers fitting i64 (`100.0`, `1e3`, `"100"` are `ill_typed`);
-//!   amounts ≥ 0 (`negative_amount`); DSR scores 1–5 (`score_out_of_range`).
+//!   amounts ≥ 0 (`negative_amount`); DSR scores 1–5 (`score_out_of_range`). (`-0` is
+//!   read by serde_json as the float -0.0, so it is `ill_typed` too.)
 //! - Times: an RFC 3339 string with `T` and an offset or `Z`, or integer epoch ms. Any
 //!   other value (numeric string, float, a space for `T`) is `ill_typed`; a time outside
 //!   [2000, 2100) Shanghai, or a `ship_deadline`/`promised_delivery_by` before the payment
