@@ -1,0 +1,19 @@
+//! Compiles the protobuf schemas in `proto/` into Rust types (OUT_DIR/shopscore.v1.rs,
+//! included by `src/domain/decode/proto.rs`). Uses `protox`, a pure-Rust protobuf
+//! compiler, so building never needs `protoc` installed.
+
+const PROTOS: &[&str] = &[
+    "proto/shopscore/v1/orders.proto",
+    "proto/shopscore/v1/logistics.proto",
+    "proto/shopscore/v1/refunds.proto",
+    "proto/shopscore/v1/service.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for p in PROTOS {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    prost_build::Config::new().compile_fds(fds)?;
+    Ok(())
+}
