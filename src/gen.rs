@@ -178,10 +178,7 @@ mod tests {
 
     #[test]
     fn deterministic_for_a_seed() {
-        let opts = GenOptions {
-            events: 3_000,
-            ..GenOptions::default()
-        };
+        let opts = GenOptions { events: 3_000, ..GenOptions::default() };
         let (a, sa) = run(&opts);
         let (b, sb) = run(&opts);
         assert_eq!(a, b);
@@ -213,10 +210,7 @@ mod tests {
                     if ids.insert(ev.event_id.clone()) {
                         ok += 1;
                         // Disorder is bounded (duplicates may repeat an older line).
-                        assert!(
-                            ev.event_time.0 >= max_seen - opts.max_disorder_ms,
-                            "{max_seen} {ev:?}"
-                        );
+                        assert!(ev.event_time.0 >= max_seen - opts.max_disorder_ms, "{max_seen} {ev:?}");
                         max_seen = max_seen.max(ev.event_time.0);
                         types.insert(ev.event_type());
                     } else {
@@ -232,10 +226,7 @@ mod tests {
 
     #[test]
     fn realistic_mix() {
-        let (out, _) = run(&GenOptions {
-            events: 30_000,
-            ..GenOptions::default()
-        });
+        let (out, _) = run(&GenOptions { events: 30_000, ..GenOptions::default() });
         let text = String::from_utf8_lossy(&out);
         for needle in [
             "\"ship_deadline\"",
@@ -268,12 +259,7 @@ mod tests {
         let times: Vec<i64> = out
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
-            .map(|l| {
-                decode_json(l, None, &DecodeOptions::default())
-                    .unwrap()
-                    .event_time
-                    .0
-            })
+            .map(|l| decode_json(l, None, &DecodeOptions::default()).unwrap().event_time.0)
             .collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
     }

@@ -38,6 +38,8 @@ impl OutputKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     Snapshot(Snapshot),
+    Compensation(Compensation),
+    Alert(Alert),
     DeadLetter(DeadLetter),
 }
 
@@ -45,6 +47,8 @@ impl Output {
     pub fn kind(&self) -> OutputKind {
         match self {
             Output::Snapshot(_) => OutputKind::Snapshot,
+            Output::Compensation(_) => OutputKind::Compensation,
+            Output::Alert(_) => OutputKind::Alert,
             Output::DeadLetter(_) => OutputKind::DeadLetter,
         }
     }
@@ -53,6 +57,8 @@ impl Output {
     pub fn to_json(&self) -> String {
         let r = match self {
             Output::Snapshot(s) => serde_json::to_string(s),
+            Output::Compensation(c) => serde_json::to_string(c),
+            Output::Alert(a) => serde_json::to_string(a),
             Output::DeadLetter(d) => serde_json::to_string(d),
         };
         r.expect("output records always serialize")
@@ -190,6 +196,126 @@ impl Serialize for Snapshot {
         m.serialize_field("windows", &WindowsJson(&self.window_days, &self.values.windows))?;
         m.serialize_field("dsr", &DsrJson(&self.values))?;
         m.serialize_field("campaign", &CampaignJson(&self.values))?;
+        m.end()
+    }
+}
+
+/// What a compensation is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CompensationKind {
+    LateShipment,
+    DeliveryPromiseBreach,
+}
+
+impl CompensationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompensationKind::LateShipment => "LATE_SHIPMENT",
+            CompensationKind::DeliveryPromiseBreach => "DELIVERY_PROMISE_BREACH",
+        }
+    }
+}
+
+/// One input event behind a compensation decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineageEvent {
+    /// `paid`, `shipped`, `delivered` or `closed`.
+    pub role: &'static str,
+    pub event_id: String,
+    pub source: SourcePos,
+}
+
+/// Money owed to a buyer (SPEC §5). Final once emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compensation {
+    pub kind: CompensationKind,
+    pub order_id: String,
+    pub shop_id: String,
+    pub buyer_id: String,
+    pub amount_fen: i64,
+    /// The uncapped amount.
+    pub basis_fen: i64,
+    /// The late-shipment group (its first order); `None` for a breach.
+    pub group_id: Option<String>,
+    /// `ship_deadline`, or `promised_delivery_by` for a breach.
+    pub deadline: Timestamp,
+    pub shipped_at: Option<Timestamp>,
+    pub decided_at: Timestamp,
+    pub rule_version: String,
+    pub lineage: Vec<LineageEvent>,
+}
+
+impl Compensation {
+    /// The deterministic id `{order_id}:{kind}`.
+    pub fn compensation_id(&self) -> String {
+        format!("{}:{}", self.order_id, self.kind.as_str())
+    }
+}
+
+struct LineageJson<'a>(&'a Compensation);
+
+impl Serialize for LineageJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Ev<'a>(&'a LineageEvent);
+        impl Serialize for Ev<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_struct("LineageEvent", 3)?;
+                m.serialize_field("role", self.0.role)?;
+                m.serialize_field("event_id", &self.0.event_id)?;
+                m.serialize_field("source", &SourceJson(&self.0.source))?;
+                m.end()
+            }
+        }
+        let mut m = s.serialize_struct("Lineage", 2)?;
+        m.serialize_field("rule_version", &self.0.rule_version)?;
+        m.serialize_field("events", &self.0.lineage.iter().map(Ev).collect::<Vec<_>>())?;
+        m.end()
+    }
+}
+
+impl Serialize for Compensation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Compensation", 12)?;
+        m.serialize_field("compensation_id", &self.compensation_id())?;
+        m.serialize_field("kind", self.kind.as_str())?;
+        m.serialize_field("order_id", &self.order_id)?;
+        m.serialize_field("shop_id", &self.shop_id)?;
+        m.serialize_field("buyer_id", &self.buyer_id)?;
+        m.serialize_field("amount_fen", &self.amount_fen)?;
+        m.serialize_field("basis_fen", &self.basis_fen)?;
+        m.serialize_field("group_id", &self.group_id)?;
+        m.serialize_field("deadline", &self.deadline.to_rfc3339())?;
+        m.serialize_field("shipped_at", &self.shipped_at.map(Timestamp::to_rfc3339))?;
+        m.serialize_field("decided_at", &self.decided_at.to_rfc3339())?;
+        m.serialize_field("lineage", &LineageJson(self))?;
+        m.end()
+    }
+}
+
+/// An alert rule changing state for a shop (SPEC §6).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub shop_id: String,
+    /// The rule's name.
+    pub rule: String,
+    /// `RAISED` or `CLEARED`.
+    pub state: &'static str,
+    /// The rule as text, e.g. `refund_rate[30d] > 0.05`.
+    pub condition: String,
+    /// The metric's value when the state changed (null when undefined).
+    pub value: Option<f64>,
+    pub as_of: Timestamp,
+}
+
+impl Serialize for Alert {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Alert", 6)?;
+        m.serialize_field("shop_id", &self.shop_id)?;
+        m.serialize_field("rule", &self.rule)?;
+        m.serialize_field("state", self.state)?;
+        m.serialize_field("condition", &self.condition)?;
+        m.serialize_field("value", &self.value)?;
+        m.serialize_field("as_of", &self.as_of.to_rfc3339())?;
         m.end()
     }
 }

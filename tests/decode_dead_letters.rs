@@ -59,19 +59,13 @@ fn without(ty: &str, field: &str) -> Vec<u8> {
 fn splice(ty: &str, field: &str, literal: &str) -> Vec<u8> {
     let mut v = base(ty);
     v[field] = json!("__X__");
-    serde_json::to_string(&v)
-        .expect("serializes")
-        .replace("\"__X__\"", literal)
-        .into_bytes()
+    serde_json::to_string(&v).expect("serializes").replace("\"__X__\"", literal).into_bytes()
 }
 
 /// Asserts a dead letter of class `code` whose reason contains every needle.
 fn dead(bytes: &[u8], code: &str, needles: &[&str]) -> DecodeError {
     let err = match decode_json(bytes, None, &opts()) {
-        Ok(ev) => panic!(
-            "expected {code}, decoded {ev:?} from {}",
-            String::from_utf8_lossy(bytes)
-        ),
+        Ok(ev) => panic!("expected {code}, decoded {ev:?} from {}", String::from_utf8_lossy(bytes)),
         Err(e) => e,
     };
     assert_eq!(err.code(), code, "{err}");
@@ -93,29 +87,10 @@ fn valid_bases_decode() {
 
 #[test]
 fn malformed_json() {
-    let e = dead(
-        br#"{"event_id":"e1","type":}"#,
-        "malformed_json",
-        &["malformed JSON at line 1 column 25"],
-    );
-    assert!(matches!(
-        e,
-        DecodeError::MalformedJson {
-            line: 1,
-            column: 25,
-            ..
-        }
-    ));
-    dead(
-        b"{event_id: 1}",
-        "malformed_json",
-        &["key must be a string"],
-    );
-    dead(
-        b"{\"a\":1} {\"b\":2}",
-        "malformed_json",
-        &["trailing characters"],
-    );
+    let e = dead(br#"{"event_id":"e1","type":}"#, "malformed_json", &["malformed JSON at line 1 column 25"]);
+    assert!(matches!(e, DecodeError::MalformedJson { line: 1, column: 25, .. }));
+    dead(b"{event_id: 1}", "malformed_json", &["key must be a string"]);
+    dead(b"{\"a\":1} {\"b\":2}", "malformed_json", &["trailing characters"]);
     dead(b"", "malformed_json", &["EOF"]);
     dead(b"   ", "malformed_json", &["EOF"]);
 }
@@ -130,11 +105,7 @@ fn truncated_json() {
 
 #[test]
 fn not_an_object() {
-    dead(
-        b"[1,2,3]",
-        "not_an_object",
-        &["expected a JSON object, found an array"],
-    );
+    dead(b"[1,2,3]", "not_an_object", &["expected a JSON object, found an array"]);
     dead(br#""order.paid""#, "not_an_object", &["found a string"]);
     dead(b"42", "not_an_object", &["found a number"]);
     dead(b"null", "not_an_object", &["found null"]);
@@ -149,16 +120,8 @@ fn duplicate_key_top_level() {
         &["duplicate key `order_id`"],
     );
     // Also for unknown keys, and for a known key given once as null.
-    dead(
-        br#"{"x":1,"type":"order.closed","x":2}"#,
-        "duplicate_key",
-        &["`x`"],
-    );
-    dead(
-        br#"{"type":null,"type":"order.closed"}"#,
-        "duplicate_key",
-        &["`type`"],
-    );
+    dead(br#"{"x":1,"type":"order.closed","x":2}"#, "duplicate_key", &["`x`"]);
+    dead(br#"{"type":null,"type":"order.closed"}"#, "duplicate_key", &["`type`"]);
 }
 
 #[test]
@@ -184,16 +147,8 @@ fn not_utf8() {
 
 #[test]
 fn unknown_type() {
-    dead(
-        &with("order.shipped", json!({})),
-        "unknown_type",
-        &[r#"unknown event type "order.shipped""#],
-    );
-    dead(
-        &with("ORDER.PAID", json!({})),
-        "unknown_type",
-        &["ORDER.PAID"],
-    );
+    dead(&with("order.shipped", json!({})), "unknown_type", &[r#"unknown event type "order.shipped""#]);
+    dead(&with("ORDER.PAID", json!({})), "unknown_type", &["ORDER.PAID"]);
 }
 
 #[test]
@@ -208,21 +163,13 @@ fn unknown_enum_value() {
         "unknown_enum_value",
         &["\"picked_up\"", "`status`"],
     );
-    dead(
-        &with("order.paid", json!({"fulfillment": "Cainiao"})),
-        "unknown_enum_value",
-        &["`fulfillment`"],
-    );
+    dead(&with("order.paid", json!({"fulfillment": "Cainiao"})), "unknown_enum_value", &["`fulfillment`"]);
     dead(
         &with("refund.update", json!({"stage": "DONE"})),
         "unknown_enum_value",
         &["`stage`", "LABEL_CONFIRMED"],
     );
-    dead(
-        &with("refund.update", json!({"kind": "REFUND"})),
-        "unknown_enum_value",
-        &["`kind`"],
-    );
+    dead(&with("refund.update", json!({"kind": "REFUND"})), "unknown_enum_value", &["`kind`"]);
     dead(
         &with("service.rated", json!({"flags": ["ROBOT", "robot"]})),
         "unknown_enum_value",
@@ -240,11 +187,7 @@ fn missing_field_for_every_type() {
         ("order.rated", "logistics", "for type order.rated"),
         ("logistics.update", "carrier", "for type logistics.update"),
         ("refund.update", "refund_id", "for type refund.update"),
-        (
-            "refund.update",
-            "kind",
-            "for type refund.update stage REQUESTED",
-        ),
+        ("refund.update", "kind", "for type refund.update stage REQUESTED"),
         ("service.rated", "level", "for type service.rated"),
         ("service.rated", "event_time", ""),
         ("order.paid", "shop_id", ""),
@@ -252,10 +195,7 @@ fn missing_field_for_every_type() {
         ("order.paid", "type", ""),
     ];
     for (ty, field, ctx) in cases {
-        let msg = format!(
-            "missing required field `{field}`{}{ctx}",
-            if ctx.is_empty() { "" } else { " " }
-        );
+        let msg = format!("missing required field `{field}`{}{ctx}", if ctx.is_empty() { "" } else { " " });
         dead(&without(ty, field), "missing_field", &[&msg]);
         // null counts as absent
         dead(&with(ty, json!({ field: null })), "missing_field", &[&msg]);
@@ -287,11 +227,7 @@ fn missing_stage_fields() {
         "missing_field",
         &[&stage_msg("return_tracking_no", "RETURN_SHIPPED")],
     );
-    dead(
-        &refund("PLATFORM_RULED", json!({})),
-        "missing_field",
-        &[&stage_msg("liable", "PLATFORM_RULED")],
-    );
+    dead(&refund("PLATFORM_RULED", json!({})), "missing_field", &[&stage_msg("liable", "PLATFORM_RULED")]);
     dead(
         &refund("COMPLETED", json!({"refunded": true})),
         "missing_field",
@@ -302,22 +238,10 @@ fn missing_stage_fields() {
         "missing_field",
         &[&stage_msg("refunded", "COMPLETED")],
     );
-    dead(
-        &refund("LABEL_CONFIRMED", json!({})),
-        "missing_field",
-        &[&stage_msg("label", "LABEL_CONFIRMED")],
-    );
+    dead(&refund("LABEL_CONFIRMED", json!({})), "missing_field", &[&stage_msg("label", "LABEL_CONFIRMED")]);
     // Stages without fields need none.
-    for s in [
-        "MERCHANT_AGREED",
-        "MERCHANT_REJECTED",
-        "RETURN_RECEIVED",
-        "PLATFORM_INTERVENED",
-    ] {
-        assert!(
-            decode_json(&refund(s, json!({})), None, &opts()).is_ok(),
-            "{s}"
-        );
+    for s in ["MERCHANT_AGREED", "MERCHANT_REJECTED", "RETURN_RECEIVED", "PLATFORM_INTERVENED"] {
+        assert!(decode_json(&refund(s, json!({})), None, &opts()).is_ok(), "{s}");
     }
     // A promise needs promised_delivery_by.
     dead(
@@ -352,11 +276,7 @@ fn ill_typed_integers() {
         "ill_typed",
         &["`amount_fen`", int, "found float 100.0"],
     );
-    dead(
-        &splice("order.paid", "amount_fen", "1e3"),
-        "ill_typed",
-        &["`amount_fen`", "found float 1000.0"],
-    );
+    dead(&splice("order.paid", "amount_fen", "1e3"), "ill_typed", &["`amount_fen`", "found float 1000.0"]);
     dead(
         &splice("order.paid", "amount_fen", "\"100\""),
         "ill_typed",
@@ -377,23 +297,10 @@ fn ill_typed_integers() {
         "ill_typed",
         &["`amount_fen`"],
     );
-    dead(
-        &splice("order.rated", "service", "true"),
-        "ill_typed",
-        &["`service`", "found bool true"],
-    );
-    dead(
-        &splice("order.rated", "service", "[5]"),
-        "ill_typed",
-        &["`service`", "found an array"],
-    );
+    dead(&splice("order.rated", "service", "true"), "ill_typed", &["`service`", "found bool true"]);
+    dead(&splice("order.rated", "service", "[5]"), "ill_typed", &["`service`", "found an array"]);
     // i64 extremes that fit are fine.
-    assert!(decode_json(
-        &splice("order.paid", "amount_fen", "9223372036854775807"),
-        None,
-        &opts()
-    )
-    .is_ok());
+    assert!(decode_json(&splice("order.paid", "amount_fen", "9223372036854775807"), None, &opts()).is_ok());
 }
 
 #[test]
@@ -403,36 +310,17 @@ fn ill_typed_strings_bools_and_lists() {
         "ill_typed",
         &["field `order_id` must be a string, found bool true"],
     );
-    dead(
-        &splice("order.paid", "buyer_id", "42"),
-        "ill_typed",
-        &["`buyer_id`", "found integer 42"],
-    );
-    dead(
-        &splice("order.paid", "type", "{}"),
-        "ill_typed",
-        &["`type`", "found an object"],
-    );
-    dead(
-        &splice("logistics.update", "status", "1"),
-        "ill_typed",
-        &["`status`"],
-    );
+    dead(&splice("order.paid", "buyer_id", "42"), "ill_typed", &["`buyer_id`", "found integer 42"]);
+    dead(&splice("order.paid", "type", "{}"), "ill_typed", &["`type`", "found an object"]);
+    dead(&splice("logistics.update", "status", "1"), "ill_typed", &["`status`"]);
     let completed = |refunded: &str| {
         let mut v = base("refund.update");
         v["stage"] = json!("COMPLETED");
         v["closed_by"] = json!("BUYER");
         v["refunded"] = json!("__X__");
-        serde_json::to_string(&v)
-            .unwrap()
-            .replace("\"__X__\"", refunded)
-            .into_bytes()
+        serde_json::to_string(&v).unwrap().replace("\"__X__\"", refunded).into_bytes()
     };
-    dead(
-        &completed("\"true\""),
-        "ill_typed",
-        &["`refunded` must be a JSON bool, found string \"true\""],
-    );
+    dead(&completed("\"true\""), "ill_typed", &["`refunded` must be a JSON bool, found string \"true\""]);
     dead(&completed("1"), "ill_typed", &["`refunded`"]);
     assert!(decode_json(&completed("false"), None, &opts()).is_ok());
     dead(
@@ -440,11 +328,7 @@ fn ill_typed_strings_bools_and_lists() {
         "ill_typed",
         &["`flags` must be an array of strings"],
     );
-    dead(
-        &splice("service.rated", "flags", "[\"ROBOT\",3]"),
-        "ill_typed",
-        &["`flags[1]` must be a string"],
-    );
+    dead(&splice("service.rated", "flags", "[\"ROBOT\",3]"), "ill_typed", &["`flags[1]` must be a string"]);
 }
 
 #[test]
@@ -473,29 +357,19 @@ fn score_out_of_range() {
         "score_out_of_range",
         &["`service` must be 1–5, found 0"],
     );
-    dead(
-        &with("order.rated", json!({"logistics": -1})),
-        "score_out_of_range",
-        &["`logistics`", "found -1"],
-    );
+    dead(&with("order.rated", json!({"logistics": -1})), "score_out_of_range", &["`logistics`", "found -1"]);
 }
 
 #[test]
 fn impossible_times() {
     let range = "is outside [2000-01-01T00:00:00+08:00, 2100-01-01T00:00:00+08:00)";
     dead(
-        &with(
-            "order.closed",
-            json!({"event_time": "1999-12-31T23:59:59+08:00"}),
-        ),
+        &with("order.closed", json!({"event_time": "1999-12-31T23:59:59+08:00"})),
         "impossible_time",
         &["`event_time` 1999-12-31T23:59:59+08:00", range],
     );
     dead(
-        &with(
-            "order.closed",
-            json!({"event_time": "2100-01-01T00:00:00+08:00"}),
-        ),
+        &with("order.closed", json!({"event_time": "2100-01-01T00:00:00+08:00"})),
         "impossible_time",
         &["`event_time` 2100-01-01", range],
     );
@@ -505,10 +379,7 @@ fn impossible_times() {
         &["`event_time` 0 (epoch ms)", range],
     );
     dead(
-        &with(
-            "order.paid",
-            json!({"ship_deadline": "2099-12-31T16:00:00Z"}),
-        ),
+        &with("order.paid", json!({"ship_deadline": "2099-12-31T16:00:00Z"})),
         "impossible_time",
         &["`ship_deadline`", range],
     );
@@ -529,8 +400,7 @@ fn impossible_times() {
 
 #[test]
 fn times_that_are_not_times() {
-    let not_time =
-        "must be an RFC 3339 time (with `T` and an offset or `Z`) or integer epoch milliseconds";
+    let not_time = "must be an RFC 3339 time (with `T` and an offset or `Z`) or integer epoch milliseconds";
     dead(
         &with("order.closed", json!({"event_time": "1717149600000"})),
         "ill_typed",
@@ -542,18 +412,11 @@ fn times_that_are_not_times() {
         &["`event_time`", "found float"],
     );
     dead(
-        &with(
-            "order.closed",
-            json!({"event_time": "2024-05-31 18:00:00+08:00"}),
-        ),
+        &with("order.closed", json!({"event_time": "2024-05-31 18:00:00+08:00"})),
         "ill_typed",
         &["`event_time`", "\"2024-05-31 18:00:00+08:00\""],
     );
-    dead(
-        &with("order.closed", json!({"event_time": "2024-05-31T18:00:00"})),
-        "ill_typed",
-        &["`event_time`"],
-    );
+    dead(&with("order.closed", json!({"event_time": "2024-05-31T18:00:00"})), "ill_typed", &["`event_time`"]);
     dead(
         &with("order.paid", json!({"ship_deadline": true})),
         "ill_typed",
@@ -566,10 +429,7 @@ fn wrong_topic() {
     let bytes = with("order.paid", json!({}));
     let e = decode_json(&bytes, Some(Stream::Logistics), &opts()).unwrap_err();
     assert_eq!(e.code(), "wrong_topic");
-    assert_eq!(
-        e.to_string(),
-        "event type order.paid belongs on topic orders, not logistics"
-    );
+    assert_eq!(e.to_string(), "event type order.paid belongs on topic orders, not logistics");
     assert!(decode_json(&bytes, Some(Stream::Orders), &opts()).is_ok());
     // Protobuf: a logistics type inside an OrderEvent.
     let m = pb::OrderEvent {
@@ -580,10 +440,7 @@ fn wrong_topic() {
         ..Default::default()
     };
     let e = decode_proto(Stream::Orders, &prost::Message::encode_to_vec(&m), &opts()).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "event type refund.update belongs on topic refunds, not orders"
-    );
+    assert_eq!(e.to_string(), "event type refund.update belongs on topic refunds, not orders");
 }
 
 #[test]
@@ -616,10 +473,7 @@ fn protobuf_validation_matches_json() {
     };
     let e = decode_proto(Stream::Orders, &prost::Message::encode_to_vec(&m), &opts()).unwrap_err();
     assert_eq!(e.to_string(), "`description` must be 1–5, found 6");
-    let m = pb::ServiceEvent {
-        r#type: Some("service.rated".into()),
-        ..Default::default()
-    };
+    let m = pb::ServiceEvent { r#type: Some("service.rated".into()), ..Default::default() };
     let e = decode_proto(Stream::Service, &prost::Message::encode_to_vec(&m), &opts()).unwrap_err();
     assert_eq!(e.to_string(), "missing required field `event_id`");
     let m = pb::LogisticsEvent {
@@ -632,12 +486,7 @@ fn protobuf_validation_matches_json() {
         carrier: Some("c".into()),
         status: Some("picked_up".into()),
     };
-    let e = decode_proto(
-        Stream::Logistics,
-        &prost::Message::encode_to_vec(&m),
-        &opts(),
-    )
-    .unwrap_err();
+    let e = decode_proto(Stream::Logistics, &prost::Message::encode_to_vec(&m), &opts()).unwrap_err();
     assert_eq!(e.code(), "unknown_enum_value");
     let e = decode_proto(Stream::Orders, &[], &opts()).unwrap_err();
     assert_eq!(e.to_string(), "missing required field `type`");
@@ -659,42 +508,23 @@ fn unknown_and_foreign_fields_are_ignored() {
         }),
     );
     let ev = decode_json(&bytes, None, &opts()).unwrap();
-    assert_eq!(
-        ev.body,
-        EventBody::OrderCompleted(OrderRef {
-            order_id: "o1".into(),
-            buyer_id: "b1".into()
-        })
-    );
+    assert_eq!(ev.body, EventBody::OrderCompleted(OrderRef { order_id: "o1".into(), buyer_id: "b1".into() }));
     let ev = decode_json(
-        &with(
-            "refund.update",
-            json!({"stage": "MERCHANT_AGREED", "liable": 3, "label": "x"}),
-        ),
+        &with("refund.update", json!({"stage": "MERCHANT_AGREED", "liable": 3, "label": "x"})),
         None,
         &opts(),
     )
     .unwrap();
-    let EventBody::Refund(r) = ev.body else {
-        panic!()
-    };
+    let EventBody::Refund(r) = ev.body else { panic!() };
     assert_eq!(r.stage, RefundStage::MerchantAgreed);
     let ev = decode_json(
-        &with(
-            "order.paid",
-            json!({"promised_delivery_by": "garbage", "delivery_promise": null}),
-        ),
+        &with("order.paid", json!({"promised_delivery_by": "garbage", "delivery_promise": null})),
         None,
         &opts(),
     )
     .unwrap();
-    let EventBody::OrderPaid(p) = ev.body else {
-        panic!()
-    };
-    assert_eq!(
-        (p.delivery_promise, p.promised_delivery_by),
-        (DeliveryPromise::None, None)
-    );
+    let EventBody::OrderPaid(p) = ev.body else { panic!() };
+    assert_eq!((p.delivery_promise, p.promised_delivery_by), (DeliveryPromise::None, None));
 }
 
 proptest! {

@@ -31,9 +31,7 @@ fn round_trip(json: &str) -> Event {
 }
 
 fn head(ty: &str) -> String {
-    format!(
-        r#""event_id":"e1","type":"{ty}","shop_id":"s1","event_time":"2024-05-31T18:00:00+08:00""#
-    )
+    format!(r#""event_id":"e1","type":"{ty}","shop_id":"s1","event_time":"2024-05-31T18:00:00+08:00""#)
 }
 
 #[test]
@@ -45,9 +43,7 @@ fn order_paid_with_defaults() {
     assert_eq!(e.event_id, "e1");
     assert_eq!(e.shop_id, "s1");
     assert_eq!(e.event_time, Timestamp(T0));
-    let EventBody::OrderPaid(p) = &e.body else {
-        panic!("{e:?}")
-    };
+    let EventBody::OrderPaid(p) = &e.body else { panic!("{e:?}") };
     assert_eq!(p.order_id, "o1");
     assert_eq!(p.buyer_id, "b1");
     assert_eq!(p.amount_fen, 12990);
@@ -66,17 +62,10 @@ fn order_paid_with_defaults() {
 
 #[test]
 fn order_paid_default_window_is_configurable() {
-    let json = format!(
-        r#"{{{},"order_id":"o1","buyer_id":"b1","amount_fen":1}}"#,
-        head("order.paid")
-    );
-    let o = DecodeOptions {
-        default_ship_window_ms: 24 * HOUR_MS,
-    };
+    let json = format!(r#"{{{},"order_id":"o1","buyer_id":"b1","amount_fen":1}}"#, head("order.paid"));
+    let o = DecodeOptions { default_ship_window_ms: 24 * HOUR_MS };
     let e = decode_json(json.as_bytes(), None, &o).unwrap();
-    let EventBody::OrderPaid(p) = &e.body else {
-        panic!()
-    };
+    let EventBody::OrderPaid(p) = &e.body else { panic!() };
     assert_eq!(p.ship_deadline, Timestamp(T0 + 24 * HOUR_MS));
     let back = decode_proto(Stream::Orders, &encode_proto(&e), &o).unwrap();
     assert_eq!(back, e);
@@ -89,9 +78,7 @@ fn order_paid_with_every_option() {
             "fulfillment":"CAINIAO","delivery_promise":"NEXT_DAY","promised_delivery_by":1717344000000}}"#,
         head("order.paid")
     ));
-    let EventBody::OrderPaid(p) = &e.body else {
-        panic!()
-    };
+    let EventBody::OrderPaid(p) = &e.body else { panic!() };
     assert_eq!(p.amount_fen, 0);
     assert_eq!(p.ship_deadline.to_rfc3339(), "2024-06-01T18:00:00+08:00");
     assert!(p.ship_deadline_given);
@@ -107,9 +94,7 @@ fn every_delivery_promise() {
             r#"{{{},"order_id":"o","buyer_id":"b","amount_fen":5,"delivery_promise":"{promise}","promised_delivery_by":"2024-06-01T00:00:00+08:00"}}"#,
             head("order.paid")
         ));
-        let EventBody::OrderPaid(p) = &e.body else {
-            panic!()
-        };
+        let EventBody::OrderPaid(p) = &e.body else { panic!() };
         assert_eq!(p.delivery_promise, *promise);
         let expect = (*promise != DeliveryPromise::None).then_some(Timestamp(T0 + 6 * HOUR_MS));
         assert_eq!(p.promised_delivery_by, expect);
@@ -118,28 +103,10 @@ fn every_delivery_promise() {
 
 #[test]
 fn order_completed_closed_rated() {
-    let e = round_trip(&format!(
-        r#"{{{},"order_id":"o1","buyer_id":"b1"}}"#,
-        head("order.completed")
-    ));
-    assert_eq!(
-        e.body,
-        EventBody::OrderCompleted(OrderRef {
-            order_id: "o1".into(),
-            buyer_id: "b1".into()
-        })
-    );
-    let e = round_trip(&format!(
-        r#"{{{},"order_id":"o1","buyer_id":"b1"}}"#,
-        head("order.closed")
-    ));
-    assert_eq!(
-        e.body,
-        EventBody::OrderClosed(OrderRef {
-            order_id: "o1".into(),
-            buyer_id: "b1".into()
-        })
-    );
+    let e = round_trip(&format!(r#"{{{},"order_id":"o1","buyer_id":"b1"}}"#, head("order.completed")));
+    assert_eq!(e.body, EventBody::OrderCompleted(OrderRef { order_id: "o1".into(), buyer_id: "b1".into() }));
+    let e = round_trip(&format!(r#"{{{},"order_id":"o1","buyer_id":"b1"}}"#, head("order.closed")));
+    assert_eq!(e.body, EventBody::OrderClosed(OrderRef { order_id: "o1".into(), buyer_id: "b1".into() }));
     let e = round_trip(&format!(
         r#"{{{},"order_id":"o1","buyer_id":"b1","description":5,"service":1,"logistics":3}}"#,
         head("order.rated")
@@ -163,13 +130,8 @@ fn every_logistics_status() {
             r#"{{{},"order_id":"o1","tracking_no":"SF123","carrier":"SF","status":"{status}"}}"#,
             head("logistics.update")
         ));
-        let EventBody::Logistics(l) = &e.body else {
-            panic!()
-        };
-        assert_eq!(
-            (l.status, l.tracking_no.as_str(), l.carrier.as_str()),
-            (*status, "SF123", "SF")
-        );
+        let EventBody::Logistics(l) = &e.body else { panic!() };
+        assert_eq!((l.status, l.tracking_no.as_str(), l.carrier.as_str()), (*status, "SF123", "SF"));
     }
 }
 
@@ -186,52 +148,31 @@ fn every_refund_stage() {
         ),
         (
             r#""stage":"MODIFIED","reason":"SEVEN_DAY_NO_REASON","amount_fen":4000"#,
-            RefundStage::Modified {
-                reason: RefundReason::SevenDayNoReason,
-                amount_fen: 4000,
-            },
+            RefundStage::Modified { reason: RefundReason::SevenDayNoReason, amount_fen: 4000 },
         ),
         (r#""stage":"MERCHANT_AGREED""#, RefundStage::MerchantAgreed),
-        (
-            r#""stage":"MERCHANT_REJECTED""#,
-            RefundStage::MerchantRejected,
-        ),
+        (r#""stage":"MERCHANT_REJECTED""#, RefundStage::MerchantRejected),
         (
             r#""stage":"RETURN_SHIPPED","return_tracking_no":"YT9""#,
-            RefundStage::ReturnShipped {
-                return_tracking_no: "YT9".into(),
-            },
+            RefundStage::ReturnShipped { return_tracking_no: "YT9".into() },
         ),
         (r#""stage":"RETURN_RECEIVED""#, RefundStage::ReturnReceived),
-        (
-            r#""stage":"PLATFORM_INTERVENED""#,
-            RefundStage::PlatformIntervened,
-        ),
+        (r#""stage":"PLATFORM_INTERVENED""#, RefundStage::PlatformIntervened),
         (
             r#""stage":"PLATFORM_RULED","liable":"BUYER""#,
-            RefundStage::PlatformRuled {
-                liable: Liable::Buyer,
-            },
+            RefundStage::PlatformRuled { liable: Liable::Buyer },
         ),
         (
             r#""stage":"COMPLETED","refunded":false,"closed_by":"SYSTEM_TIMEOUT""#,
-            RefundStage::Completed {
-                refunded: false,
-                closed_by: ClosedBy::SystemTimeout,
-            },
+            RefundStage::Completed { refunded: false, closed_by: ClosedBy::SystemTimeout },
         ),
         (
             r#""stage":"COMPLETED","refunded":true,"closed_by":"PLATFORM""#,
-            RefundStage::Completed {
-                refunded: true,
-                closed_by: ClosedBy::Platform,
-            },
+            RefundStage::Completed { refunded: true, closed_by: ClosedBy::Platform },
         ),
         (
             r#""stage":"LABEL_CONFIRMED","label":"REUSED_EVIDENCE""#,
-            RefundStage::LabelConfirmed {
-                label: MaliciousLabel::ReusedEvidence,
-            },
+            RefundStage::LabelConfirmed { label: MaliciousLabel::ReusedEvidence },
         ),
     ];
     let mut names = Vec::new();
@@ -240,12 +181,8 @@ fn every_refund_stage() {
             r#"{{{},"refund_id":"r1","order_id":"o1","buyer_id":"b1",{fields}}}"#,
             head("refund.update")
         ));
-        let expected = RefundUpdate {
-            refund_id: "r1".into(),
-            order_id: "o1".into(),
-            buyer_id: "b1".into(),
-            stage,
-        };
+        let expected =
+            RefundUpdate { refund_id: "r1".into(), order_id: "o1".into(), buyer_id: "b1".into(), stage };
         names.push(expected.stage.name());
         assert_eq!(e.body, EventBody::Refund(expected));
     }
@@ -260,36 +197,23 @@ fn service_rated_with_and_without_flags() {
         r#"{{{},"buyer_id":"b1","agent_id":"a1","handler":"HUMAN","phase":"AFTER_SALE","level":"SATISFIED"}}"#,
         head("service.rated")
     ));
-    let EventBody::ServiceRated(s) = &e.body else {
-        panic!()
-    };
+    let EventBody::ServiceRated(s) = &e.body else { panic!() };
     assert_eq!(
         (s.handler, s.phase, s.level),
-        (
-            Handler::Human,
-            Phase::AfterSale,
-            SatisfactionLevel::Satisfied
-        )
+        (Handler::Human, Phase::AfterSale, SatisfactionLevel::Satisfied)
     );
     assert!(s.flags.is_empty());
     let e = round_trip(&format!(
         r#"{{{},"buyer_id":"b1","agent_id":"bot","handler":"BOT","phase":"PRE_SALE","level":"VERY_DISSATISFIED","flags":["ROBOT","SUSPECTED_FRAUD"]}}"#,
         head("service.rated")
     ));
-    let EventBody::ServiceRated(s) = &e.body else {
-        panic!()
-    };
-    assert_eq!(
-        s.flags,
-        vec![ServiceFlag::Robot, ServiceFlag::SuspectedFraud]
-    );
+    let EventBody::ServiceRated(s) = &e.body else { panic!() };
+    assert_eq!(s.flags, vec![ServiceFlag::Robot, ServiceFlag::SuspectedFraud]);
     let e = round_trip(&format!(
         r#"{{{},"buyer_id":"b1","agent_id":"a","handler":"BOT","phase":"PRE_SALE","level":"NEUTRAL","flags":[]}}"#,
         head("service.rated")
     ));
-    let EventBody::ServiceRated(s) = &e.body else {
-        panic!()
-    };
+    let EventBody::ServiceRated(s) = &e.body else { panic!() };
     assert!(s.flags.is_empty());
 }
 
@@ -338,8 +262,7 @@ fn order_paid(t: Timestamp) -> impl Strategy<Value = EventBody> {
                     ship_deadline_given: deadline.is_some(),
                     fulfillment,
                     delivery_promise,
-                    promised_delivery_by: (delivery_promise != DeliveryPromise::None)
-                        .then(|| t.plus_ms(by)),
+                    promised_delivery_by: (delivery_promise != DeliveryPromise::None).then(|| t.plus_ms(by)),
                 })
             },
         )
@@ -347,13 +270,8 @@ fn order_paid(t: Timestamp) -> impl Strategy<Value = EventBody> {
 
 fn refund_stage() -> impl Strategy<Value = RefundStage> {
     prop_oneof![
-        (pick(RefundKind::ALL), pick(RefundReason::ALL), 0..=i64::MAX).prop_map(
-            |(kind, reason, amount_fen)| RefundStage::Requested {
-                kind,
-                reason,
-                amount_fen
-            }
-        ),
+        (pick(RefundKind::ALL), pick(RefundReason::ALL), 0..=i64::MAX)
+            .prop_map(|(kind, reason, amount_fen)| RefundStage::Requested { kind, reason, amount_fen }),
         (pick(RefundReason::ALL), 0..=i64::MAX)
             .prop_map(|(reason, amount_fen)| RefundStage::Modified { reason, amount_fen }),
         Just(RefundStage::MerchantAgreed),
@@ -362,54 +280,31 @@ fn refund_stage() -> impl Strategy<Value = RefundStage> {
         Just(RefundStage::ReturnReceived),
         Just(RefundStage::PlatformIntervened),
         pick(Liable::ALL).prop_map(|liable| RefundStage::PlatformRuled { liable }),
-        (any::<bool>(), pick(ClosedBy::ALL)).prop_map(|(refunded, closed_by)| {
-            RefundStage::Completed {
-                refunded,
-                closed_by,
-            }
-        }),
+        (any::<bool>(), pick(ClosedBy::ALL))
+            .prop_map(|(refunded, closed_by)| { RefundStage::Completed { refunded, closed_by } }),
         pick(MaliciousLabel::ALL).prop_map(|label| RefundStage::LabelConfirmed { label }),
     ]
 }
 
 fn body(t: Timestamp) -> impl Strategy<Value = EventBody> {
-    let order_ref =
-        || (text(), text()).prop_map(|(order_id, buyer_id)| OrderRef { order_id, buyer_id });
+    let order_ref = || (text(), text()).prop_map(|(order_id, buyer_id)| OrderRef { order_id, buyer_id });
     prop_oneof![
         order_paid(t),
         order_ref().prop_map(EventBody::OrderCompleted),
         order_ref().prop_map(EventBody::OrderClosed),
         (text(), text(), 1u8..=5, 1u8..=5, 1u8..=5).prop_map(
             |(order_id, buyer_id, description, service, logistics)| {
-                EventBody::OrderRated(OrderRated {
-                    order_id,
-                    buyer_id,
-                    description,
-                    service,
-                    logistics,
-                })
+                EventBody::OrderRated(OrderRated { order_id, buyer_id, description, service, logistics })
             }
         ),
         (text(), text(), text(), pick(LogisticsStatus::ALL)).prop_map(
             |(order_id, tracking_no, carrier, status)| {
-                EventBody::Logistics(LogisticsUpdate {
-                    order_id,
-                    tracking_no,
-                    carrier,
-                    status,
-                })
+                EventBody::Logistics(LogisticsUpdate { order_id, tracking_no, carrier, status })
             }
         ),
-        (text(), text(), text(), refund_stage()).prop_map(
-            |(refund_id, order_id, buyer_id, stage)| {
-                EventBody::Refund(RefundUpdate {
-                    refund_id,
-                    order_id,
-                    buyer_id,
-                    stage,
-                })
-            }
-        ),
+        (text(), text(), text(), refund_stage()).prop_map(|(refund_id, order_id, buyer_id, stage)| {
+            EventBody::Refund(RefundUpdate { refund_id, order_id, buyer_id, stage })
+        }),
         (
             text(),
             text(),
@@ -419,14 +314,7 @@ fn body(t: Timestamp) -> impl Strategy<Value = EventBody> {
             prop::collection::vec(pick(ServiceFlag::ALL), 0..4)
         )
             .prop_map(|(buyer_id, agent_id, handler, phase, level, flags)| {
-                EventBody::ServiceRated(ServiceRated {
-                    buyer_id,
-                    agent_id,
-                    handler,
-                    phase,
-                    level,
-                    flags,
-                })
+                EventBody::ServiceRated(ServiceRated { buyer_id, agent_id, handler, phase, level, flags })
             }),
     ]
 }

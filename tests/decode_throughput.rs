@@ -22,11 +22,7 @@ fn lines(n: usize) -> Vec<String> {
                     amount_fen: 1_000 + (i as i64 * 7_919) % 300_000,
                     ship_deadline: t.plus_ms(if given { 24 } else { 48 } * HOUR_MS),
                     ship_deadline_given: given,
-                    fulfillment: if i % 7 == 0 {
-                        Fulfillment::Cainiao
-                    } else {
-                        Fulfillment::Merchant
-                    },
+                    fulfillment: if i % 7 == 0 { Fulfillment::Cainiao } else { Fulfillment::Merchant },
                     delivery_promise: DeliveryPromise::None,
                     promised_delivery_by: None,
                 }),
@@ -57,10 +53,8 @@ fn order_paid_json_throughput() {
         (bytes as f64 * rounds as f64) / secs / 1e6,
         bytes / lines.len()
     );
-    let protos: Vec<Vec<u8>> = lines
-        .iter()
-        .map(|l| encode_proto(&decode_json(l.as_bytes(), None, &opts).unwrap()))
-        .collect();
+    let protos: Vec<Vec<u8>> =
+        lines.iter().map(|l| encode_proto(&decode_json(l.as_bytes(), None, &opts).unwrap())).collect();
     let start = Instant::now();
     let mut ok = 0u64;
     for _ in 0..rounds {
@@ -68,8 +62,5 @@ fn order_paid_json_throughput() {
             ok += u64::from(decode_proto(Stream::Orders, p, &opts).is_ok());
         }
     }
-    println!(
-        "decode_proto order.paid: {:.0} events/s",
-        ok as f64 / start.elapsed().as_secs_f64()
-    );
+    println!("decode_proto order.paid: {:.0} events/s", ok as f64 / start.elapsed().as_secs_f64());
 }

@@ -34,12 +34,7 @@ fn peak_rss_kb() -> u64 {
 #[test]
 #[ignore]
 fn one_million_events() {
-    let opts = GenOptions {
-        events: 1_000_000,
-        shops: 10_000,
-        days: 200,
-        ..GenOptions::default()
-    };
+    let opts = GenOptions { events: 1_000_000, shops: 10_000, days: 200, ..GenOptions::default() };
     let mut sink = Sink(0, 0);
     let start = Instant::now();
     let summary = generate(&opts, &mut sink).unwrap();

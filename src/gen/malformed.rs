@@ -13,33 +13,21 @@ pub(super) const CLASSES: u32 = 16;
 pub(super) fn line(class: u32, n: u64, shop: &str, t: Timestamp) -> Vec<u8> {
     let id = format!("bad-{n}");
     let time = t.to_rfc3339();
-    let head = |ty: &str| {
-        format!(r#"{{"event_id":"{id}","type":"{ty}","shop_id":"{shop}","event_time":"{time}""#)
-    };
-    let paid = |rest: &str| {
-        format!(
-            r#"{},"order_id":"o-{id}","buyer_id":"b1"{rest}}}"#,
-            head("order.paid")
-        )
-    };
+    let head =
+        |ty: &str| format!(r#"{{"event_id":"{id}","type":"{ty}","shop_id":"{shop}","event_time":"{time}""#);
+    let paid = |rest: &str| format!(r#"{},"order_id":"o-{id}","buyer_id":"b1"{rest}}}"#, head("order.paid"));
     let s = match class % CLASSES {
         0 => {
             let full = paid(r#","amount_fen":1999"#);
             full[..full.len() / 2].to_string()
         }
         1 => format!("[{}]", paid(r#","amount_fen":1999"#)),
-        2 => format!(
-            r#"{},"order_id":"o1","buyer_id":"b1"}}"#,
-            head("order.shipped")
-        ),
+        2 => format!(r#"{},"order_id":"o1","buyer_id":"b1"}}"#, head("order.shipped")),
         3 => format!(
             r#"{},"order_id":"o1","tracking_no":"SF1","carrier":"SF","status":"picked_up"}}"#,
             head("logistics.update")
         ),
-        4 => format!(
-            r#"{},"buyer_id":"b1","amount_fen":1999}}"#,
-            head("order.paid")
-        ),
+        4 => format!(r#"{},"buyer_id":"b1","amount_fen":1999}}"#, head("order.paid")),
         5 => paid(r#","amount_fen":1999.0"#),
         6 => paid(r#","amount_fen":"1999""#),
         7 => paid(r#","amount_fen":-1999"#),

@@ -11,16 +11,10 @@ use rand::Rng;
 const CARRIERS: &[&str] = &["SF", "ZTO", "YTO", "STO", "YUNDA", "JD", "EMS", "JTEXPRESS"];
 
 impl World {
-    pub(super) fn order_story(
-        &mut self,
-        rng: &mut SmallRng,
-        shop_idx: usize,
-        t0: Timestamp,
-    ) -> u64 {
+    pub(super) fn order_story(&mut self, rng: &mut SmallRng, shop_idx: usize, t0: Timestamp) -> u64 {
         self.next_order += 1;
         let shop = &self.shops[shop_idx];
-        let (late_rate, refund_rate, five_star) =
-            (shop.late_rate, shop.refund_rate, shop.five_star);
+        let (late_rate, refund_rate, five_star) = (shop.late_rate, shop.refund_rate, shop.five_star);
         let shop_id = shop.id.clone();
         let o = Order {
             shop: &shop_id,
@@ -33,10 +27,7 @@ impl World {
         let (fulfillment, promise) = (paid.fulfillment, paid.promised_delivery_by);
         let door_only = paid.delivery_promise == DeliveryPromise::DoorDelivery;
         let mut n = self.event(o.shop, t0, EventBody::OrderPaid(paid));
-        let order_ref = || OrderRef {
-            order_id: o.order_id.clone(),
-            buyer_id: o.buyer_id.clone(),
-        };
+        let order_ref = || OrderRef { order_id: o.order_id.clone(), buyer_id: o.buyer_id.clone() };
 
         if rng.random_bool(0.03) {
             // Cancelled before shipping.
@@ -78,11 +69,8 @@ impl World {
             Fulfillment::Merchant => log(self, shipped, LogisticsStatus::PickedUp),
             Fulfillment::Cainiao => {
                 use LogisticsStatus::*;
-                let mut k = log(
-                    self,
-                    shipped.plus_ms(-rng.random_range(MIN_MS..20 * MIN_MS)),
-                    WarehouseOutbound,
-                );
+                let mut k =
+                    log(self, shipped.plus_ms(-rng.random_range(MIN_MS..20 * MIN_MS)), WarehouseOutbound);
                 let mut t = shipped;
                 for status in [ToSortingCenter, AtSortingCenter, Sorted, LeftSortingCenter] {
                     k += log(self, t, status);
@@ -94,19 +82,10 @@ impl World {
         let transit = shipped.plus_ms(rng.random_range(2 * HOUR_MS..12 * HOUR_MS));
         n += log(self, transit, LogisticsStatus::InTransit);
         if rng.random_bool(0.015) {
-            let bad = [
-                LogisticsStatus::Lost,
-                LogisticsStatus::Damaged,
-                LogisticsStatus::Rejected,
-            ];
+            let bad = [LogisticsStatus::Lost, LogisticsStatus::Damaged, LogisticsStatus::Rejected];
             let t = transit.plus_ms(rng.random_range(HOUR_MS..3 * DAY_MS));
             n += log(self, t, bad[rng.random_range(0..3)]);
-            return n + self.refund_story(
-                rng,
-                &o,
-                t.plus_ms(HOUR_MS),
-                Some(RefundReason::NotReceived),
-            );
+            return n + self.refund_story(rng, &o, t.plus_ms(HOUR_MS), Some(RefundReason::NotReceived));
         }
         let mut delivered = transit.plus_ms(rng.random_range(6 * HOUR_MS..3 * DAY_MS));
         if let Some(by) = promise {
@@ -114,16 +93,8 @@ impl World {
                 delivered = Timestamp(transit.0 + rng.random_range(HOUR_MS / 2..by.0 - transit.0));
             }
         }
-        let door = if door_only {
-            rng.random_bool(0.85)
-        } else {
-            rng.random_bool(0.1)
-        };
-        let status = if door {
-            LogisticsStatus::DoorDelivered
-        } else {
-            LogisticsStatus::Delivered
-        };
+        let door = if door_only { rng.random_bool(0.85) } else { rng.random_bool(0.1) };
+        let status = if door { LogisticsStatus::DoorDelivered } else { LogisticsStatus::Delivered };
         n += log(self, delivered, status);
 
         if rng.random_bool(refund_rate) {
@@ -137,11 +108,7 @@ impl World {
         let completed = delivered.plus_ms(rng.random_range(HOUR_MS..10 * DAY_MS));
         n += self.event(o.shop, completed, EventBody::OrderCompleted(order_ref()));
         if rng.random_bool(0.55) {
-            let after = if rng.random_bool(0.95) {
-                0..15 * DAY_MS
-            } else {
-                15 * DAY_MS..20 * DAY_MS
-            };
+            let after = if rng.random_bool(0.95) { 0..15 * DAY_MS } else { 15 * DAY_MS..20 * DAY_MS };
             let t = completed.plus_ms(rng.random_range(after));
             let mut score = || dsr_score(rng, five_star);
             let body = OrderRated {
@@ -166,22 +133,12 @@ fn paid(rng: &mut SmallRng, o: &Order<'_>, t0: Timestamp) -> OrderPaid {
     } else {
         t0.plus_ms(48 * HOUR_MS)
     };
-    let fulfillment = if rng.random_bool(0.15) {
-        Fulfillment::Cainiao
-    } else {
-        Fulfillment::Merchant
-    };
+    let fulfillment = if rng.random_bool(0.15) { Fulfillment::Cainiao } else { Fulfillment::Merchant };
     let (delivery_promise, promised_delivery_by) = if rng.random_bool(0.1) {
         match rng.random_range(0..3) {
             0 => (DeliveryPromise::SameDay, Some(t0.plus_ms(12 * HOUR_MS))),
-            1 => (
-                DeliveryPromise::NextDay,
-                Some(Timestamp(t0.day().start().0 + 2 * DAY_MS)),
-            ),
-            _ => (
-                DeliveryPromise::DoorDelivery,
-                Some(t0.plus_ms(72 * HOUR_MS)),
-            ),
+            1 => (DeliveryPromise::NextDay, Some(Timestamp(t0.day().start().0 + 2 * DAY_MS))),
+            _ => (DeliveryPromise::DoorDelivery, Some(t0.plus_ms(72 * HOUR_MS))),
         }
     } else {
         (DeliveryPromise::None, None)

@@ -29,11 +29,7 @@ impl World {
                 RefundKind::Exchange,
             ][rng.random_range(0..4)],
         };
-        let amount_fen = if rng.random_bool(0.8) {
-            o.amount_fen
-        } else {
-            o.amount_fen / 2
-        };
+        let amount_fen = if rng.random_bool(0.8) { o.amount_fen } else { o.amount_fen / 2 };
         let mut t = t0;
         let stage = |w: &mut World, t: Timestamp, stage: RefundStage| {
             let body = RefundUpdate {
@@ -44,15 +40,7 @@ impl World {
             };
             w.event(o.shop, t, EventBody::Refund(body))
         };
-        let mut n = stage(
-            self,
-            t,
-            RefundStage::Requested {
-                kind,
-                reason,
-                amount_fen,
-            },
-        );
+        let mut n = stage(self, t, RefundStage::Requested { kind, reason, amount_fen });
         let mut step = |rng: &mut SmallRng, lo: i64, hi: i64| {
             t = t.plus_ms(rng.random_range(lo..hi));
             t
@@ -62,57 +50,28 @@ impl World {
             n += stage(
                 self,
                 step(rng, HOUR_MS, 10 * HOUR_MS),
-                RefundStage::Modified {
-                    reason,
-                    amount_fen: amount_fen * 9 / 10,
-                },
+                RefundStage::Modified { reason, amount_fen: amount_fen * 9 / 10 },
             );
         }
         let answer = rng.random_range(0..100);
         let (refunded, closed_by) = if answer < 70 {
-            n += stage(
-                self,
-                step(rng, 10 * MIN_MS, 24 * HOUR_MS),
-                RefundStage::MerchantAgreed,
-            );
+            n += stage(self, step(rng, 10 * MIN_MS, 24 * HOUR_MS), RefundStage::MerchantAgreed);
             if kind != RefundKind::RefundOnly {
                 let tracking = format!("RT{:012}", self.next_refund * 11 + 3);
                 n += stage(
                     self,
                     step(rng, 6 * HOUR_MS, 2 * DAY_MS),
-                    RefundStage::ReturnShipped {
-                        return_tracking_no: tracking,
-                    },
+                    RefundStage::ReturnShipped { return_tracking_no: tracking },
                 );
-                n += stage(
-                    self,
-                    step(rng, DAY_MS, 4 * DAY_MS),
-                    RefundStage::ReturnReceived,
-                );
+                n += stage(self, step(rng, DAY_MS, 4 * DAY_MS), RefundStage::ReturnReceived);
             }
             (kind != RefundKind::Exchange, ClosedBy::Merchant)
         } else if answer < 90 {
-            n += stage(
-                self,
-                step(rng, HOUR_MS, 2 * DAY_MS),
-                RefundStage::MerchantRejected,
-            );
+            n += stage(self, step(rng, HOUR_MS, 2 * DAY_MS), RefundStage::MerchantRejected);
             if rng.random_bool(0.55) {
-                n += stage(
-                    self,
-                    step(rng, HOUR_MS, 3 * DAY_MS),
-                    RefundStage::PlatformIntervened,
-                );
-                let liable = if rng.random_bool(0.6) {
-                    Liable::Merchant
-                } else {
-                    Liable::Buyer
-                };
-                n += stage(
-                    self,
-                    step(rng, 6 * HOUR_MS, 2 * DAY_MS),
-                    RefundStage::PlatformRuled { liable },
-                );
+                n += stage(self, step(rng, HOUR_MS, 3 * DAY_MS), RefundStage::PlatformIntervened);
+                let liable = if rng.random_bool(0.6) { Liable::Merchant } else { Liable::Buyer };
+                n += stage(self, step(rng, 6 * HOUR_MS, 2 * DAY_MS), RefundStage::PlatformRuled { liable });
                 (liable == Liable::Merchant, ClosedBy::Platform)
             } else {
                 (false, ClosedBy::Buyer)
@@ -122,26 +81,12 @@ impl World {
             (true, ClosedBy::SystemTimeout)
         };
         let done = step(rng, MIN_MS, 6 * HOUR_MS);
-        n += stage(
-            self,
-            done,
-            RefundStage::Completed {
-                refunded,
-                closed_by,
-            },
-        );
+        n += stage(self, done, RefundStage::Completed { refunded, closed_by });
         if kind == RefundKind::ReturnAndRefund && rng.random_bool(0.03) {
             let label = MaliciousLabel::ALL[rng.random_range(0..MaliciousLabel::ALL.len())];
-            n += stage(
-                self,
-                step(rng, DAY_MS, 5 * DAY_MS),
-                RefundStage::LabelConfirmed { label },
-            );
+            n += stage(self, step(rng, DAY_MS, 5 * DAY_MS), RefundStage::LabelConfirmed { label });
         }
-        let order_ref = OrderRef {
-            order_id: o.order_id.clone(),
-            buyer_id: o.buyer_id.clone(),
-        };
+        let order_ref = OrderRef { order_id: o.order_id.clone(), buyer_id: o.buyer_id.clone() };
         let after = done.plus_ms(rng.random_range(MIN_MS..DAY_MS));
         n + if refunded {
             self.event(o.shop, after, EventBody::OrderClosed(order_ref))

@@ -58,11 +58,7 @@ impl Schedule {
     /// Schedules an event (at its event time).
     pub(super) fn push(&mut self, ev: Event) {
         self.seq += 1;
-        self.pending.push(Reverse(Keyed {
-            key: ev.event_time.0,
-            seq: self.seq,
-            ev,
-        }));
+        self.pending.push(Reverse(Keyed { key: ev.event_time.0, seq: self.seq, ev }));
     }
 
     /// No event is waiting in either heap.

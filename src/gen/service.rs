@@ -9,12 +9,7 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 
 impl World {
-    pub(super) fn service_story(
-        &mut self,
-        rng: &mut SmallRng,
-        shop_idx: usize,
-        t0: Timestamp,
-    ) -> u64 {
+    pub(super) fn service_story(&mut self, rng: &mut SmallRng, shop_idx: usize, t0: Timestamp) -> u64 {
         let shop_id = self.shops[shop_idx].id.clone();
         let satisfied = self.shops[shop_idx].satisfied;
         let buyer_id = self.buyer(rng, shop_idx);
@@ -23,21 +18,10 @@ impl World {
         let mut t = t0;
         let mut n = 0;
         for _ in 0..ratings {
-            let handler = if rng.random_bool(0.7) {
-                Handler::Human
-            } else {
-                Handler::Bot
-            };
-            let phase = if rng.random_bool(0.5) {
-                Phase::PreSale
-            } else {
-                Phase::AfterSale
-            };
+            let handler = if rng.random_bool(0.7) { Handler::Human } else { Handler::Bot };
+            let phase = if rng.random_bool(0.5) { Phase::PreSale } else { Phase::AfterSale };
             let level = if rng.random_bool(satisfied) {
-                [
-                    SatisfactionLevel::VerySatisfied,
-                    SatisfactionLevel::Satisfied,
-                ][rng.random_range(0..2)]
+                [SatisfactionLevel::VerySatisfied, SatisfactionLevel::Satisfied][rng.random_range(0..2)]
             } else {
                 [
                     SatisfactionLevel::Neutral,
@@ -56,14 +40,7 @@ impl World {
                 Handler::Human => format!("agent-{shop_idx}-{}", rng.random_range(0..8)),
                 Handler::Bot => format!("bot-{shop_idx}"),
             };
-            let body = ServiceRated {
-                buyer_id: buyer_id.clone(),
-                agent_id,
-                handler,
-                phase,
-                level,
-                flags,
-            };
+            let body = ServiceRated { buyer_id: buyer_id.clone(), agent_id, handler, phase, level, flags };
             n += self.event(&shop_id, t, EventBody::ServiceRated(body));
             t = t.plus_ms(rng.random_range(2 * MIN_MS..15 * MIN_MS));
         }

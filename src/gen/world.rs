@@ -109,10 +109,6 @@ impl World {
 
 /// Milliseconds into the day, weighted to waking hours (Shanghai).
 fn time_of_day(rng: &mut SmallRng) -> i64 {
-    let hour = if rng.random_bool(0.9) {
-        rng.random_range(8..24)
-    } else {
-        rng.random_range(0..8)
-    };
+    let hour = if rng.random_bool(0.9) { rng.random_range(8..24) } else { rng.random_range(0..8) };
     hour * HOUR_MS + rng.random_range(0..3600) * 1000
 }

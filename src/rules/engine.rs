@@ -8,6 +8,7 @@
 //! position.
 
 use super::buckets::Buckets;
+use super::compensation::{self, BuyerOrders, CompensationRules, PendingOrder};
 use super::dsr::{self, DsrGroup};
 use super::facts::{keep_earliest, Fact, OrderFacts, Payment, RefundFacts};
 use super::satisfaction::{SatisfactionRules, ServiceEntry, ServiceHistory};
@@ -31,6 +32,7 @@ pub struct RulesConfig {
     pub out_of_orderness_ms: i64,
     pub allowed_lateness_ms: i64,
     pub satisfaction: SatisfactionRules,
+    pub compensation: CompensationRules,
 }
 
 impl Default for RulesConfig {
@@ -41,6 +43,7 @@ impl Default for RulesConfig {
             out_of_orderness_ms: 5 * 60_000,
             allowed_lateness_ms: 86_400_000,
             satisfaction: SatisfactionRules::default(),
+            compensation: CompensationRules::default(),
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct Counters {
     pub snapshots: u64,
     /// Event-time timers fired.
     pub timers_fired: u64,
+    /// Compensation records emitted.
+    pub compensations: u64,
 }
 
 /// What [`Engine::apply`] did with an event.
@@ -201,6 +206,7 @@ impl Engine {
             return Ok(());
         }
         self.sync_deadline_timer(ov, shop, order, &before, &mut o);
+        self.sync_compensation(ov, shop, order, &before, &o)?;
         self.buckets.replace(ov, shop, &before.contribution(), &o.contribution())?;
         self.update_dsr(ov, shop, dsr::valid_rating(order, &before), dsr::valid_rating(order, &o))?;
         ov.put(&key, &o);
@@ -230,6 +236,129 @@ impl Engine {
                 ov.put(&Key::Timer { at, kind: TimerKind::ShipDeadline, shop, id: order }, &());
             }
         }
+    }
+
+    /// Keeps the late-shipment pending lists and the promise timer in step with the order's
+    /// (earliest) payment, until each is decided.
+    fn sync_compensation(
+        &self,
+        ov: &mut Overlay<'_>,
+        shop: &str,
+        order: &str,
+        before: &OrderFacts,
+        after: &OrderFacts,
+    ) -> Result<(), StateError> {
+        let (old, new) = (before.paid.as_ref(), after.paid.as_ref());
+        if old == new {
+            return Ok(());
+        }
+        if !after.late_decided {
+            if let Some(p) = old {
+                let mut bo: BuyerOrders = self.buyer_orders(ov, shop, &p.value.buyer_id)?;
+                bo.remove(order);
+                self.save_buyer_orders(ov, shop, &p.value.buyer_id, bo);
+            }
+            if let Some(p) = new {
+                let mut bo = self.buyer_orders(ov, shop, &p.value.buyer_id)?;
+                bo.insert(PendingOrder {
+                    paid: p.fact.time,
+                    order_id: order.to_owned(),
+                    deadline: p.value.ship_deadline,
+                });
+                self.save_buyer_orders(ov, shop, &p.value.buyer_id, bo);
+            }
+        }
+        if !after.promise_decided {
+            let promise = |f: &OrderFacts| f.paid.as_ref().and_then(|p| p.value.promised_delivery_by);
+            if let Some(at) = promise(before) {
+                ov.delete(&Key::Timer { at, kind: TimerKind::PromiseDeadline, shop, id: order });
+            }
+            if let Some(at) = promise(after) {
+                ov.put(&Key::Timer { at, kind: TimerKind::PromiseDeadline, shop, id: order }, &());
+            }
+        }
+        Ok(())
+    }
+
+    fn buyer_orders(&self, ov: &mut Overlay<'_>, shop: &str, buyer: &str) -> Result<BuyerOrders, StateError> {
+        Ok(ov.get(&Key::BuyerOrders { shop, buyer })?.unwrap_or_default())
+    }
+
+    /// Saves a buyer's pending orders and moves its decision timer to the first group's
+    /// decision time.
+    fn save_buyer_orders(&self, ov: &mut Overlay<'_>, shop: &str, buyer: &str, mut bo: BuyerOrders) {
+        let due = bo.first_group(self.cfg.compensation.group_span_ms).map(|(_, at)| at);
+        if bo.timer_at != due {
+            if let Some(at) = bo.timer_at {
+                ov.delete(&Key::Timer { at, kind: TimerKind::GroupDecision, shop, id: buyer });
+            }
+            if let Some(at) = due {
+                ov.put(&Key::Timer { at, kind: TimerKind::GroupDecision, shop, id: buyer }, &());
+            }
+            bo.timer_at = due;
+        }
+        let key = Key::BuyerOrders { shop, buyer };
+        if bo.pending.is_empty() {
+            ov.delete(&key);
+        } else {
+            ov.put(&key, &bo);
+        }
+    }
+
+    /// Decides every group of the buyer whose decision time the watermark has passed, in
+    /// order, and emits their compensation records.
+    fn decide_groups(
+        &mut self,
+        ov: &mut Overlay<'_>,
+        shop: &str,
+        buyer: &str,
+        wm: Timestamp,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StateError> {
+        let mut bo = self.buyer_orders(ov, shop, buyer)?;
+        bo.timer_at = None; // this timer has fired
+        while let Some((len, at)) = bo.first_group(self.cfg.compensation.group_span_ms) {
+            if at >= wm {
+                break;
+            }
+            let mut members = Vec::with_capacity(len);
+            for p in bo.pending.drain(..len) {
+                let key = Key::Order { shop, order: &p.order_id };
+                let mut o: OrderFacts = ov.get(&key)?.unwrap_or_default();
+                o.late_decided = true;
+                ov.put(&key, &o);
+                members.push((p.order_id, o));
+            }
+            for c in compensation::decide_group(shop, &members, at, &self.cfg.compensation) {
+                self.meta.counters.compensations += 1;
+                out.push(Output::Compensation(c));
+            }
+        }
+        self.save_buyer_orders(ov, shop, buyer, bo);
+        Ok(())
+    }
+
+    fn promise_passed(
+        &mut self,
+        ov: &mut Overlay<'_>,
+        shop: &str,
+        order: &str,
+        at: Timestamp,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StateError> {
+        let key = Key::Order { shop, order };
+        let mut o: OrderFacts = ov.get(&key)?.unwrap_or_default();
+        let current = o.paid.as_ref().and_then(|p| p.value.promised_delivery_by);
+        if current != Some(at) || o.promise_decided {
+            return Ok(());
+        }
+        o.promise_decided = true;
+        ov.put(&key, &o);
+        if let Some(c) = compensation::promise_breach(shop, order, &o, &self.cfg.compensation) {
+            self.meta.counters.compensations += 1;
+            out.push(Output::Compensation(c));
+        }
+        Ok(())
     }
 
     /// Moves an order's valid DSR rating between month groups and re-ranks them.
@@ -349,7 +478,7 @@ impl Engine {
             self.meta.watermark.advance(self.cfg.out_of_orderness_ms)
         };
         if let Some(wm) = wm {
-            self.fire_timers(ov, wm)?;
+            self.fire_timers(ov, wm, out)?;
         }
         if let Some((lo, hi)) = self.buckets.write_back(ov) {
             self.meta.data_days = Some(match self.meta.data_days {
@@ -373,7 +502,12 @@ impl Engine {
 
     /// Fires every timer whose time the watermark has passed (`at < wm`), in time order.
     /// Cost is proportional to the timers due, not to those pending.
-    fn fire_timers(&mut self, ov: &mut Overlay<'_>, wm: Timestamp) -> Result<(), StateError> {
+    fn fire_timers(
+        &mut self,
+        ov: &mut Overlay<'_>,
+        wm: Timestamp,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StateError> {
         let prefix = keys::timer_prefix();
         loop {
             let due: Vec<keys::TimerRef> = ov
@@ -390,7 +524,8 @@ impl Engine {
                 self.meta.counters.timers_fired += 1;
                 match t.kind {
                     TimerKind::ShipDeadline => self.ship_deadline_passed(ov, &t.shop, &t.id, t.at)?,
-                    TimerKind::PromiseDeadline | TimerKind::GroupDecision => {}
+                    TimerKind::PromiseDeadline => self.promise_passed(ov, &t.shop, &t.id, t.at, out)?,
+                    TimerKind::GroupDecision => self.decide_groups(ov, &t.shop, &t.id, wm, out)?,
                 }
             }
         }

@@ -93,6 +93,10 @@ pub struct OrderFacts {
     pub protected: bool,
     /// Refunds seen for this order.
     pub refunds: Vec<String>,
+    /// The order's late-shipment group was decided (its compensation, if any, emitted).
+    pub late_decided: bool,
+    /// The delivery promise was decided.
+    pub promise_decided: bool,
 }
 
 impl OrderFacts {

@@ -4,6 +4,7 @@
 //! ([`engine::Engine::flush`]), like vector's `record(event)` / `flush(now)`.
 
 pub mod buckets;
+pub mod compensation;
 pub mod dsr;
 pub mod engine;
 pub mod facts;

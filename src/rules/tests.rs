@@ -186,3 +186,81 @@ fn batching_does_not_change_final_snapshots() {
     assert_eq!((whole["s1"][1].paid_orders, whole["s1"][1].refunds_requested), (1, 1));
     assert_eq!(whole["s1"][2].paid_orders, 2);
 }
+
+fn order_paid(id: &str, order: &str, buyer: &str, at: &str, amount_fen: i64, deadline_h: i64) -> Event {
+    let mut e = paid(id, "s1", order, at);
+    if let EventBody::OrderPaid(p) = &mut e.body {
+        p.buyer_id = buyer.into();
+        p.amount_fen = amount_fen;
+        p.ship_deadline = e.event_time.plus_ms(deadline_h * 3_600_000);
+        p.ship_deadline_given = true;
+    }
+    e
+}
+
+fn logistics(id: &str, order: &str, at: &str, status: LogisticsStatus) -> Event {
+    Event {
+        event_id: id.into(),
+        shop_id: "s1".into(),
+        event_time: t(at),
+        body: EventBody::Logistics(LogisticsUpdate {
+            order_id: order.into(),
+            tracking_no: "t1".into(),
+            carrier: "c".into(),
+            status,
+        }),
+    }
+}
+
+fn compensations(out: &[Output]) -> Vec<&crate::output::Compensation> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Compensation(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn three_late_1000_yuan_orders_in_24h_share_the_500_yuan_cap() {
+    let store = MemStore::new();
+    let out = run(
+        &store,
+        &[vec![
+            order_paid("e1", "o1", "b1", "2024-05-01T10:00:00+08:00", 100_000, 48),
+            order_paid("e2", "o2", "b1", "2024-05-01T12:00:00+08:00", 100_000, 48),
+            order_paid("e3", "o3", "b1", "2024-05-02T09:00:00+08:00", 100_000, 48),
+            // Far later event moves the watermark past every deadline.
+            paid("e9", "s9", "o9", "2024-05-10T00:00:00+08:00"),
+        ]],
+        false,
+    );
+    let cs = compensations(&out);
+    let got: Vec<_> = cs.iter().map(|c| (c.order_id.as_str(), c.amount_fen, c.basis_fen)).collect();
+    assert_eq!(got, [("o1", 30_000, 30_000), ("o2", 20_000, 30_000), ("o3", 0, 30_000)]);
+    assert!(cs.iter().all(|c| c.group_id.as_deref() == Some("o1")));
+    // decided_at = the later of the group end (05-02 10:00) and the last deadline (05-04 09:00).
+    assert_eq!(cs[0].decided_at, t("2024-05-04T09:00:00+08:00"));
+}
+
+#[test]
+fn shipped_on_time_owes_nothing_and_decisions_are_final() {
+    let store = MemStore::new();
+    let out = run(
+        &store,
+        &[
+            vec![
+                order_paid("e1", "o1", "b1", "2024-05-01T10:00:00+08:00", 10_000, 48),
+                order_paid("e2", "o2", "b2", "2024-05-01T10:00:00+08:00", 10_000, 48),
+                logistics("e3", "o1", "2024-05-02T10:00:00+08:00", LogisticsStatus::PickedUp),
+                paid("e9", "s9", "o9", "2024-05-10T00:00:00+08:00"),
+            ],
+            // A pickup for o2 arriving behind the watermark does not retract its record.
+            vec![logistics("e4", "o2", "2024-05-02T10:00:00+08:00", LogisticsStatus::PickedUp)],
+        ],
+        true,
+    );
+    let cs = compensations(&out);
+    assert_eq!(cs.len(), 1);
+    assert_eq!((cs[0].order_id.as_str(), cs[0].amount_fen), ("o2", 3_000));
+}

@@ -32,6 +32,8 @@ pub enum Key<'a> {
     Timer { at: Timestamp, kind: TimerKind, shop: &'a str, id: &'a str },
     /// Alert rule states of a shop.
     AlertState { shop: &'a str },
+    /// One buyer's orders at a shop awaiting a late-shipment group decision.
+    BuyerOrders { shop: &'a str, buyer: &'a str },
 }
 
 /// What an event-time timer is for.
@@ -91,6 +93,7 @@ const TAG_DSR_GROUP: u8 = 0x07;
 const TAG_SERVICE: u8 = 0x08;
 const TAG_TIMER: u8 = 0x09;
 const TAG_ALERT: u8 = 0x0a;
+const TAG_BUYER_ORDERS: u8 = 0x0b;
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -189,6 +192,11 @@ impl Key<'_> {
                 out.push(TAG_ALERT);
                 push_str(&mut out, shop);
             }
+            Key::BuyerOrders { shop, buyer } => {
+                out.push(TAG_BUYER_ORDERS);
+                push_str(&mut out, shop);
+                push_str(&mut out, buyer);
+            }
         }
         out
     }
@@ -269,6 +277,7 @@ pub fn describe(key: &[u8]) -> String {
         Some(&TAG_SERVICE) => "service-history",
         Some(&TAG_TIMER) => "timer",
         Some(&TAG_ALERT) => "alert-state",
+        Some(&TAG_BUYER_ORDERS) => "buyer-orders",
         _ => "unknown",
     };
     format!("{family}:{}", String::from_utf8_lossy(key.get(1..).unwrap_or_default()))

@@ -38,10 +38,7 @@ pub(crate) fn for_each_field<'e>(ev: &'e Event, mut f: impl FnMut(Field, Out<'e>
                 f(Field::Fulfillment, Out::Str(p.fulfillment.as_str()));
             }
             if p.delivery_promise != DeliveryPromise::None {
-                f(
-                    Field::DeliveryPromise,
-                    Out::Str(p.delivery_promise.as_str()),
-                );
+                f(Field::DeliveryPromise, Out::Str(p.delivery_promise.as_str()));
                 if let Some(t) = p.promised_delivery_by {
                     f(Field::PromisedDeliveryBy, Out::Time(t));
                 }
@@ -86,11 +83,7 @@ pub(crate) fn for_each_field<'e>(ev: &'e Event, mut f: impl FnMut(Field, Out<'e>
 
 fn stage_fields<'e>(stage: &'e RefundStage, mut f: impl FnMut(Field, Out<'e>)) {
     match stage {
-        RefundStage::Requested {
-            kind,
-            reason,
-            amount_fen,
-        } => {
+        RefundStage::Requested { kind, reason, amount_fen } => {
             f(Field::Kind, Out::Str(kind.as_str()));
             f(Field::Reason, Out::Str(reason.as_str()));
             f(Field::AmountFen, Out::Int(*amount_fen));
@@ -103,10 +96,7 @@ fn stage_fields<'e>(stage: &'e RefundStage, mut f: impl FnMut(Field, Out<'e>)) {
             f(Field::ReturnTrackingNo, Out::Str(return_tracking_no));
         }
         RefundStage::PlatformRuled { liable } => f(Field::Liable, Out::Str(liable.as_str())),
-        RefundStage::Completed {
-            refunded,
-            closed_by,
-        } => {
+        RefundStage::Completed { refunded, closed_by } => {
             f(Field::Refunded, Out::Bool(*refunded));
             f(Field::ClosedBy, Out::Str(closed_by.as_str()));
         }

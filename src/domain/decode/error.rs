@@ -33,11 +33,7 @@ impl fmt::Display for FieldContext {
 pub enum DecodeError {
     /// Not JSON at all, truncated, or trailing garbage after the object.
     #[error("malformed JSON at line {line} column {column}: {message}")]
-    MalformedJson {
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    MalformedJson { line: usize, column: usize, message: String },
 
     /// An object (at any depth) repeats a key.
     #[error("duplicate key `{key}`")]
@@ -61,18 +57,11 @@ pub enum DecodeError {
 
     /// The event type belongs to another input topic than the one it was read from.
     #[error("event type {event_type} belongs on topic {belongs}, not {found_on}")]
-    WrongTopic {
-        event_type: EventType,
-        belongs: Stream,
-        found_on: Stream,
-    },
+    WrongTopic { event_type: EventType, belongs: Stream, found_on: Stream },
 
     /// A required field is absent or `null`.
     #[error("missing required field `{field}`{context}")]
-    MissingField {
-        field: &'static str,
-        context: FieldContext,
-    },
+    MissingField { field: &'static str, context: FieldContext },
 
     /// An identifier (`event_id`, `shop_id`, `order_id`, ...) is the empty string.
     #[error("field `{field}` must be a non-empty string, found \"\"")]
@@ -81,19 +70,11 @@ pub enum DecodeError {
     /// A field has the wrong JSON type (or, for a time, is neither an RFC 3339 string nor
     /// integer epoch milliseconds). `field` may carry an index, e.g. `flags[1]`.
     #[error("field `{field}` must be {expected}, found {found}")]
-    IllTyped {
-        field: String,
-        expected: &'static str,
-        found: String,
-    },
+    IllTyped { field: String, expected: &'static str, found: String },
 
     /// An enumeration field carries a value outside its (case-sensitive) set.
     #[error("unknown value {value:?} for `{field}` (expected one of {expected})")]
-    UnknownEnumValue {
-        field: &'static str,
-        value: String,
-        expected: String,
-    },
+    UnknownEnumValue { field: &'static str, value: String, expected: String },
 
     /// An amount below zero.
     #[error("`{field}` is negative ({value})")]
@@ -109,11 +90,7 @@ pub enum DecodeError {
 
     /// A `ship_deadline` or `promised_delivery_by` before the payment (`event_time`).
     #[error("`{field}` {value} is before the payment time {paid}")]
-    TimeBeforePayment {
-        field: &'static str,
-        value: String,
-        paid: String,
-    },
+    TimeBeforePayment { field: &'static str, value: String, paid: String },
 }
 
 impl DecodeError {
@@ -133,9 +110,7 @@ impl DecodeError {
             DecodeError::UnknownEnumValue { .. } => "unknown_enum_value",
             DecodeError::NegativeAmount { .. } => "negative_amount",
             DecodeError::ScoreOutOfRange { .. } => "score_out_of_range",
-            DecodeError::TimeOutOfRange { .. } | DecodeError::TimeBeforePayment { .. } => {
-                "impossible_time"
-            }
+            DecodeError::TimeOutOfRange { .. } | DecodeError::TimeBeforePayment { .. } => "impossible_time",
         }
     }
 
@@ -164,11 +139,7 @@ impl DecodeError {
         let full = e.to_string();
         let suffix = format!(" at line {line} column {column}");
         let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
-        DecodeError::MalformedJson {
-            line,
-            column,
-            message,
-        }
+        DecodeError::MalformedJson { line, column, message }
     }
 }
 
@@ -182,10 +153,7 @@ mod tests {
             field: "order_id",
             context: FieldContext::Type(EventType::OrderPaid),
         };
-        assert_eq!(
-            e.to_string(),
-            "missing required field `order_id` for type order.paid"
-        );
+        assert_eq!(e.to_string(), "missing required field `order_id` for type order.paid");
         assert_eq!(e.code(), "missing_field");
         let e = DecodeError::MissingField {
             field: "liable",
@@ -195,20 +163,14 @@ mod tests {
             e.to_string(),
             "missing required field `liable` for type refund.update stage PLATFORM_RULED"
         );
-        let e = DecodeError::ScoreOutOfRange {
-            field: "description",
-            value: 6,
-        };
+        let e = DecodeError::ScoreOutOfRange { field: "description", value: 6 };
         assert_eq!(e.to_string(), "`description` must be 1–5, found 6");
         let e = DecodeError::WrongTopic {
             event_type: EventType::OrderPaid,
             belongs: Stream::Orders,
             found_on: Stream::Logistics,
         };
-        assert_eq!(
-            e.to_string(),
-            "event type order.paid belongs on topic orders, not logistics"
-        );
+        assert_eq!(e.to_string(), "event type order.paid belongs on topic orders, not logistics");
         assert_eq!(e.code(), "wrong_topic");
     }
 
@@ -217,19 +179,12 @@ mod tests {
         let err = serde_json::from_str::<serde_json::Value>("{\"a\":").unwrap_err();
         let e = DecodeError::from_json(&err);
         assert_eq!(e.code(), "malformed_json");
-        assert_eq!(
-            e.to_string(),
-            "malformed JSON at line 1 column 5: EOF while parsing a value"
-        );
+        assert_eq!(e.to_string(), "malformed JSON at line 1 column 5: EOF while parsing a value");
     }
 
     #[test]
     fn codes_are_listed() {
-        let e = DecodeError::TimeBeforePayment {
-            field: "x",
-            value: "a".into(),
-            paid: "b".into(),
-        };
+        let e = DecodeError::TimeBeforePayment { field: "x", value: "a".into(), paid: "b".into() };
         assert!(DecodeError::CODES.contains(&e.code()));
         assert_eq!(DecodeError::CODES.len(), 14);
     }

@@ -18,11 +18,7 @@ pub(crate) fn parse(text: &str) -> Result<RawEvent<'_>, DecodeError> {
     let mut dup: Option<String> = None;
     let mut raw = RawEvent::default();
     let mut de = serde_json::Deserializer::from_str(text);
-    let top = TopSeed {
-        dup: &mut dup,
-        raw: &mut raw,
-    }
-    .deserialize(&mut de);
+    let top = TopSeed { dup: &mut dup, raw: &mut raw }.deserialize(&mut de);
     let top = match top {
         Ok(top) => top,
         Err(e) => {
@@ -83,18 +79,14 @@ impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
                         return Err(duplicate(self.dup, &key));
                     }
                     seen |= bit;
-                    let value = map.next_value_seed(ValueSeed {
-                        dup: &mut *self.dup,
-                    })?;
+                    let value = map.next_value_seed(ValueSeed { dup: &mut *self.dup })?;
                     self.raw.set(field, value);
                 }
                 None => {
                     if !unknown.insert(key.clone()) {
                         return Err(duplicate(self.dup, &key));
                     }
-                    map.next_value_seed(IgnoreSeed {
-                        dup: &mut *self.dup,
-                    })?;
+                    map.next_value_seed(IgnoreSeed { dup: &mut *self.dup })?;
                 }
             }
         }
@@ -102,12 +94,7 @@ impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
-        while seq
-            .next_element_seed(IgnoreSeed {
-                dup: &mut *self.dup,
-            })?
-            .is_some()
-        {}
+        while seq.next_element_seed(IgnoreSeed { dup: &mut *self.dup })?.is_some() {}
         Ok(Top::NotObject("an array"))
     }
 
@@ -237,9 +224,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue<'de>, A::Error> {
         let mut items = Vec::new();
-        while let Some(v) = seq.next_element_seed(ValueSeed {
-            dup: &mut *self.dup,
-        })? {
+        while let Some(v) = seq.next_element_seed(ValueSeed { dup: &mut *self.dup })? {
             items.push(v);
         }
         Ok(RawValue::Array(items))
@@ -302,12 +287,7 @@ impl<'de> Visitor<'de> for IgnoreSeed<'_> {
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq
-            .next_element_seed(IgnoreSeed {
-                dup: &mut *self.dup,
-            })?
-            .is_some()
-        {}
+        while seq.next_element_seed(IgnoreSeed { dup: &mut *self.dup })?.is_some() {}
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
@@ -329,30 +309,19 @@ mod tests {
     #[test]
     fn fills_known_slots_and_borrows() {
         let r = ok(r#"{"type":"order.paid","amount_fen":100,"x":{"y":[1,2]},"flags":["ROBOT"]}"#);
-        assert!(matches!(
-            r.get(Field::Type),
-            RawValue::Str(Cow::Borrowed("order.paid"))
-        ));
+        assert!(matches!(r.get(Field::Type), RawValue::Str(Cow::Borrowed("order.paid"))));
         assert_eq!(r.get(Field::AmountFen), &RawValue::Int(100));
-        assert_eq!(
-            r.get(Field::Flags),
-            &RawValue::Array(vec![RawValue::Str("ROBOT".into())])
-        );
+        assert_eq!(r.get(Field::Flags), &RawValue::Array(vec![RawValue::Str("ROBOT".into())]));
         assert_eq!(r.get(Field::OrderId), &RawValue::Null);
     }
 
     #[test]
     fn numbers_keep_their_json_kind() {
-        let r = ok(
-            r#"{"amount_fen":100.0,"description":1e3,"service":9223372036854775808,
-                     "logistics":-5,"shop_id":"a\"b","event_time":null}"#,
-        );
+        let r = ok(r#"{"amount_fen":100.0,"description":1e3,"service":9223372036854775808,
+                     "logistics":-5,"shop_id":"a\"b","event_time":null}"#);
         assert_eq!(r.get(Field::AmountFen), &RawValue::Float(100.0));
         assert_eq!(r.get(Field::Description), &RawValue::Float(1000.0));
-        assert_eq!(
-            r.get(Field::Service),
-            &RawValue::BigNumber(9_223_372_036_854_775_808)
-        );
+        assert_eq!(r.get(Field::Service), &RawValue::BigNumber(9_223_372_036_854_775_808));
         assert_eq!(r.get(Field::Logistics), &RawValue::Int(-5));
         assert_eq!(r.get(Field::ShopId), &RawValue::Str("a\"b".into()));
         assert_eq!(r.get(Field::EventTime), &RawValue::Null);
@@ -402,15 +371,7 @@ mod tests {
         assert_eq!(err("\"s\""), DecodeError::NotAnObject { found: "a string" });
         assert_eq!(err("null"), DecodeError::NotAnObject { found: "null" });
         assert_eq!(err(" 12 "), DecodeError::NotAnObject { found: "a number" });
-        for s in [
-            "",
-            "{",
-            "{\"a\":1",
-            "{\"a\":1} x",
-            "{a:1}",
-            "[1,2",
-            "{\"a\":1,}",
-        ] {
+        for s in ["", "{", "{\"a\":1", "{\"a\":1} x", "{a:1}", "[1,2", "{\"a\":1,}"] {
             assert_eq!(err(s).code(), "malformed_json", "{s:?}");
         }
         let deep = "[".repeat(10_000);

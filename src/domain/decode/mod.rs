@@ -37,9 +37,7 @@ pub struct DecodeOptions {
 impl Default for DecodeOptions {
     /// A 48 h default ship window.
     fn default() -> Self {
-        DecodeOptions {
-            default_ship_window_ms: 48 * HOUR_MS,
-        }
+        DecodeOptions { default_ship_window_ms: 48 * HOUR_MS }
     }
 }
 
@@ -53,20 +51,15 @@ pub fn decode_json(
     expected: Option<Stream>,
     opts: &DecodeOptions,
 ) -> Result<Event, DecodeError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
-        valid_up_to: e.valid_up_to(),
-    })?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 { valid_up_to: e.valid_up_to() })?;
     let raw = json::parse(text)?;
     validate::validate(raw, expected, opts)
 }
 
 /// Decodes one protobuf record as the message of `stream`'s topic (`OrderEvent`,
 /// `LogisticsEvent`, `RefundEvent` or `ServiceEvent`).
-pub fn decode_proto(
-    stream: Stream,
-    bytes: &[u8],
-    opts: &DecodeOptions,
-) -> Result<Event, DecodeError> {
+pub fn decode_proto(stream: Stream, bytes: &[u8], opts: &DecodeOptions) -> Result<Event, DecodeError> {
     validate::validate(proto::decode_raw(stream, bytes)?, Some(stream), opts)
 }
 

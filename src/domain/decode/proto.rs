@@ -75,10 +75,7 @@ fn refund_raw(m: RefundEvent) -> RawEvent<'static> {
     r.set(Field::AmountFen, i(m.amount_fen));
     r.set(Field::ReturnTrackingNo, s(m.return_tracking_no));
     r.set(Field::Liable, s(m.liable));
-    r.set(
-        Field::Refunded,
-        m.refunded.map_or(RawValue::Null, RawValue::Bool),
-    );
+    r.set(Field::Refunded, m.refunded.map_or(RawValue::Null, RawValue::Bool));
     r.set(Field::ClosedBy, s(m.closed_by));
     r.set(Field::Label, s(m.label));
     r
@@ -92,20 +89,14 @@ fn service_raw(m: ServiceEvent) -> RawEvent<'static> {
     r.set(Field::Phase, s(m.phase));
     r.set(Field::Level, s(m.level));
     if !m.flags.is_empty() {
-        let flags = m
-            .flags
-            .into_iter()
-            .map(|f| RawValue::Str(Cow::Owned(f)))
-            .collect();
+        let flags = m.flags.into_iter().map(|f| RawValue::Str(Cow::Owned(f))).collect();
         r.set(Field::Flags, RawValue::Array(flags));
     }
     r
 }
 
 fn malformed(e: prost::DecodeError) -> DecodeError {
-    DecodeError::MalformedProtobuf {
-        message: e.to_string(),
-    }
+    DecodeError::MalformedProtobuf { message: e.to_string() }
 }
 
 /// Decodes `bytes` as the message of `stream`'s topic into a [`RawEvent`] (moving the
@@ -228,11 +219,7 @@ mod tests {
 
     #[test]
     fn absent_fields_are_null() {
-        let m = OrderEvent {
-            r#type: Some("order.paid".into()),
-            amount_fen: Some(7),
-            ..Default::default()
-        };
+        let m = OrderEvent { r#type: Some("order.paid".into()), amount_fen: Some(7), ..Default::default() };
         let r = decode_raw(Stream::Orders, &m.encode_to_vec()).unwrap();
         assert_eq!(r.get(Field::AmountFen), &RawValue::Int(7));
         assert_eq!(r.get(Field::Type), &RawValue::Str("order.paid".into()));
@@ -242,16 +229,10 @@ mod tests {
 
     #[test]
     fn refunded_false_and_flags_are_present() {
-        let m = RefundEvent {
-            refunded: Some(false),
-            ..Default::default()
-        };
+        let m = RefundEvent { refunded: Some(false), ..Default::default() };
         let r = decode_raw(Stream::Refunds, &m.encode_to_vec()).unwrap();
         assert_eq!(r.get(Field::Refunded), &RawValue::Bool(false));
-        let m = ServiceEvent {
-            flags: vec!["ROBOT".into(), "x".into()],
-            ..Default::default()
-        };
+        let m = ServiceEvent { flags: vec!["ROBOT".into(), "x".into()], ..Default::default() };
         let r = decode_raw(Stream::Service, &m.encode_to_vec()).unwrap();
         let expected = vec![RawValue::Str("ROBOT".into()), RawValue::Str("x".into())];
         assert_eq!(r.get(Field::Flags), &RawValue::Array(expected));

@@ -175,9 +175,6 @@ mod tests {
         assert_eq!(RawValue::Str("100".into()).describe(), "string \"100\"");
         assert_eq!(RawValue::Bool(true).describe(), "bool true");
         let long = "é".repeat(100);
-        assert_eq!(
-            RawValue::Str(long.into()).describe().chars().count(),
-            40 + 9
-        );
+        assert_eq!(RawValue::Str(long.into()).describe().chars().count(), 40 + 9);
     }
 }

@@ -11,27 +11,16 @@ use crate::domain::time::{TimeError, Timestamp};
 
 /// `missing_field` for `f`.
 pub(super) fn missing(f: Field, context: FieldContext) -> DecodeError {
-    DecodeError::MissingField {
-        field: f.name(),
-        context,
-    }
+    DecodeError::MissingField { field: f.name(), context }
 }
 
 /// `ill_typed` for `f`, describing the value found.
 pub(super) fn ill_typed(f: Field, expected: &'static str, found: &RawValue<'_>) -> DecodeError {
-    DecodeError::IllTyped {
-        field: f.name().to_string(),
-        expected,
-        found: found.describe(),
-    }
+    DecodeError::IllTyped { field: f.name().to_string(), expected, found: found.describe() }
 }
 
 /// A required non-empty string, moved out of the record.
-pub(super) fn req_str(
-    raw: &mut RawEvent<'_>,
-    f: Field,
-    ctx: FieldContext,
-) -> Result<String, DecodeError> {
+pub(super) fn req_str(raw: &mut RawEvent<'_>, f: Field, ctx: FieldContext) -> Result<String, DecodeError> {
     match raw.take(f) {
         RawValue::Null => Err(missing(f, ctx)),
         RawValue::Str(s) if s.is_empty() => Err(DecodeError::EmptyField { field: f.name() }),
@@ -53,10 +42,7 @@ pub(super) fn req_int(raw: &RawEvent<'_>, f: Field, ctx: FieldContext) -> Result
 pub(super) fn amount(raw: &RawEvent<'_>, f: Field, ctx: FieldContext) -> Result<i64, DecodeError> {
     let value = req_int(raw, f, ctx)?;
     if value < 0 {
-        return Err(DecodeError::NegativeAmount {
-            field: f.name(),
-            value,
-        });
+        return Err(DecodeError::NegativeAmount { field: f.name(), value });
     }
     Ok(value)
 }
@@ -65,18 +51,11 @@ pub(super) fn score(raw: &RawEvent<'_>, f: Field, ctx: FieldContext) -> Result<u
     let value = req_int(raw, f, ctx)?;
     match u8::try_from(value) {
         Ok(s @ 1..=5) => Ok(s),
-        _ => Err(DecodeError::ScoreOutOfRange {
-            field: f.name(),
-            value,
-        }),
+        _ => Err(DecodeError::ScoreOutOfRange { field: f.name(), value }),
     }
 }
 
-pub(super) fn req_bool(
-    raw: &RawEvent<'_>,
-    f: Field,
-    ctx: FieldContext,
-) -> Result<bool, DecodeError> {
+pub(super) fn req_bool(raw: &RawEvent<'_>, f: Field, ctx: FieldContext) -> Result<bool, DecodeError> {
     match raw.get(f) {
         RawValue::Null => Err(missing(f, ctx)),
         RawValue::Bool(b) => Ok(*b),
@@ -97,27 +76,16 @@ pub(super) fn opt_time(raw: &RawEvent<'_>, f: Field) -> Result<Option<Timestamp>
     match parsed {
         Ok(t) => Ok(Some(t)),
         Err(TimeError::Syntax) => Err(ill_typed(f, TIME, value)),
-        Err(TimeError::OutOfRange) => Err(DecodeError::TimeOutOfRange {
-            field: f.name(),
-            value: shown,
-        }),
+        Err(TimeError::OutOfRange) => Err(DecodeError::TimeOutOfRange { field: f.name(), value: shown }),
     }
 }
 
-pub(super) fn req_time(
-    raw: &RawEvent<'_>,
-    f: Field,
-    ctx: FieldContext,
-) -> Result<Timestamp, DecodeError> {
+pub(super) fn req_time(raw: &RawEvent<'_>, f: Field, ctx: FieldContext) -> Result<Timestamp, DecodeError> {
     opt_time(raw, f)?.ok_or_else(|| missing(f, ctx))
 }
 
 /// SPEC §9: a `ship_deadline` or `promised_delivery_by` before the payment is impossible.
-pub(super) fn not_before(
-    f: Field,
-    t: Timestamp,
-    paid: Timestamp,
-) -> Result<Timestamp, DecodeError> {
+pub(super) fn not_before(f: Field, t: Timestamp, paid: Timestamp) -> Result<Timestamp, DecodeError> {
     if t < paid {
         return Err(DecodeError::TimeBeforePayment {
             field: f.name(),
@@ -179,11 +147,7 @@ pub(super) fn opt_enum<T: Wire>(raw: &RawEvent<'_>, f: Field) -> Result<Option<T
     }
 }
 
-pub(super) fn req_enum<T: Wire>(
-    raw: &RawEvent<'_>,
-    f: Field,
-    ctx: FieldContext,
-) -> Result<T, DecodeError> {
+pub(super) fn req_enum<T: Wire>(raw: &RawEvent<'_>, f: Field, ctx: FieldContext) -> Result<T, DecodeError> {
     opt_enum(raw, f)?.ok_or_else(|| missing(f, ctx))
 }
 
@@ -213,31 +177,16 @@ mod tests {
     #[test]
     fn time_forms() {
         let mut r = RawEvent::default();
-        r.set(
-            Field::EventTime,
-            RawValue::Str("2024-05-31T10:00:00Z".into()),
-        );
-        assert_eq!(
-            opt_time(&r, Field::EventTime),
-            Ok(Some(Timestamp(1_717_149_600_000)))
-        );
+        r.set(Field::EventTime, RawValue::Str("2024-05-31T10:00:00Z".into()));
+        assert_eq!(opt_time(&r, Field::EventTime), Ok(Some(Timestamp(1_717_149_600_000))));
         r.set(Field::EventTime, RawValue::Int(1_717_149_600_000));
-        assert_eq!(
-            opt_time(&r, Field::EventTime),
-            Ok(Some(Timestamp(1_717_149_600_000)))
-        );
+        assert_eq!(opt_time(&r, Field::EventTime), Ok(Some(Timestamp(1_717_149_600_000))));
         r.set(Field::EventTime, RawValue::BigNumber(u64::MAX));
-        assert_eq!(
-            opt_time(&r, Field::EventTime).unwrap_err().code(),
-            "ill_typed"
-        );
+        assert_eq!(opt_time(&r, Field::EventTime).unwrap_err().code(), "ill_typed");
         r.set(Field::EventTime, RawValue::Int(i64::MIN));
         let e = opt_time(&r, Field::EventTime).unwrap_err();
         assert_eq!(e.code(), "impossible_time");
-        assert!(
-            e.to_string().contains("-9223372036854775808 (epoch ms)"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("-9223372036854775808 (epoch ms)"), "{e}");
     }
 
     #[test]
@@ -250,10 +199,7 @@ mod tests {
             "unknown value \"merchant\" for `liable` (expected one of MERCHANT, BUYER)"
         );
         r.set(Field::Liable, RawValue::Str("BUYER".into()));
-        assert_eq!(
-            req_enum(&r, Field::Liable, FieldContext::Common),
-            Ok(Liable::Buyer)
-        );
+        assert_eq!(req_enum(&r, Field::Liable, FieldContext::Common), Ok(Liable::Buyer));
     }
 
     #[test]
@@ -263,9 +209,6 @@ mod tests {
         let e = req_str(&mut r, Field::OrderId, FieldContext::Common).unwrap_err();
         assert_eq!(e, DecodeError::EmptyField { field: "order_id" });
         r.set(Field::OrderId, RawValue::Str(" o ".into()));
-        assert_eq!(
-            req_str(&mut r, Field::OrderId, FieldContext::Common),
-            Ok(" o ".to_string())
-        );
+        assert_eq!(req_str(&mut r, Field::OrderId, FieldContext::Common), Ok(" o ".to_string()));
     }
 }

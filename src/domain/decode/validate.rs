@@ -42,21 +42,14 @@ pub(crate) fn validate(
     if let Some(found_on) = expected {
         let belongs = event_type.stream();
         if belongs != found_on {
-            return Err(DecodeError::WrongTopic {
-                event_type,
-                belongs,
-                found_on,
-            });
+            return Err(DecodeError::WrongTopic { event_type, belongs, found_on });
         }
     }
     let common = FieldContext::Common;
     let event_id = req_str(&mut raw, Field::EventId, common)?;
     let shop_id = req_str(&mut raw, Field::ShopId, common)?;
     let event_time = req_time(&raw, Field::EventTime, common)?;
-    let mut v = Validator {
-        raw,
-        ctx: FieldContext::Type(event_type),
-    };
+    let mut v = Validator { raw, ctx: FieldContext::Type(event_type) };
     let body = match event_type {
         EventType::OrderPaid => EventBody::OrderPaid(v.order_paid(event_time, opts)?),
         EventType::OrderCompleted => EventBody::OrderCompleted(v.order_ref()?),
@@ -66,20 +59,15 @@ pub(crate) fn validate(
         EventType::RefundUpdate => EventBody::Refund(v.refund()?),
         EventType::ServiceRated => EventBody::ServiceRated(v.service_rated()?),
     };
-    Ok(Event {
-        event_id,
-        shop_id,
-        event_time,
-        body,
-    })
+    Ok(Event { event_id, shop_id, event_time, body })
 }
 
 fn event_type(raw: &RawEvent<'_>) -> Result<EventType, DecodeError> {
     match raw.get(Field::Type) {
         RawValue::Null => Err(missing(Field::Type, FieldContext::Common)),
-        RawValue::Str(s) => EventType::parse(s).ok_or_else(|| DecodeError::UnknownType {
-            value: s.to_string(),
-        }),
+        RawValue::Str(s) => {
+            EventType::parse(s).ok_or_else(|| DecodeError::UnknownType { value: s.to_string() })
+        }
         other => Err(ill_typed(Field::Type, "a string", other)),
     }
 }
@@ -95,11 +83,7 @@ impl Validator<'_> {
         req_str(&mut self.raw, f, self.ctx)
     }
 
-    fn order_paid(
-        &mut self,
-        paid: Timestamp,
-        opts: &DecodeOptions,
-    ) -> Result<OrderPaid, DecodeError> {
+    fn order_paid(&mut self, paid: Timestamp, opts: &DecodeOptions) -> Result<OrderPaid, DecodeError> {
         let order_id = self.str(Field::OrderId)?;
         let buyer_id = self.str(Field::BuyerId)?;
         let amount_fen = amount(&self.raw, Field::AmountFen, self.ctx)?;
@@ -108,8 +92,7 @@ impl Validator<'_> {
             None => (paid.plus_ms(opts.default_ship_window_ms), false),
         };
         let fulfillment = opt_enum(&self.raw, Field::Fulfillment)?.unwrap_or(Fulfillment::Merchant);
-        let delivery_promise =
-            opt_enum(&self.raw, Field::DeliveryPromise)?.unwrap_or(DeliveryPromise::None);
+        let delivery_promise = opt_enum(&self.raw, Field::DeliveryPromise)?.unwrap_or(DeliveryPromise::None);
         let promised_delivery_by = match delivery_promise {
             DeliveryPromise::None => None,
             _ => {
@@ -130,10 +113,7 @@ impl Validator<'_> {
     }
 
     fn order_ref(&mut self) -> Result<OrderRef, DecodeError> {
-        Ok(OrderRef {
-            order_id: self.str(Field::OrderId)?,
-            buyer_id: self.str(Field::BuyerId)?,
-        })
+        Ok(OrderRef { order_id: self.str(Field::OrderId)?, buyer_id: self.str(Field::BuyerId)? })
     }
 
     fn order_rated(&mut self) -> Result<OrderRated, DecodeError> {
@@ -174,28 +154,23 @@ impl Validator<'_> {
             },
             RefundStageName::MerchantAgreed => RefundStage::MerchantAgreed,
             RefundStageName::MerchantRejected => RefundStage::MerchantRejected,
-            RefundStageName::ReturnShipped => RefundStage::ReturnShipped {
-                return_tracking_no: req_str(raw, Field::ReturnTrackingNo, ctx)?,
-            },
+            RefundStageName::ReturnShipped => {
+                RefundStage::ReturnShipped { return_tracking_no: req_str(raw, Field::ReturnTrackingNo, ctx)? }
+            }
             RefundStageName::ReturnReceived => RefundStage::ReturnReceived,
             RefundStageName::PlatformIntervened => RefundStage::PlatformIntervened,
-            RefundStageName::PlatformRuled => RefundStage::PlatformRuled {
-                liable: req_enum(raw, Field::Liable, ctx)?,
-            },
+            RefundStageName::PlatformRuled => {
+                RefundStage::PlatformRuled { liable: req_enum(raw, Field::Liable, ctx)? }
+            }
             RefundStageName::Completed => RefundStage::Completed {
                 refunded: req_bool(raw, Field::Refunded, ctx)?,
                 closed_by: req_enum(raw, Field::ClosedBy, ctx)?,
             },
-            RefundStageName::LabelConfirmed => RefundStage::LabelConfirmed {
-                label: req_enum(raw, Field::Label, ctx)?,
-            },
+            RefundStageName::LabelConfirmed => {
+                RefundStage::LabelConfirmed { label: req_enum(raw, Field::Label, ctx)? }
+            }
         };
-        Ok(RefundUpdate {
-            refund_id,
-            order_id,
-            buyer_id,
-            stage,
-        })
+        Ok(RefundUpdate { refund_id, order_id, buyer_id, stage })
     }
 
     fn service_rated(&mut self) -> Result<ServiceRated, DecodeError> {
@@ -250,9 +225,7 @@ mod tests {
     #[test]
     fn applies_order_paid_defaults() {
         let ev = check(paid(&[])).unwrap();
-        let EventBody::OrderPaid(p) = ev.body else {
-            panic!("not paid")
-        };
+        let EventBody::OrderPaid(p) = ev.body else { panic!("not paid") };
         assert_eq!(p.ship_deadline, Timestamp(T0 + 48 * 3_600_000));
         assert!(!p.ship_deadline_given);
         assert_eq!(p.fulfillment, Fulfillment::Merchant);
@@ -264,23 +237,16 @@ mod tests {
     #[test]
     fn promised_delivery_by_ignored_without_promise() {
         let ev = check(paid(&[(Field::PromisedDeliveryBy, s("garbage"))])).unwrap();
-        let EventBody::OrderPaid(p) = ev.body else {
-            panic!("not paid")
-        };
+        let EventBody::OrderPaid(p) = ev.body else { panic!("not paid") };
         assert_eq!(p.promised_delivery_by, None);
         let e = check(paid(&[(Field::DeliveryPromise, s("SAME_DAY"))])).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "missing required field `promised_delivery_by` for type order.paid"
-        );
+        assert_eq!(e.to_string(), "missing required field `promised_delivery_by` for type order.paid");
     }
 
     #[test]
     fn deadline_equal_to_payment_is_fine_before_is_not() {
         let ev = check(paid(&[(Field::ShipDeadline, RawValue::Int(T0))])).unwrap();
-        let EventBody::OrderPaid(p) = ev.body else {
-            panic!("not paid")
-        };
+        let EventBody::OrderPaid(p) = ev.body else { panic!("not paid") };
         assert!(p.ship_deadline_given);
         assert_eq!(p.ship_deadline, Timestamp(T0));
         let e = check(paid(&[(Field::ShipDeadline, RawValue::Int(T0 - 1))])).unwrap_err();
@@ -300,16 +266,11 @@ mod tests {
         r.set(Field::Type, s("order.rated"));
         r.set(Field::Service, RawValue::Int(1));
         r.set(Field::Logistics, RawValue::Int(5));
-        assert_eq!(
-            check(r.clone()).unwrap_err().to_string(),
-            "`description` must be 1–5, found 6"
-        );
+        assert_eq!(check(r.clone()).unwrap_err().to_string(), "`description` must be 1–5, found 6");
         r.set(Field::Description, RawValue::Int(i64::MIN));
         assert_eq!(check(r.clone()).unwrap_err().code(), "score_out_of_range");
         r.set(Field::Description, RawValue::Int(3));
-        let EventBody::OrderRated(d) = check(r).unwrap().body else {
-            panic!("not rated")
-        };
+        let EventBody::OrderRated(d) = check(r).unwrap().body else { panic!("not rated") };
         assert_eq!((d.description, d.service, d.logistics), (3, 1, 5));
     }
 
@@ -317,9 +278,7 @@ mod tests {
     fn out_of_range_epoch_ms_names_value() {
         let e = check(paid(&[(Field::EventTime, RawValue::Int(i64::MAX))])).unwrap_err();
         assert_eq!(e.code(), "impossible_time");
-        assert!(e
-            .to_string()
-            .starts_with("`event_time` 9223372036854775807 (epoch ms) is outside"));
+        assert!(e.to_string().starts_with("`event_time` 9223372036854775807 (epoch ms) is outside"));
     }
 
     #[test]
@@ -327,10 +286,7 @@ mod tests {
         let e = validate(paid(&[]), Some(Stream::Refunds), &DecodeOptions::default()).unwrap_err();
         assert_eq!(e.code(), "wrong_topic");
         let e = check(paid(&[(Field::Type, RawValue::Int(1))])).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "field `type` must be a string, found integer 1"
-        );
+        assert_eq!(e.to_string(), "field `type` must be a string, found integer 1");
         let e = check(paid(&[(Field::Type, RawValue::Null)])).unwrap_err();
         assert_eq!(e.to_string(), "missing required field `type`");
     }
@@ -349,26 +305,15 @@ mod tests {
             (Field::Level, s("NEUTRAL")),
         ];
         let mut r = raw(&base);
-        r.set(
-            Field::Flags,
-            RawValue::Array(vec![s("ROBOT"), RawValue::Int(1)]),
-        );
+        r.set(Field::Flags, RawValue::Array(vec![s("ROBOT"), RawValue::Int(1)]));
         assert_eq!(
             check(r.clone()).unwrap_err().to_string(),
             "field `flags[1]` must be a string, found integer 1"
         );
         r.set(Field::Flags, s("ROBOT"));
         assert_eq!(check(r.clone()).unwrap_err().code(), "ill_typed");
-        r.set(
-            Field::Flags,
-            RawValue::Array(vec![s("SUSPECTED_FRAUD"), s("ROBOT")]),
-        );
-        let EventBody::ServiceRated(sr) = check(r).unwrap().body else {
-            panic!("not service")
-        };
-        assert_eq!(
-            sr.flags,
-            vec![ServiceFlag::SuspectedFraud, ServiceFlag::Robot]
-        );
+        r.set(Field::Flags, RawValue::Array(vec![s("SUSPECTED_FRAUD"), s("ROBOT")]));
+        let EventBody::ServiceRated(sr) = check(r).unwrap().body else { panic!("not service") };
+        assert_eq!(sr.flags, vec![ServiceFlag::SuspectedFraud, ServiceFlag::Robot]);
     }
 }
