@@ -154,6 +154,7 @@ fn file_run(cfg: &Config) -> FileRun {
         commit_every_records: cfg.pipeline.commit_every_events,
         commit_interval: cfg.pipeline.commit_interval,
         progress_every: Some(Duration::from_secs(10)),
+        stop_after: None,
     }
 }
 

@@ -83,41 +83,33 @@ impl Snapshot {
     }
 }
 
-/// `sum_ms / count` in hours, or null.
-fn hours(sum_ms: i64, count: i64) -> Option<f64> {
-    rate(sum_ms, count).map(|ms| ms / 3_600_000.0)
-}
-
 struct WindowJson<'a>(&'a WindowCounts);
 
 impl Serialize for WindowJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let c = self.0;
-        let paid = c.paid_orders;
         let mut m = s.serialize_struct("Window", 22)?;
-        m.serialize_field("paid_orders", &paid)?;
+        m.serialize_field("paid_orders", &c.paid_orders)?;
         m.serialize_field("refunds_requested", &c.refunds_requested)?;
-        m.serialize_field("refund_rate", &rate(c.refunds_requested, paid))?;
+        m.serialize_field("refund_rate", &c.refund_rate())?;
         m.serialize_field("dispute_refunds", &c.dispute_refunds)?;
-        m.serialize_field("dispute_refund_rate", &rate(c.dispute_refunds, paid))?;
+        m.serialize_field("dispute_refund_rate", &c.dispute_refund_rate())?;
         m.serialize_field("quality_refunds", &c.quality_refunds)?;
-        m.serialize_field("quality_refund_rate", &rate(c.quality_refunds, paid))?;
+        m.serialize_field("quality_refund_rate", &c.quality_refund_rate())?;
         m.serialize_field("interventions", &c.interventions)?;
-        m.serialize_field("intervention_rate", &rate(c.interventions, paid))?;
+        m.serialize_field("intervention_rate", &c.intervention_rate())?;
         m.serialize_field("completed_refunds", &c.completed_refunds)?;
         m.serialize_field("self_completed_refunds", &c.self_completed_refunds)?;
-        m.serialize_field("self_completion_rate", &rate(c.self_completed_refunds, c.completed_refunds))?;
-        m.serialize_field("avg_refund_hours", &hours(c.refund_ms_sum, c.refund_ms_count))?;
+        m.serialize_field("self_completion_rate", &c.self_completion_rate())?;
+        m.serialize_field("avg_refund_hours", &c.avg_refund_hours())?;
         m.serialize_field("manual_refunds", &c.manual_refunds)?;
-        m.serialize_field("manual_refund_rate", &rate(c.manual_refunds, paid))?;
+        m.serialize_field("manual_refund_rate", &c.manual_refund_rate())?;
         m.serialize_field("ship_due_orders", &c.ship_due_orders)?;
         m.serialize_field("late_shipments", &c.late_shipments)?;
-        m.serialize_field("late_shipment_rate", &rate(c.late_shipments, c.ship_due_orders))?;
-        let ratings: i64 = c.service_ratings.iter().sum();
-        let satisfied: i64 = c.satisfied_ratings.iter().sum();
-        m.serialize_field("service_ratings", &ratings)?;
-        m.serialize_field("satisfied_ratings", &satisfied)?;
-        m.serialize_field("satisfaction_rate", &rate(satisfied, ratings))?;
+        m.serialize_field("late_shipment_rate", &c.late_shipment_rate())?;
+        m.serialize_field("service_ratings", &c.service_ratings_total())?;
+        m.serialize_field("satisfied_ratings", &c.satisfied_ratings_total())?;
+        m.serialize_field("satisfaction_rate", &c.satisfaction_rate())?;
         m.serialize_field("satisfaction_by", &SatisfactionBy(c))?;
         m.end()
     }
@@ -129,7 +121,7 @@ impl Serialize for SatisfactionBy<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(4))?;
         for (i, name) in SERVICE_SLOT_NAMES.iter().enumerate() {
-            m.serialize_entry(name, &rate(self.0.satisfied_ratings[i], self.0.service_ratings[i]))?;
+            m.serialize_entry(name, &self.0.satisfaction_rate_of(i))?;
         }
         m.end()
     }

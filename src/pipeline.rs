@@ -48,6 +48,9 @@ pub struct FileRun {
     pub commit_interval: Duration,
     /// Log progress this often (None: never).
     pub progress_every: Option<Duration>,
+    /// Stop (committing, without ending the input) after this many records — a graceful
+    /// stop; the next run continues from there.
+    pub stop_after: Option<u64>,
 }
 
 /// What a run did.
@@ -90,8 +93,9 @@ pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, Pi
     let mut last_progress = Instant::now();
     let mut since_commit = 0u64;
     let mut buf = Vec::with_capacity(4096);
+    let mut stopped_early = false;
 
-    for path in &run.inputs {
+    'files: for path in &run.inputs {
         let canon = std::fs::canonicalize(path)
             .map_err(|source| SourceError::Io { path: path.display().to_string(), source })?
             .display()
@@ -125,6 +129,11 @@ pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, Pi
                 since_commit = 0;
                 last_commit = Instant::now();
             }
+            if run.stop_after.is_some_and(|n| summary.records >= n) {
+                ov.put(&pos_key, &src.position());
+                stopped_early = true;
+                break 'files;
+            }
             if let Some(every) = run.progress_every {
                 if last_progress.elapsed() >= every {
                     last_progress = Instant::now();
@@ -139,7 +148,7 @@ pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, Pi
         }
         ov.put(&pos_key, &src.position());
     }
-    commit(store, &mut ov, &mut engine, &mut sink, &mut outputs, true)?;
+    commit(store, &mut ov, &mut engine, &mut sink, &mut outputs, !stopped_early)?;
     summary.commits += 1;
     summary.totals = engine.counters().clone();
     summary.watermark = engine.watermark();

@@ -7,6 +7,7 @@
 //! commits loses nothing the next run cannot recompute from the last committed input
 //! position.
 
+use super::alerts::{self, AlertState};
 use super::buckets::Buckets;
 use super::compensation::{self, BuyerOrders, CompensationRules, PendingOrder};
 use super::dsr::{self, DsrGroup};
@@ -14,6 +15,7 @@ use super::facts::{keep_earliest, Fact, OrderFacts, Payment, RefundFacts};
 use super::satisfaction::{SatisfactionRules, ServiceEntry, ServiceHistory};
 use super::snapshot::{self, CAMPAIGN_DAYS};
 use super::watermark::Watermark;
+use crate::config::AlertRule;
 use crate::domain::*;
 use crate::output::{Output, SourcePos};
 use crate::state::keys::{self, Key, MetaKey, TimerKind};
@@ -23,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// The parameters the rules need (built from the typed configuration).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RulesConfig {
     /// Window lengths in days, in output order.
     pub windows: Vec<u32>,
@@ -33,6 +35,8 @@ pub struct RulesConfig {
     pub allowed_lateness_ms: i64,
     pub satisfaction: SatisfactionRules,
     pub compensation: CompensationRules,
+    /// Alert rules, evaluated on every new snapshot.
+    pub alerts: Vec<AlertRule>,
 }
 
 impl Default for RulesConfig {
@@ -44,6 +48,7 @@ impl Default for RulesConfig {
             allowed_lateness_ms: 86_400_000,
             satisfaction: SatisfactionRules::default(),
             compensation: CompensationRules::default(),
+            alerts: Vec::new(),
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct Counters {
     pub timers_fired: u64,
     /// Compensation records emitted.
     pub compensations: u64,
+    /// Alert records emitted.
+    pub alerts: u64,
 }
 
 /// What [`Engine::apply`] did with an event.
@@ -491,7 +498,19 @@ impl Engine {
             for shop in std::mem::take(&mut self.dirty) {
                 if let Some(s) = snapshot::refresh(ov, &shop, wm, &self.cfg.windows, self.cfg.dsr_days)? {
                     self.meta.counters.snapshots += 1;
-                    out.push(Output::Snapshot(s));
+                    if !self.cfg.alerts.is_empty() {
+                        let key = Key::AlertState { shop: &shop };
+                        let mut state: AlertState = ov.get(&key)?.unwrap_or_default();
+                        let changes = alerts::evaluate(&self.cfg.alerts, &s, &mut state);
+                        if !changes.is_empty() {
+                            ov.put(&key, &state);
+                        }
+                        out.push(Output::Snapshot(s));
+                        self.meta.counters.alerts += changes.len() as u64;
+                        out.extend(changes.into_iter().map(Output::Alert));
+                    } else {
+                        out.push(Output::Snapshot(s));
+                    }
                 }
             }
             self.flushed_at = Some(wm);

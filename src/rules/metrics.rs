@@ -104,6 +104,47 @@ counters!(
 /// The sums of one window.
 pub type WindowCounts = DayCounters;
 
+/// The rates of SPEC §4, derived from a window's counts (`None` = null).
+impl DayCounters {
+    pub fn refund_rate(&self) -> Option<f64> {
+        rate(self.refunds_requested, self.paid_orders)
+    }
+    pub fn dispute_refund_rate(&self) -> Option<f64> {
+        rate(self.dispute_refunds, self.paid_orders)
+    }
+    pub fn quality_refund_rate(&self) -> Option<f64> {
+        rate(self.quality_refunds, self.paid_orders)
+    }
+    pub fn intervention_rate(&self) -> Option<f64> {
+        rate(self.interventions, self.paid_orders)
+    }
+    pub fn self_completion_rate(&self) -> Option<f64> {
+        rate(self.self_completed_refunds, self.completed_refunds)
+    }
+    pub fn avg_refund_hours(&self) -> Option<f64> {
+        rate(self.refund_ms_sum, self.refund_ms_count).map(|ms| ms / 3_600_000.0)
+    }
+    pub fn manual_refund_rate(&self) -> Option<f64> {
+        rate(self.manual_refunds, self.paid_orders)
+    }
+    pub fn late_shipment_rate(&self) -> Option<f64> {
+        rate(self.late_shipments, self.ship_due_orders)
+    }
+    pub fn service_ratings_total(&self) -> i64 {
+        self.service_ratings.iter().sum()
+    }
+    pub fn satisfied_ratings_total(&self) -> i64 {
+        self.satisfied_ratings.iter().sum()
+    }
+    pub fn satisfaction_rate(&self) -> Option<f64> {
+        rate(self.satisfied_ratings_total(), self.service_ratings_total())
+    }
+    /// Satisfaction of one handler × phase slot ([`service_slot`]).
+    pub fn satisfaction_rate_of(&self, slot: usize) -> Option<f64> {
+        rate(self.satisfied_ratings[slot], self.service_ratings[slot])
+    }
+}
+
 /// Index of a handler × phase pair in the service arrays, in SPEC §8 output order:
 /// HUMAN_PRE_SALE, HUMAN_AFTER_SALE, BOT_PRE_SALE, BOT_AFTER_SALE.
 pub fn service_slot(handler: Handler, phase: Phase) -> usize {

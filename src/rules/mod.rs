@@ -3,6 +3,7 @@
 //! events in ([`engine::Engine::apply`]) and asks for outputs at commit time
 //! ([`engine::Engine::flush`]), like vector's `record(event)` / `flush(now)`.
 
+pub mod alerts;
 pub mod buckets;
 pub mod compensation;
 pub mod dsr;

@@ -42,6 +42,11 @@ pub const DSR_FAILS: [&str; 3] =
 pub const MANUAL_FAIL: &str = "MANUAL_REFUNDS_OVER_LIMIT";
 
 impl ShopValues {
+    /// DSR score of dimension `i` (description, service, logistics), null without ratings.
+    pub fn dsr_score(&self, i: usize) -> Option<f64> {
+        super::metrics::rate(self.dsr_sum[i], self.dsr_count)
+    }
+
     /// The failed campaign conditions (empty = eligible): each DSR score ≥ 4.6 (a dimension
     /// with no rating passes), and manual refunds ≤ 6 or ≤ 0.1 % of paid orders over 30
     /// days. Compared in integers, so exactly 4.6 passes.
