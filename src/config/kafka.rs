@@ -1,0 +1,112 @@
+//! `[kafka]`, `[kafka.topics]`, `[kafka.encoding]` and the free-form `[kafka.client]` settings.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::serde_util;
+
+/// `[kafka]`: Kafka mode (SPEC §7, §10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`; empty means file mode.
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub brokers: String,
+    /// Consumer group id.
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub group: String,
+    /// Exactly-once transactions (consume + state + outputs commit together).
+    pub transactional: bool,
+    /// Extra librdkafka settings, e.g. `"security.protocol" = "SASL_SSL"`. Keys are normalized to
+    /// librdkafka's dotted form (`security_protocol` and nested tables work too), values to strings.
+    #[serde(deserialize_with = "serde_util::client_map")]
+    pub client: BTreeMap<String, String>,
+    pub topics: TopicsConfig,
+    pub encoding: EncodingConfig,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            group: "shopscore".to_owned(),
+            transactional: true,
+            client: BTreeMap::new(),
+            topics: TopicsConfig::default(),
+            encoding: EncodingConfig::default(),
+        }
+    }
+}
+
+/// `[kafka.topics]`: topic names (SPEC §10 defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub orders: String,
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub logistics: String,
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub refunds: String,
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub service: String,
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub metrics: String,
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub compensations: String,
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub alerts: String,
+    #[serde(deserialize_with = "serde_util::lenient_string")]
+    pub dead_letters: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            orders: "orders".to_owned(),
+            logistics: "logistics".to_owned(),
+            refunds: "refunds".to_owned(),
+            service: "service".to_owned(),
+            metrics: "shop-metrics".to_owned(),
+            compensations: "compensations".to_owned(),
+            alerts: "shop-alerts".to_owned(),
+            dead_letters: "dead-letters".to_owned(),
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// `(key, topic)` for every topic, inputs first, in declaration order.
+    pub fn all(&self) -> [(&'static str, &str); 8] {
+        [
+            ("orders", &self.orders),
+            ("logistics", &self.logistics),
+            ("refunds", &self.refunds),
+            ("service", &self.service),
+            ("metrics", &self.metrics),
+            ("compensations", &self.compensations),
+            ("alerts", &self.alerts),
+            ("dead_letters", &self.dead_letters),
+        ]
+    }
+}
+
+/// Wire format of an input topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Json,
+    Protobuf,
+}
+
+/// `[kafka.encoding]`: the encoding of each input topic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncodingConfig {
+    pub orders: Encoding,
+    pub logistics: Encoding,
+    pub refunds: Encoding,
+    pub service: Encoding,
+}
