@@ -8,6 +8,8 @@ use shopscore::domain::decode::DecodeOptions;
 use shopscore::domain::Timestamp;
 use shopscore::gen::{generate, GenOptions};
 use shopscore::pipeline::{run_files, FileRun};
+use shopscore::rules::compensation::CompensationRules;
+use shopscore::rules::satisfaction::SatisfactionRules;
 use shopscore::rules::RulesConfig;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -137,10 +139,25 @@ fn real_main(cli: Cli) -> Result<()> {
 }
 
 fn rules_config(cfg: &Config) -> RulesConfig {
+    let c = &cfg.compensation;
     RulesConfig {
         windows: cfg.windows.days.clone(),
-        out_of_orderness_ms: cfg.time.out_of_orderness.as_millis() as i64,
-        allowed_lateness_ms: cfg.time.allowed_lateness.as_millis() as i64,
+        dsr_days: cfg.windows.dsr_days,
+        out_of_orderness_ms: cfg.time.out_of_orderness_ms(),
+        allowed_lateness_ms: cfg.time.allowed_lateness_ms(),
+        satisfaction: SatisfactionRules {
+            max_per_buyer: cfg.satisfaction.max_per_buyer,
+            min_interval_ms: cfg.satisfaction.min_interval_ms(),
+        },
+        compensation: CompensationRules {
+            rule_version: c.rule_version.clone(),
+            late_rate_percent: c.late_rate_percent,
+            late_min_fen: c.late_min_fen,
+            group_cap_fen: c.group_cap_fen,
+            group_span_ms: c.group_span_ms(),
+            promise_breach_fen: c.promise_breach_fen,
+        },
+        alerts: cfg.alerts.clone(),
     }
 }
 
@@ -150,7 +167,7 @@ fn file_run(cfg: &Config) -> FileRun {
         output: cfg.file.output.clone(),
         data_dir: cfg.file.data_dir.clone(),
         rules: rules_config(cfg),
-        decode: DecodeOptions { default_ship_window_ms: cfg.orders.default_ship_window.as_millis() as i64 },
+        decode: DecodeOptions { default_ship_window_ms: cfg.orders.default_ship_window_ms() },
         commit_every_records: cfg.pipeline.commit_every_events,
         commit_interval: cfg.pipeline.commit_interval,
         progress_every: Some(Duration::from_secs(10)),
@@ -189,7 +206,7 @@ fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
         dead_letters = t.dead_letters,
         late_events = t.late_events,
         snapshots = t.snapshots,
-        watermark = ?summary.watermark.map(Timestamp::to_rfc3339),
+        watermark = summary.watermark.map(Timestamp::to_rfc3339).unwrap_or_default(),
         "run finished"
     );
     eprintln!(
