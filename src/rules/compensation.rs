@@ -97,19 +97,23 @@ fn lineage(role: &'static str, f: &Fact) -> LineageEvent {
     LineageEvent { role, event_id: f.event_id.clone(), source: f.source.clone() }
 }
 
-fn order_lineage(o: &OrderFacts, delivered: Option<&Fact>) -> Vec<LineageEvent> {
+/// The events that decided a record: the payment, and the shipping, delivery and closing
+/// events up to `decided_at` (later ones cannot have mattered, and are not yet known at
+/// decision time in every arrival order, so including them would break determinism).
+fn order_lineage(o: &OrderFacts, delivered: Option<&Fact>, decided_at: Timestamp) -> Vec<LineageEvent> {
     let mut out = Vec::new();
     if let Some(p) = &o.paid {
         out.push(lineage("paid", &p.fact));
     }
-    if let Some(s) = o.shipped() {
+    let until = |f: &&Fact| f.time <= decided_at;
+    if let Some(s) = o.shipped().filter(until) {
         out.push(lineage("shipped", s));
     }
-    if let Some(d) = delivered {
+    if let Some(d) = delivered.filter(until) {
         out.push(lineage("delivered", d));
     }
-    if let Some(c) = &o.closed {
-        out.push(lineage("closed", &c.fact));
+    if let Some(c) = o.closed.as_ref().map(|c| &c.fact).filter(until) {
+        out.push(lineage("closed", c));
     }
     out
 }
@@ -143,7 +147,7 @@ pub fn decide_group(
             shipped_at: o.shipped().map(|s| s.time).filter(|t| *t <= decided_at),
             decided_at,
             rule_version: rules.rule_version.clone(),
-            lineage: order_lineage(o, None),
+            lineage: order_lineage(o, None, decided_at),
         });
     }
     out
@@ -181,7 +185,7 @@ pub fn promise_breach(
         shipped_at: None,
         decided_at: by,
         rule_version: rules.rule_version.clone(),
-        lineage: order_lineage(o, kept_by),
+        lineage: order_lineage(o, kept_by, by),
     })
 }
 
