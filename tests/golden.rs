@@ -208,6 +208,10 @@ golden! {
     l3_order_independence_dsr,
     m_duplicates,
     n_dead_letters,
+    o_retroactive_and_late,
+    p_dsr_window_and_grouping,
+    q_ties_and_snapshot_presence,
+    r_window_rolloff,
 }
 
 #[test]
