@@ -49,11 +49,7 @@ pub const ENV_PREFIX: &str = "SHOPSCORE__";
 /// when it exists in the current directory, else only the defaults and the environment apply.
 pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
     let file: Option<PathBuf> = match file {
-        Some(path) if !path.is_file() => {
-            return Err(ConfigError::FileNotFound {
-                path: path.to_path_buf(),
-            })
-        }
+        Some(path) if !path.is_file() => return Err(ConfigError::FileNotFound { path: path.to_path_buf() }),
         Some(path) => Some(path.to_path_buf()),
         None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
     };
@@ -81,9 +77,7 @@ pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
     }
     config.kafka.client = client;
 
-    config
-        .validate()
-        .map_err(|e| e.with_origin_from(&figment, file.as_deref()))?;
+    config.validate().map_err(|e| e.with_origin_from(&figment, file.as_deref()))?;
     Ok(config)
 }
 
@@ -170,10 +164,7 @@ pub struct WindowsConfig {
 
 impl Default for WindowsConfig {
     fn default() -> Self {
-        WindowsConfig {
-            days: vec![1, 7, 30],
-            dsr_days: 180,
-        }
+        WindowsConfig { days: vec![1, 7, 30], dsr_days: 180 }
     }
 }
 
@@ -188,9 +179,7 @@ pub struct OrdersConfig {
 
 impl Default for OrdersConfig {
     fn default() -> Self {
-        OrdersConfig {
-            default_ship_window: Duration::from_secs(48 * 3600),
-        }
+        OrdersConfig { default_ship_window: Duration::from_secs(48 * 3600) }
     }
 }
 
@@ -213,10 +202,7 @@ pub struct SatisfactionConfig {
 
 impl Default for SatisfactionConfig {
     fn default() -> Self {
-        SatisfactionConfig {
-            max_per_buyer: 3,
-            min_interval: Duration::from_secs(10 * 60),
-        }
+        SatisfactionConfig { max_per_buyer: 3, min_interval: Duration::from_secs(10 * 60) }
     }
 }
 
@@ -279,11 +265,7 @@ pub struct FileConfig {
 
 impl Default for FileConfig {
     fn default() -> Self {
-        FileConfig {
-            inputs: Vec::new(),
-            output: PathBuf::from("out"),
-            data_dir: PathBuf::from("data"),
-        }
+        FileConfig { inputs: Vec::new(), output: PathBuf::from("out"), data_dir: PathBuf::from("data") }
     }
 }
 
@@ -300,10 +282,7 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig {
-            commit_every_events: 50_000,
-            commit_interval: Duration::from_secs(1),
-        }
+        PipelineConfig { commit_every_events: 50_000, commit_interval: Duration::from_secs(1) }
     }
 }
 
@@ -317,9 +296,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
-        }
+        HttpConfig { addr: SocketAddr::from(([127, 0, 0, 1], 9464)) }
     }
 }
 
@@ -347,9 +324,6 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Auto,
-            level: "info".to_owned(),
-        }
+        LogConfig { format: LogFormat::Auto, level: "info".to_owned() }
     }
 }

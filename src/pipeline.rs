@@ -11,6 +11,7 @@
 use crate::domain::decode::{decode_json, DecodeOptions};
 use crate::domain::Timestamp;
 use crate::output::{DeadLetter, Output, SourcePos};
+use crate::rules::retention::Retention;
 use crate::rules::{Counters, Engine, RulesConfig};
 use crate::sinks::file::FileSink;
 use crate::sinks::{Sink, SinkError};
@@ -20,6 +21,7 @@ use crate::state::overlay::Overlay;
 use crate::state::rocks::RocksStore;
 use crate::state::{KvStore, StateError, WriteBatch};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -65,14 +67,20 @@ pub struct RunSummary {
     pub watermark: Option<Timestamp>,
 }
 
-/// Runs file mode on a RocksDB store in `run.data_dir`.
+/// Runs file mode on a RocksDB store in `run.data_dir`, whose compactions drop what the
+/// retention policy declares dead.
 pub fn run_files(run: &FileRun) -> Result<RunSummary, PipelineError> {
-    let store = RocksStore::open(&run.data_dir)?;
-    run_files_on(&store, run)
+    let retention = Arc::new(Retention::new(&run.rules));
+    let store = RocksStore::open_with_expiry(&run.data_dir, Some(retention.clone()))?;
+    run_files_on(&store, run, Some(&retention))
 }
 
-/// Runs file mode on any store.
-pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, PipelineError> {
+/// Runs file mode on any store; `retention` (if any) is told each committed watermark.
+pub fn run_files_on(
+    store: &dyn KvStore,
+    run: &FileRun,
+    retention: Option<&Retention>,
+) -> Result<RunSummary, PipelineError> {
     let mut sink = FileSink::open(&run.output)?;
     let cp_key = Key::Meta(MetaKey::SinkCheckpoint).encode();
     let committed = store.get(&cp_key)?;
@@ -86,6 +94,12 @@ pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, Pi
 
     let mut ov = Overlay::new(store);
     let mut engine = Engine::load(&mut ov, run.rules.clone())?;
+    let committed = |engine: &Engine| {
+        if let Some(r) = retention {
+            r.set_watermark(engine.watermark());
+        }
+    };
+    committed(&engine);
     let mut outputs = Vec::new();
     let mut summary = RunSummary { records: 0, commits: 0, totals: Counters::default(), watermark: None };
     let started = Instant::now();
@@ -125,6 +139,7 @@ pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, Pi
             if since_commit >= run.commit_every_records || last_commit.elapsed() >= run.commit_interval {
                 ov.put(&pos_key, &src.position());
                 commit(store, &mut ov, &mut engine, &mut sink, &mut outputs, false)?;
+                committed(&engine);
                 summary.commits += 1;
                 since_commit = 0;
                 last_commit = Instant::now();
@@ -149,6 +164,7 @@ pub fn run_files_on(store: &dyn KvStore, run: &FileRun) -> Result<RunSummary, Pi
         ov.put(&pos_key, &src.position());
     }
     commit(store, &mut ov, &mut engine, &mut sink, &mut outputs, !stopped_early)?;
+    committed(&engine);
     summary.commits += 1;
     summary.totals = engine.counters().clone();
     summary.watermark = engine.watermark();

@@ -22,11 +22,7 @@ pub fn init(cfg: &LogConfig) {
             .try_init()
             .is_ok()
     } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init()
-            .is_ok()
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init().is_ok()
     };
     if let (true, Some(err)) = (installed, rust_log_error) {
         tracing::warn!(
@@ -73,15 +69,9 @@ mod tests {
     #[test]
     fn init_twice_does_not_panic() {
         // "off" keeps the other tests of this binary quiet on stderr.
-        let quiet = LogConfig {
-            format: LogFormat::Json,
-            level: "off".to_owned(),
-        };
+        let quiet = LogConfig { format: LogFormat::Json, level: "off".to_owned() };
         init(&quiet);
-        init(&LogConfig {
-            format: LogFormat::Human,
-            level: "debug".to_owned(),
-        });
+        init(&LogConfig { format: LogFormat::Human, level: "debug".to_owned() });
         tracing::info!("not shown: the first subscriber stays");
     }
 }

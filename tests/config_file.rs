@@ -15,11 +15,7 @@ fn reference_file() -> PathBuf {
 /// Dotted paths of the leaves of `dict` (an empty table counts as a leaf).
 fn leaf_keys(prefix: &str, dict: &Dict, out: &mut Vec<String>) {
     for (k, v) in dict {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
             Value::Dict(_, d) if !d.is_empty() => leaf_keys(&key, d, out),
             _ => out.push(key),
@@ -35,12 +31,8 @@ fn reference_config_file_equals_defaults() {
 
 #[test]
 fn reference_config_file_lists_every_key() {
-    let defaults: Dict = Figment::from(Serialized::defaults(Config::default()))
-        .extract()
-        .unwrap();
-    let file: Dict = Figment::from(Toml::file_exact(reference_file()))
-        .extract()
-        .unwrap();
+    let defaults: Dict = Figment::from(Serialized::defaults(Config::default())).extract().unwrap();
+    let file: Dict = Figment::from(Toml::file_exact(reference_file())).extract().unwrap();
     let (mut expected, mut present) = (Vec::new(), Vec::new());
     leaf_keys("", &defaults, &mut expected);
     leaf_keys("", &file, &mut present);

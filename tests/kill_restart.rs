@@ -15,6 +15,7 @@ fn shopscore(args: &[&str]) -> Command {
     c.args(args)
         // Small commits so that kills land between many of them.
         .env("SHOPSCORE__PIPELINE__COMMIT_EVERY_EVENTS", "997")
+        .env("SHOPSCORE__PIPELINE__COMMIT_INTERVAL", "1h")
         .env("SHOPSCORE__LOG__LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());

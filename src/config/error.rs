@@ -26,37 +26,20 @@ pub enum ConfigError {
 
     /// A key no section knows.
     #[error("unknown key `{key}` {origin}: {fix}")]
-    UnknownKey {
-        key: String,
-        origin: Origin,
-        fix: String,
-    },
+    UnknownKey { key: String, origin: Origin, fix: String },
 
     /// A required key (of an `[[alerts]]` rule) is absent.
     #[error("missing key `{key}` {origin}: {fix}")]
-    MissingKey {
-        key: String,
-        origin: Origin,
-        fix: String,
-    },
+    MissingKey { key: String, origin: Origin, fix: String },
 
     /// A value of the wrong type or form.
     #[error("bad value for `{key}` {origin}: {problem}; {fix}")]
-    BadValue {
-        key: String,
-        origin: Origin,
-        problem: String,
-        fix: String,
-    },
+    BadValue { key: String, origin: Origin, problem: String, fix: String },
 
     /// A well-formed value out of range ([`super::Config::validate`]); `problem` says what is
     /// allowed.
     #[error("`{key}` {problem}{}", origin.as_ref().map(|o| format!(" ({})", o.set_by())).unwrap_or_default())]
-    Invalid {
-        key: String,
-        problem: String,
-        origin: Option<Origin>,
-    },
+    Invalid { key: String, problem: String, origin: Option<Origin> },
 }
 
 /// Where a value came from.
@@ -133,11 +116,7 @@ fn valid_keys_in(parent: &[String]) -> String {
 }
 
 fn one_of(expected: &[&str]) -> String {
-    expected
-        .iter()
-        .map(|e| format!("\"{e}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+    expected.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", ")
 }
 
 /// A readable name for serde's `expected` text.
@@ -173,18 +152,11 @@ const DURATION_FIX: &str =
 impl ConfigError {
     /// Translates figment's first error into an operator message.
     pub(crate) fn from_figment(err: figment::Error) -> ConfigError {
-        let err = err
-            .into_iter()
-            .next()
-            .expect("a figment error holds one error");
+        let err = err.into_iter().next().expect("a figment error holds one error");
         let path = err.path.clone();
         let origin = Origin::from_metadata(err.metadata.as_ref(), &path);
         let key = dotted(&path);
-        let verb = if matches!(origin, Origin::Env(_)) {
-            "unset"
-        } else {
-            "remove"
-        };
+        let verb = if matches!(origin, Origin::Env(_)) { "unset" } else { "remove" };
         match err.kind {
             Kind::UnknownField(_, expected) => {
                 let parent = &path[..path.len().saturating_sub(1)];
@@ -223,12 +195,7 @@ impl ConfigError {
                     },
                     other => format!("{other} is not a duration"),
                 };
-                ConfigError::BadValue {
-                    key,
-                    origin,
-                    problem,
-                    fix: DURATION_FIX.to_owned(),
-                }
+                ConfigError::BadValue { key, origin, problem, fix: DURATION_FIX.to_owned() }
             }
             Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
                 ConfigError::BadValue {
@@ -251,9 +218,7 @@ impl ConfigError {
             },
             other => ConfigError::BadValue {
                 problem: other.to_string(),
-                fix: key_fix(&key)
-                    .unwrap_or("see config/shopscore.toml for the expected form")
-                    .to_owned(),
+                fix: key_fix(&key).unwrap_or("see config/shopscore.toml for the expected form").to_owned(),
                 key,
                 origin,
             },
@@ -262,31 +227,19 @@ impl ConfigError {
 
     /// A range error found by validation, before its origin is known.
     pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            key: key.into(),
-            problem: problem.into(),
-            origin: None,
-        }
+        ConfigError::Invalid { key: key.into(), problem: problem.into(), origin: None }
     }
 
     /// Fills in where an `Invalid` value was set (file or environment variable); `file` is the
     /// TOML layer, if any.
     pub(crate) fn with_origin_from(self, figment: &Figment, file: Option<&Path>) -> ConfigError {
         match self {
-            ConfigError::Invalid {
-                key,
-                problem,
-                origin: None,
-            } => {
+            ConfigError::Invalid { key, problem, origin: None } => {
                 let origin = match key.strip_prefix("kafka.client.") {
                     Some(setting) => locate_client(setting, file),
                     None => locate(figment, &key),
                 };
-                ConfigError::Invalid {
-                    key,
-                    problem,
-                    origin,
-                }
+                ConfigError::Invalid { key, problem, origin }
             }
             other => other,
         }
@@ -328,10 +281,7 @@ fn locate_client(setting: &str, file: Option<&Path>) -> Option<Origin> {
             .get(..prefix.len())
             .filter(|p| p.eq_ignore_ascii_case(&prefix))
             .and_then(|_| name.get(prefix.len()..))?;
-        let normalized = rest
-            .to_ascii_lowercase()
-            .replace('_', ".")
-            .replace("..", ".");
+        let normalized = rest.to_ascii_lowercase().replace('_', ".").replace("..", ".");
         (normalized == setting).then(|| Origin::Env(name.to_owned()))
     });
     from_env.or_else(|| file.map(|f| Origin::File(f.to_path_buf())))

@@ -66,9 +66,7 @@ pub(crate) fn number_or_bool<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::
 }
 
 /// `[kafka.client]`, flattened to librdkafka's `a.b.c` keys with string values.
-pub(crate) fn client_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
+pub(crate) fn client_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     ClientMap::deserialize(d).map(|m| m.0)
 }
 
@@ -102,11 +100,7 @@ enum ClientTree {
 fn flatten(prefix: &str, table: BTreeMap<String, ClientTree>, out: &mut BTreeMap<String, String>) {
     for (k, v) in table {
         let key = k.trim().to_ascii_lowercase().replace('_', ".");
-        let key = if prefix.is_empty() {
-            key
-        } else {
-            format!("{prefix}.{key}")
-        };
+        let key = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
         match v {
             ClientTree::Leaf(s) => {
                 out.insert(key, s);
@@ -173,14 +167,8 @@ impl Serialize for WindowDays {
 impl<'de> Deserialize<'de> for WindowDays {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = lenient_string(d)?;
-        text.strip_suffix('d')
-            .and_then(|n| n.parse::<u32>().ok())
-            .map(WindowDays)
-            .ok_or_else(|| {
-                de::Error::invalid_value(
-                    de::Unexpected::Str(&text),
-                    &"a window in whole days like \"30d\"",
-                )
-            })
+        text.strip_suffix('d').and_then(|n| n.parse::<u32>().ok()).map(WindowDays).ok_or_else(|| {
+            de::Error::invalid_value(de::Unexpected::Str(&text), &"a window in whole days like \"30d\"")
+        })
     }
 }

@@ -110,11 +110,7 @@ fn file_overrides_defaults() {
         )?;
         let cfg = load(Some(Path::new("custom.toml"))).unwrap();
         assert_eq!(cfg.time.allowed_lateness_ms(), 2 * 86_400_000);
-        assert_eq!(
-            cfg.time.out_of_orderness_ms(),
-            300_000,
-            "untouched key keeps default"
-        );
+        assert_eq!(cfg.time.out_of_orderness_ms(), 300_000, "untouched key keeps default");
         assert_eq!(cfg.windows.days, vec![1, 14]);
         assert_eq!(cfg.compensation.late_rate_percent, 25);
         assert!(cfg.kafka_mode());
@@ -162,10 +158,7 @@ fn env_overrides_file() {
         jail.set_env("SHOPSCORE__HTTP__ADDR", "0.0.0.0:9000");
         jail.set_env("SHOPSCORE__FILE__INPUTS", "[a.jsonl, in/b.jsonl]");
         let cfg = load(Some(Path::new("c.toml"))).unwrap();
-        assert_eq!(
-            cfg.file.inputs,
-            vec![PathBuf::from("a.jsonl"), PathBuf::from("in/b.jsonl")]
-        );
+        assert_eq!(cfg.file.inputs, vec![PathBuf::from("a.jsonl"), PathBuf::from("in/b.jsonl")]);
         assert_eq!(cfg.time.out_of_orderness_ms(), 20 * 60_000);
         assert_eq!(cfg.windows.days, vec![1, 30]);
         assert_eq!(cfg.compensation.rule_version, "2025");
@@ -207,10 +200,7 @@ fn unknown_section_and_nested_keys_in_file() {
         jail.create_file("b.toml", "[kafka.topics]\nmetric = \"m\"\n")?;
         let msg = load_err(Some("b.toml")).to_string();
         assert!(msg.contains("`kafka.topics.metric`"), "{msg}");
-        assert!(
-            msg.contains("valid keys in [kafka.topics]: orders,"),
-            "{msg}"
-        );
+        assert!(msg.contains("valid keys in [kafka.topics]: orders,"), "{msg}");
 
         jail.create_file(
             "c.toml",
@@ -245,10 +235,7 @@ fn unknown_key_in_env_names_variable() {
 
         jail.clear_env();
         jail.set_env("SHOPSCORE__KAFKA__BROKERS", "");
-        assert!(
-            !load(None).unwrap().kafka_mode(),
-            "an empty variable means file mode"
-        );
+        assert!(!load(None).unwrap().kafka_mode(), "an empty variable means file mode");
         Ok(())
     });
 }
@@ -303,12 +290,7 @@ fn invalid_windows_are_rejected() {
             "`windows.days` must list 1 to 8 distinct day counts between 1 and 366, got [] \
              (set in c.toml)"
         );
-        for bad in [
-            "[7, 7]",
-            "[0, 7]",
-            "[1, 400]",
-            "[1, 2, 3, 4, 5, 6, 7, 8, 9]",
-        ] {
+        for bad in ["[7, 7]", "[0, 7]", "[1, 400]", "[1, 2, 3, 4, 5, 6, 7, 8, 9]"] {
             jail.create_file("c.toml", &format!("[windows]\ndays = {bad}\n"))?;
             let err = load_err(Some("c.toml"));
             assert_eq!(err.key(), Some("windows.days"), "{bad}");
@@ -331,17 +313,10 @@ fn invalid_windows_are_rejected() {
 fn missing_config_file_names_path() {
     jailed(|_| {
         let err = load_err(Some("nowhere/shopscore.toml"));
-        assert_eq!(
-            err,
-            ConfigError::FileNotFound {
-                path: "nowhere/shopscore.toml".into()
-            }
-        );
+        assert_eq!(err, ConfigError::FileNotFound { path: "nowhere/shopscore.toml".into() });
         let msg = err.to_string();
         assert!(
-            msg.starts_with(
-                "config file nowhere/shopscore.toml (given with --config) does not exist"
-            ),
+            msg.starts_with("config file nowhere/shopscore.toml (given with --config) does not exist"),
             "{msg}"
         );
         Ok(())
@@ -379,10 +354,7 @@ fn enum_values_list_the_choices() {
         )?;
         let msg = load_err(Some("c.toml")).to_string();
         assert!(msg.contains("`alerts[0].metric`"), "{msg}");
-        assert!(
-            msg.contains("\"refund_rate\", \"dispute_refund_rate\""),
-            "{msg}"
-        );
+        assert!(msg.contains("\"refund_rate\", \"dispute_refund_rate\""), "{msg}");
         assert!(msg.contains("\"campaign_eligible\""), "{msg}");
         Ok(())
     });
@@ -437,10 +409,7 @@ fn alert_rules_are_validated() {
         );
         jail.create_file("c.toml", &twice)?;
         let msg = load_err(Some("c.toml")).to_string();
-        assert!(
-            msg.starts_with("`alerts[1].name` \"r\" is used by an earlier rule"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("`alerts[1].name` \"r\" is used by an earlier rule"), "{msg}");
         Ok(())
     });
 }
@@ -449,45 +418,18 @@ fn alert_rules_are_validated() {
 fn value_ranges_are_validated() {
     jailed(|jail| {
         let cases = [
-            (
-                "[compensation]\nlate_rate_percent = 101",
-                "compensation.late_rate_percent",
-            ),
-            (
-                "[compensation]\ngroup_cap_fen = -1",
-                "compensation.group_cap_fen",
-            ),
-            (
-                "[compensation]\nrule_version = \"\"",
-                "compensation.rule_version",
-            ),
-            (
-                "[compensation]\ngroup_span = \"0s\"",
-                "compensation.group_span",
-            ),
-            (
-                "[satisfaction]\nmax_per_buyer = 0",
-                "satisfaction.max_per_buyer",
-            ),
+            ("[compensation]\nlate_rate_percent = 101", "compensation.late_rate_percent"),
+            ("[compensation]\ngroup_cap_fen = -1", "compensation.group_cap_fen"),
+            ("[compensation]\nrule_version = \"\"", "compensation.rule_version"),
+            ("[compensation]\ngroup_span = \"0s\"", "compensation.group_span"),
+            ("[satisfaction]\nmax_per_buyer = 0", "satisfaction.max_per_buyer"),
             ("[time]\nidle_timeout = \"0s\"", "time.idle_timeout"),
-            (
-                "[time]\nallowed_lateness = \"400d\"",
-                "time.allowed_lateness",
-            ),
-            (
-                "[pipeline]\ncommit_every_events = 0",
-                "pipeline.commit_every_events",
-            ),
+            ("[time]\nallowed_lateness = \"400d\"", "time.allowed_lateness"),
+            ("[pipeline]\ncommit_every_events = 0", "pipeline.commit_every_events"),
             ("[kafka.topics]\nalerts = \"orders\"", "kafka.topics.alerts"),
-            (
-                "[kafka.topics]\norders = \"my topic\"",
-                "kafka.topics.orders",
-            ),
+            ("[kafka.topics]\norders = \"my topic\"", "kafka.topics.orders"),
             ("[kafka]\ngroup = \"\"", "kafka.group"),
-            (
-                "[kafka.client]\n\"group.id\" = \"g\"",
-                "kafka.client.group.id",
-            ),
+            ("[kafka.client]\n\"group.id\" = \"g\"", "kafka.client.group.id"),
             ("[log]\nlevel = \"infoo\"", "log.level"),
             ("[http]\naddr = \"localhost\"", "http.addr"),
             ("[file]\noutput = \"\"", "file.output"),

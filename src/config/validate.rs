@@ -21,14 +21,8 @@ const RESERVED_CLIENT_KEYS: [(&str, &str); 5] = [
     ("bootstrap.servers", "set `kafka.brokers` instead"),
     ("group.id", "set `kafka.group` instead"),
     ("transactional.id", "shopscore derives it; remove it"),
-    (
-        "enable.auto.commit",
-        "offsets commit with the outputs; remove it",
-    ),
-    (
-        "isolation.level",
-        "shopscore reads read_committed; remove it",
-    ),
+    ("enable.auto.commit", "offsets commit with the outputs; remove it"),
+    ("isolation.level", "shopscore reads read_committed; remove it"),
 ];
 
 fn ensure(ok: bool, key: impl Into<String>, problem: impl FnOnce() -> String) -> Check {
@@ -50,19 +44,12 @@ fn show(d: Duration) -> String {
 
 fn duration_in(key: &str, d: Duration, min: Duration, max: Duration) -> Check {
     ensure(d >= min && d <= max, key, || {
-        format!(
-            "must be a duration between {} and {}, got \"{}\"",
-            show(min),
-            show(max),
-            show(d)
-        )
+        format!("must be a duration between {} and {}, got \"{}\"", show(min), show(max), show(d))
     })
 }
 
 fn non_empty_path(key: &str, p: &Path) -> Check {
-    ensure(!p.as_os_str().is_empty(), key, || {
-        "must not be empty: give a directory path".to_owned()
-    })
+    ensure(!p.as_os_str().is_empty(), key, || "must not be empty: give a directory path".to_owned())
 }
 
 fn topic_name(key: &str, name: &str) -> Check {
@@ -70,9 +57,7 @@ fn topic_name(key: &str, name: &str) -> Check {
         && name.len() <= 249
         && name != "."
         && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     ensure(legal, key, || {
         format!("must be a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -), got \"{name}\"")
     })
@@ -92,18 +77,8 @@ impl Config {
 
     fn validate_time(&self) -> Check {
         let t = &self.time;
-        duration_in(
-            "time.out_of_orderness",
-            t.out_of_orderness,
-            Duration::ZERO,
-            MAX_SPAN,
-        )?;
-        duration_in(
-            "time.allowed_lateness",
-            t.allowed_lateness,
-            Duration::ZERO,
-            MAX_SPAN,
-        )?;
+        duration_in("time.out_of_orderness", t.out_of_orderness, Duration::ZERO, MAX_SPAN)?;
+        duration_in("time.allowed_lateness", t.allowed_lateness, Duration::ZERO, MAX_SPAN)?;
         duration_in("time.idle_timeout", t.idle_timeout, MS, MAX_SPAN)
     }
 
@@ -123,50 +98,32 @@ impl Config {
             },
         )?;
         let dsr = self.windows.dsr_days;
-        ensure(
-            (1..=MAX_WINDOW_DAYS).contains(&dsr),
-            "windows.dsr_days",
-            || format!("must be a day count between 1 and {MAX_WINDOW_DAYS}, got {dsr}"),
-        )
+        ensure((1..=MAX_WINDOW_DAYS).contains(&dsr), "windows.dsr_days", || {
+            format!("must be a day count between 1 and {MAX_WINDOW_DAYS}, got {dsr}")
+        })
     }
 
     fn validate_rules(&self) -> Check {
-        duration_in(
-            "orders.default_ship_window",
-            self.orders.default_ship_window,
-            MS,
-            MAX_SPAN,
-        )?;
+        duration_in("orders.default_ship_window", self.orders.default_ship_window, MS, MAX_SPAN)?;
         let s = &self.satisfaction;
         ensure(s.max_per_buyer >= 1, "satisfaction.max_per_buyer", || {
             format!("must be at least 1, got {}", s.max_per_buyer)
         })?;
-        duration_in(
-            "satisfaction.min_interval",
-            s.min_interval,
-            Duration::ZERO,
-            MAX_SPAN,
-        )?;
+        duration_in("satisfaction.min_interval", s.min_interval, Duration::ZERO, MAX_SPAN)?;
 
         let c = &self.compensation;
-        ensure(
-            !c.rule_version.trim().is_empty(),
-            "compensation.rule_version",
-            || "must not be empty: name the rule set, e.g. \"2024-01\"".to_owned(),
-        )?;
-        ensure(
-            c.late_rate_percent <= 100,
-            "compensation.late_rate_percent",
-            || format!("must be between 0 and 100, got {}", c.late_rate_percent),
-        )?;
+        ensure(!c.rule_version.trim().is_empty(), "compensation.rule_version", || {
+            "must not be empty: name the rule set, e.g. \"2024-01\"".to_owned()
+        })?;
+        ensure(c.late_rate_percent <= 100, "compensation.late_rate_percent", || {
+            format!("must be between 0 and 100, got {}", c.late_rate_percent)
+        })?;
         for (key, fen) in [
             ("compensation.late_min_fen", c.late_min_fen),
             ("compensation.group_cap_fen", c.group_cap_fen),
             ("compensation.promise_breach_fen", c.promise_breach_fen),
         ] {
-            ensure(fen >= 0, key, || {
-                format!("must be an amount in fen, 0 or more, got {fen}")
-            })?;
+            ensure(fen >= 0, key, || format!("must be an amount in fen, 0 or more, got {fen}"))?;
         }
         duration_in("compensation.group_span", c.group_span, MS, MAX_SPAN)
     }
@@ -175,18 +132,14 @@ impl Config {
         non_empty_path("file.output", &self.file.output)?;
         non_empty_path("file.data_dir", &self.file.data_dir)?;
         for (i, input) in self.file.inputs.iter().enumerate() {
-            ensure(
-                !input.as_os_str().is_empty(),
-                format!("file.inputs[{i}]"),
-                || "must not be empty: give a file path".to_owned(),
-            )?;
+            ensure(!input.as_os_str().is_empty(), format!("file.inputs[{i}]"), || {
+                "must not be empty: give a file path".to_owned()
+            })?;
         }
         let p = &self.pipeline;
-        ensure(
-            p.commit_every_events >= 1,
-            "pipeline.commit_every_events",
-            || format!("must be at least 1, got {}", p.commit_every_events),
-        )?;
+        ensure(p.commit_every_events >= 1, "pipeline.commit_every_events", || {
+            format!("must be at least 1, got {}", p.commit_every_events)
+        })?;
         duration_in("pipeline.commit_interval", p.commit_interval, MS, DAY)
     }
 
@@ -211,11 +164,9 @@ impl Config {
             seen.push((name, topic));
         }
         for (reserved, fix) in RESERVED_CLIENT_KEYS {
-            ensure(
-                !k.client.contains_key(reserved),
-                format!("kafka.client.{reserved}"),
-                || format!("cannot be set here: {fix}"),
-            )?;
+            ensure(!k.client.contains_key(reserved), format!("kafka.client.{reserved}"), || {
+                format!("cannot be set here: {fix}")
+            })?;
         }
         Ok(())
     }
@@ -229,10 +180,7 @@ impl Config {
                 "must not be empty: name the rule, e.g. \"high-refund-rate\"".to_owned()
             })?;
             ensure(names.insert(rule.name.as_str()), at("name"), || {
-                format!(
-                    "\"{}\" is used by an earlier rule: names must be unique",
-                    rule.name
-                )
+                format!("\"{}\" is used by an earlier rule: names must be unique", rule.name)
             })?;
             ensure(rule.threshold.is_finite(), at("threshold"), || {
                 format!("must be a finite number, got {}", rule.threshold)
@@ -242,17 +190,11 @@ impl Config {
                 (true, None) => {
                     return Err(ConfigError::invalid(
                         at("window"),
-                        format!(
-                            "is required for metric `{metric}`: add one of {}",
-                            windows.join(", ")
-                        ),
+                        format!("is required for metric `{metric}`: add one of {}", windows.join(", ")),
                     ))
                 }
                 (true, Some(w)) => ensure(self.windows.days.contains(&w.0), at("window"), || {
-                    format!(
-                        "must be one of `windows.days` ({}), got \"{w}\"",
-                        windows.join(", ")
-                    )
+                    format!("must be one of `windows.days` ({}), got \"{w}\"", windows.join(", "))
                 })?,
                 (false, Some(w)) => {
                     return Err(ConfigError::invalid(
@@ -290,16 +232,12 @@ impl Config {
         let bare_word = !level.contains(['=', ',', '[', ':']);
         let known_level = ["trace", "debug", "info", "warn", "error", "off"]
             .contains(&level.trim().to_ascii_lowercase().as_str());
-        ensure(
-            !level.trim().is_empty() && parsed.is_ok() && (!bare_word || known_level),
-            "log.level",
-            || {
-                let why = parsed.err().map(|e| format!(" ({e})")).unwrap_or_default();
-                format!(
-                    "must be a level (trace, debug, info, warn, error, off) or tracing \
+        ensure(!level.trim().is_empty() && parsed.is_ok() && (!bare_word || known_level), "log.level", || {
+            let why = parsed.err().map(|e| format!(" ({e})")).unwrap_or_default();
+            format!(
+                "must be a level (trace, debug, info, warn, error, off) or tracing \
                      filter directives like \"shopscore=debug,warn\", got \"{level}\"{why}"
-                )
-            },
-        )
+            )
+        })
     }
 }

@@ -41,7 +41,8 @@ pub fn metric_value(rule: &AlertRule, window_days: &[u32], v: &ShopValues) -> Op
 
 /// The rule as text, e.g. `refund_rate[30d] > 0.05`.
 pub fn condition_text(rule: &AlertRule) -> String {
-    let op = serde_json::to_value(rule.op).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let op =
+        serde_json::to_value(rule.op).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     match (rule.metric, rule.window) {
         (AlertMetric::CampaignEligible, _) => {
             format!("campaign_eligible {op} {}", if rule.threshold == 0.0 { "false" } else { "true" })

@@ -12,6 +12,7 @@ use super::buckets::Buckets;
 use super::compensation::{self, BuyerOrders, CompensationRules, PendingOrder};
 use super::dsr::{self, DsrGroup};
 use super::facts::{keep_earliest, Fact, OrderFacts, Payment, RefundFacts};
+use super::retention;
 use super::satisfaction::{SatisfactionRules, ServiceEntry, ServiceHistory};
 use super::snapshot::{self, CAMPAIGN_DAYS};
 use super::watermark::Watermark;
@@ -175,21 +176,29 @@ impl Engine {
                     delivery_promise: p.delivery_promise,
                     promised_delivery_by: p.promised_delivery_by,
                 };
-                self.on_order(ov, shop, &p.order_id, |o| keep_earliest(&mut o.paid, fact, payment))?;
+                self.on_order(ov, shop, &p.order_id, ev.event_time, |o| {
+                    keep_earliest(&mut o.paid, fact, payment)
+                })?;
             }
             EventBody::OrderCompleted(r) => {
                 let buyer = r.buyer_id.clone();
-                self.on_order(ov, shop, &r.order_id, |o| keep_earliest(&mut o.completed, fact, buyer))?;
+                self.on_order(ov, shop, &r.order_id, ev.event_time, |o| {
+                    keep_earliest(&mut o.completed, fact, buyer)
+                })?;
             }
             EventBody::OrderClosed(r) => {
-                self.on_order(ov, shop, &r.order_id, |o| keep_earliest(&mut o.closed, fact, ()))?;
+                self.on_order(ov, shop, &r.order_id, ev.event_time, |o| {
+                    keep_earliest(&mut o.closed, fact, ())
+                })?;
             }
             EventBody::OrderRated(r) => {
                 let value = (r.buyer_id.clone(), [r.description, r.service, r.logistics]);
-                self.on_order(ov, shop, &r.order_id, |o| keep_earliest(&mut o.rated, fact, value))?;
+                self.on_order(ov, shop, &r.order_id, ev.event_time, |o| {
+                    keep_earliest(&mut o.rated, fact, value)
+                })?;
             }
             EventBody::Logistics(l) => {
-                self.on_order(ov, shop, &l.order_id, |o| o.record_logistics(l.status, fact))?;
+                self.on_order(ov, shop, &l.order_id, ev.event_time, |o| o.record_logistics(l.status, fact))?;
             }
             EventBody::Refund(r) => self.on_refund(ov, shop, r, fact)?,
             EventBody::ServiceRated(s) => self.on_service(ov, shop, ev, s)?,
@@ -204,6 +213,7 @@ impl Engine {
         ov: &mut Overlay<'_>,
         shop: &str,
         order: &str,
+        at: Timestamp,
         change: impl FnOnce(&mut OrderFacts) -> bool,
     ) -> Result<(), StateError> {
         let key = Key::Order { shop, order };
@@ -212,6 +222,7 @@ impl Engine {
         if !change(&mut o) {
             return Ok(());
         }
+        o.last_activity = o.last_activity.max(at);
         self.sync_deadline_timer(ov, shop, order, &before, &mut o);
         self.sync_compensation(ov, shop, order, &before, &o)?;
         self.buckets.replace(ov, shop, &before.contribution(), &o.contribution())?;
@@ -257,6 +268,13 @@ impl Engine {
     ) -> Result<(), StateError> {
         let (old, new) = (before.paid.as_ref(), after.paid.as_ref());
         if old == new {
+            return Ok(());
+        }
+        // A payment reported later than the allowed lateness counts for metrics but never
+        // opens a compensation decision (it could not be decided deterministically, and its
+        // order's earlier state may have expired).
+        let limit = self.meta.watermark.current().map(|wm| wm.plus_ms(-self.cfg.allowed_lateness_ms));
+        if new.is_some_and(|p| limit.is_some_and(|l| p.fact.time < l)) {
             return Ok(());
         }
         if !after.late_decided {
@@ -420,8 +438,11 @@ impl Engine {
             refund.order_id = r.order_id.clone();
         }
         let before = refund.contribution(order.protected);
-        let changed = refund.record(&r.stage, fact);
-        let mut order_changed = false;
+        let at = fact.time;
+        refund.record(&r.stage, fact);
+        refund.last_activity = refund.last_activity.max(at);
+        let mut order_changed = order.last_activity < at;
+        order.last_activity = order.last_activity.max(at);
         if !order.refunds.contains(&r.refund_id) {
             order.refunds.push(r.refund_id.clone());
             order_changed = true;
@@ -437,9 +458,7 @@ impl Engine {
             }
         }
         self.buckets.replace(ov, shop, &before, &refund.contribution(order.protected))?;
-        if changed || before.is_empty() {
-            ov.put(&rkey, &refund);
-        }
+        ov.put(&rkey, &refund);
         if order_changed {
             ov.put(&okey, &order);
         }
@@ -456,6 +475,12 @@ impl Engine {
         let key = Key::ServiceHistory { shop, buyer: &s.buyer_id };
         let mut h: ServiceHistory = ov.get(&key)?.unwrap_or_default();
         let before = h.contribution(self.cfg.satisfaction);
+        if let Some(wm) = self.meta.watermark.current() {
+            // Ratings past the retention horizon can no longer affect any window or any
+            // exclusion (month caps and intervals are far shorter than the horizon).
+            let cutoff = wm.plus_ms(-retention::horizon_ms(&self.cfg));
+            h.entries.retain(|e| e.time >= cutoff);
+        }
         h.insert(ServiceEntry {
             time: ev.event_time,
             event_id: ev.event_id.clone(),

@@ -97,6 +97,8 @@ pub struct OrderFacts {
     pub late_decided: bool,
     /// The delivery promise was decided.
     pub promise_decided: bool,
+    /// The latest event time of any event about this order (retention).
+    pub last_activity: Timestamp,
 }
 
 impl OrderFacts {
@@ -175,6 +177,8 @@ pub struct RefundFacts {
     pub completed: Option<With<(bool, ClosedBy)>>,
     /// A malicious-buyer label was confirmed on this refund.
     pub labeled: bool,
+    /// The latest event time of any stage of this refund (retention).
+    pub last_activity: Timestamp,
 }
 
 impl RefundFacts {

@@ -202,6 +202,51 @@ impl Key<'_> {
     }
 }
 
+/// The family of a raw key (its first byte), for code that must treat families alike
+/// without decoding whole keys (retention).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Meta,
+    Seen,
+    Order,
+    Refund,
+    DayBucket,
+    Snapshot,
+    DayShop,
+    DsrGroup,
+    ServiceHistory,
+    Timer,
+    AlertState,
+    BuyerOrders,
+}
+
+/// The family of a raw key.
+pub fn family(key: &[u8]) -> Option<Family> {
+    Some(match *key.first()? {
+        TAG_META => Family::Meta,
+        TAG_SEEN => Family::Seen,
+        TAG_ORDER => Family::Order,
+        TAG_REFUND => Family::Refund,
+        TAG_DAY_BUCKET => Family::DayBucket,
+        TAG_SNAPSHOT => Family::Snapshot,
+        TAG_DAY_SHOP => Family::DayShop,
+        TAG_DSR_GROUP => Family::DsrGroup,
+        TAG_SERVICE => Family::ServiceHistory,
+        TAG_TIMER => Family::Timer,
+        TAG_ALERT => Family::AlertState,
+        TAG_BUYER_ORDERS => Family::BuyerOrders,
+        _ => return None,
+    })
+}
+
+/// The day of a day→shop index key.
+pub fn day_of_day_shop_key(key: &[u8]) -> Option<Day> {
+    if key.first() != Some(&TAG_DAY_SHOP) {
+        return None;
+    }
+    read_day(key.get(1..)?)
+}
+
 /// Prefix of all day buckets of one shop.
 pub fn day_bucket_prefix(shop: &str) -> Vec<u8> {
     let mut out = vec![TAG_DAY_BUCKET];

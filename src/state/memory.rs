@@ -1,6 +1,6 @@
 //! In-memory [`KvStore`] for unit tests: a `BTreeMap` behind a mutex.
 
-use super::{KvStore, StateError, WriteBatch};
+use super::{Expiry, KvStore, StateError, WriteBatch};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -20,6 +20,13 @@ impl MemStore {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Drops every expired entry (what RocksDB's compaction filter does).
+    pub fn sweep(&self, expiry: &dyn Expiry) -> usize {
+        let mut map = self.map.lock().expect("poisoned");
+        let before = map.len();
+        map.retain(|k, v| !expiry.expired(k, v));
+        before - map.len()
     }
 }
 

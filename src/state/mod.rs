@@ -56,6 +56,13 @@ impl WriteBatch {
     }
 }
 
+/// Decides whether a stored entry is dead: no rule can use it any more. The RocksDB store
+/// drops such entries during compaction (a compaction filter), so expiry costs no extra
+/// reads or index; entries are only ever dropped, never changed.
+pub trait Expiry: Send + Sync {
+    fn expired(&self, key: &[u8], value: &[u8]) -> bool;
+}
+
 /// A key-value store with atomic batches and ordered prefix scans.
 pub trait KvStore: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
@@ -66,6 +73,14 @@ pub trait KvStore: Send + Sync {
     fn write(&self, batch: WriteBatch) -> Result<(), StateError>;
     /// Approximate on-disk size in bytes (0 when unknown).
     fn size_bytes(&self) -> u64 {
+        0
+    }
+    /// Compacts everything now (applying expiry); stores may do it in the background anyway.
+    fn compact(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+    /// Number of live entries (approximate for RocksDB).
+    fn approximate_keys(&self) -> u64 {
         0
     }
 }

@@ -5,9 +5,11 @@
 
 use super::codec::{self, FORMAT_VERSION};
 use super::keys::{Key, MetaKey};
-use super::{KvStore, StateError, WriteBatch};
+use super::{Expiry, KvStore, StateError, WriteBatch};
+use rocksdb::compaction_filter::Decision;
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Direction, IteratorMode, Options, DB};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A RocksDB-backed store.
 pub struct RocksStore {
@@ -23,6 +25,11 @@ impl RocksStore {
     /// Opens (creating if missing) the store under `dir`, checking the state format
     /// version.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
+        Self::open_with_expiry(dir, None)
+    }
+
+    /// Like [`RocksStore::open`], dropping entries `expiry` declares dead at compaction.
+    pub fn open_with_expiry(dir: &Path, expiry: Option<Arc<dyn Expiry>>) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StateError::Backend(format!("cannot create data directory {}: {e}", dir.display()))
         })?;
@@ -38,6 +45,18 @@ impl RocksStore {
         block.set_block_cache(&Cache::new_lru_cache(64 << 20));
         block.set_cache_index_and_filter_blocks(true);
         opts.set_block_based_table_factory(&block);
+        if let Some(expiry) = expiry {
+            opts.set_compaction_filter(
+                "shopscore-retention",
+                move |_level: u32, key: &[u8], value: &[u8]| {
+                    if expiry.expired(key, value) {
+                        Decision::Remove
+                    } else {
+                        Decision::Keep
+                    }
+                },
+            );
+        }
         let db = DB::open(&opts, dir).map_err(backend)?;
         let store = RocksStore { db, path: dir.to_path_buf() };
         store.check_version()?;
@@ -96,6 +115,16 @@ impl KvStore for RocksStore {
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(wb, &wo).map_err(backend)
+    }
+
+    fn compact(&self) -> Result<(), StateError> {
+        self.db.flush().map_err(backend)?;
+        self.db.compact_range::<&[u8], &[u8]>(None, None);
+        Ok(())
+    }
+
+    fn approximate_keys(&self) -> u64 {
+        self.db.property_int_value("rocksdb.estimate-num-keys").ok().flatten().unwrap_or(0)
     }
 
     fn size_bytes(&self) -> u64 {
