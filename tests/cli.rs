@@ -17,14 +17,24 @@ fn gen_then_run_writes_all_four_outputs() {
     let data = dir.path().join("data");
     let g = shopscore(&["gen", "--out", input.to_str().unwrap(), "--events", "5000", "--shops", "7"]);
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
-    let r = shopscore(&["run", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    let r = shopscore(&[
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let count = |f: &str| std::fs::read_to_string(out.join(f)).unwrap().lines().count();
     assert_eq!(count("snapshots.jsonl") > 0, true);
     let shops: std::collections::BTreeSet<String> = std::fs::read_to_string(out.join("snapshots.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["shop_id"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["shop_id"].as_str().unwrap().to_owned()
+        })
         .collect();
     assert_eq!(shops.len(), 7, "every shop with a valid event has a snapshot");
     assert!(count("dead_letters.jsonl") > 0, "the sample has malformed lines");
@@ -37,11 +47,15 @@ fn configuration_errors_stop_startup_and_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, "").unwrap();
-    let args = ["run", "--input", input.to_str().unwrap(), "--output", dir.path().join("o").to_str().unwrap()];
+    let args =
+        ["run", "--input", input.to_str().unwrap(), "--output", dir.path().join("o").to_str().unwrap()];
     let out = Command::new(BIN).args(args).env("SHOPSCORE__TIME__OUT_OF_ORDERNES", "5m").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("time.out_of_ordernes") && err.contains("SHOPSCORE__TIME__OUT_OF_ORDERNES"), "{err}");
+    assert!(
+        err.contains("time.out_of_ordernes") && err.contains("SHOPSCORE__TIME__OUT_OF_ORDERNES"),
+        "{err}"
+    );
     let out = Command::new(BIN).args(args).env("SHOPSCORE__WINDOWS__DAYS", "[]").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("windows.days"));
@@ -54,7 +68,8 @@ fn bench_reports_throughput_and_peak_memory() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let figure = |label: &str| -> f64 {
-        let line = text.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{text}"));
+        let line =
+            text.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{text}"));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
     assert!(figure("throughput") > 0.0, "{text}");
