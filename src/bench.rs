@@ -19,6 +19,8 @@ pub struct BenchReport {
     pub peak_rss_bytes: Option<u64>,
     /// RocksDB directory size after the run, in bytes.
     pub state_bytes: u64,
+    /// Live state after a full compaction with retention applied, in bytes.
+    pub compacted_state_bytes: u64,
 }
 
 impl BenchReport {
@@ -75,6 +77,8 @@ pub fn run_bench(gen: &GenOptions, work: &Path, mut run: FileRun) -> Result<Benc
     let t1 = Instant::now();
     let summary = run_files(&run)?;
     let run_seconds = t1.elapsed().as_secs_f64();
+    let state_bytes = dir_size(&work.join("state"));
+    let compacted_state_bytes = crate::pipeline::compact_state(&run)?;
     Ok(BenchReport {
         input_lines: g.lines,
         input_bytes,
@@ -82,6 +86,7 @@ pub fn run_bench(gen: &GenOptions, work: &Path, mut run: FileRun) -> Result<Benc
         run_seconds,
         summary,
         peak_rss_bytes: peak_rss_bytes(),
-        state_bytes: dir_size(&work.join("state")),
+        state_bytes,
+        compacted_state_bytes,
     })
 }

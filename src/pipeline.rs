@@ -171,6 +171,18 @@ pub fn run_files_on(
     Ok(summary)
 }
 
+/// Compacts the state in `run.data_dir` now, dropping everything past the retention
+/// horizon of its committed watermark; returns the state's size on disk afterwards.
+pub fn compact_state(run: &FileRun) -> Result<u64, PipelineError> {
+    let retention = Arc::new(Retention::new(&run.rules));
+    let store = RocksStore::open_with_expiry(&run.data_dir, Some(retention.clone()))?;
+    let mut ov = Overlay::new(&store);
+    retention.set_watermark(Engine::load(&mut ov, run.rules.clone())?.watermark());
+    drop(ov);
+    store.compact()?;
+    Ok(store.size_bytes())
+}
+
 /// Flushes the rules, writes and syncs their outputs, then commits state, positions and
 /// the sink checkpoint in one batch.
 fn commit(
