@@ -12,9 +12,15 @@ use crate::state::overlay::Overlay;
 use crate::state::StateError;
 use std::collections::{BTreeMap, HashMap};
 
+/// A cached bucket: its value as read (None: absent) and as updated.
+struct Slot {
+    stored: Option<DayCounters>,
+    current: DayCounters,
+}
+
 #[derive(Default)]
 pub struct Buckets {
-    cache: HashMap<String, BTreeMap<Day, DayCounters>>,
+    cache: HashMap<String, BTreeMap<Day, Slot>>,
 }
 
 impl Buckets {
@@ -29,10 +35,10 @@ impl Buckets {
         }
         let days = self.cache.get_mut(shop).expect("inserted above");
         if let std::collections::btree_map::Entry::Vacant(v) = days.entry(day) {
-            let stored: DayCounters = ov.get(&Key::DayBucket { shop, day })?.unwrap_or_default();
-            v.insert(stored);
+            let stored: Option<DayCounters> = ov.get(&Key::DayBucket { shop, day })?;
+            v.insert(Slot { current: stored.clone().unwrap_or_default(), stored });
         }
-        Ok(days.get_mut(&day).expect("present"))
+        Ok(&mut days.get_mut(&day).expect("present").current)
     }
 
     /// Replaces an entity's `old` contribution with `new`; returns whether anything moved.
@@ -55,18 +61,23 @@ impl Buckets {
         Ok(true)
     }
 
-    /// Writes every cached bucket to the overlay (deleting zero ones) with its day→shop
-    /// index entry; returns the range of days written, and empties the cache.
+    /// Writes every changed cached bucket to the overlay (deleting zero ones) with its
+    /// day→shop index entry (already present when the bucket was); returns the range of
+    /// days touched, and empties the cache.
     pub fn write_back(&mut self, ov: &mut Overlay<'_>) -> Option<(Day, Day)> {
         let mut range: Option<(Day, Day)> = None;
         for (shop, days) in self.cache.drain() {
-            for (day, c) in days {
+            for (day, Slot { stored, current: c }) in days {
                 let key = Key::DayBucket { shop: &shop, day };
                 if c.is_zero() {
-                    ov.delete(&key);
-                } else {
+                    if stored.is_some() {
+                        ov.delete(&key);
+                    }
+                } else if stored.as_ref() != Some(&c) {
                     ov.put(&key, &c);
-                    ov.put(&Key::DayShop { day, shop: &shop }, &());
+                    if stored.is_none() {
+                        ov.put(&Key::DayShop { day, shop: &shop }, &());
+                    }
                 }
                 range = Some(range.map_or((day, day), |(lo, hi)| (lo.min(day), hi.max(day))));
             }

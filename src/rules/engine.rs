@@ -545,7 +545,9 @@ impl Engine {
     }
 
     /// Fires every timer whose time the watermark has passed (`at < wm`), in time order.
-    /// Cost is proportional to the timers due, not to those pending.
+    /// Cost is proportional to the timers due, not to those pending. Each batch resumes
+    /// after the last timer fired: firing only ever adds timers at or after `wm` (a
+    /// buyer's next group decision), so none due can appear behind that point.
     fn fire_timers(
         &mut self,
         ov: &mut Overlay<'_>,
@@ -553,16 +555,17 @@ impl Engine {
         out: &mut Vec<Output>,
     ) -> Result<(), StateError> {
         let prefix = keys::timer_prefix();
+        let mut resume = Vec::new();
         loop {
             let due: Vec<keys::TimerRef> = ov
-                .scan(&prefix, &[], 1024)?
+                .scan(&prefix, &resume, 1024)?
                 .into_iter()
                 .filter_map(|(k, _)| keys::parse_timer_key(&k))
                 .take_while(|t| t.at < wm)
                 .collect();
-            if due.is_empty() {
-                return Ok(());
-            }
+            let Some(last) = due.last() else { return Ok(()) };
+            resume = Key::Timer { at: last.at, kind: last.kind, shop: &last.shop, id: &last.id }.encode();
+            resume.push(0);
             for t in due {
                 ov.delete(&Key::Timer { at: t.at, kind: t.kind, shop: &t.shop, id: &t.id });
                 self.meta.counters.timers_fired += 1;

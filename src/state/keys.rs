@@ -128,6 +128,12 @@ impl Key<'_> {
     /// The key's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the key's bytes to `out` (lets callers reuse one buffer).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
             Key::Meta(m) => {
                 out.push(TAG_META);
@@ -138,7 +144,7 @@ impl Key<'_> {
                     MetaKey::SinkCheckpoint => out.push(3),
                     MetaKey::FilePosition(p) => {
                         out.push(4);
-                        push_str(&mut out, p);
+                        push_str(out, p);
                     }
                 }
             }
@@ -148,57 +154,56 @@ impl Key<'_> {
             }
             Key::Order { shop, order } => {
                 out.push(TAG_ORDER);
-                push_str(&mut out, shop);
-                push_str(&mut out, order);
+                push_str(out, shop);
+                push_str(out, order);
             }
             Key::Refund { shop, refund } => {
                 out.push(TAG_REFUND);
-                push_str(&mut out, shop);
-                push_str(&mut out, refund);
+                push_str(out, shop);
+                push_str(out, refund);
             }
             Key::DayBucket { shop, day } => {
                 out.push(TAG_DAY_BUCKET);
-                push_str(&mut out, shop);
-                push_day(&mut out, *day);
+                push_str(out, shop);
+                push_day(out, *day);
             }
             Key::Snapshot { shop } => {
                 out.push(TAG_SNAPSHOT);
-                push_str(&mut out, shop);
+                push_str(out, shop);
             }
             Key::DayShop { day, shop } => {
                 out.push(TAG_DAY_SHOP);
-                push_day(&mut out, *day);
-                push_str(&mut out, shop);
+                push_day(out, *day);
+                push_str(out, shop);
             }
             Key::DsrGroup { shop, buyer, month } => {
                 out.push(TAG_DSR_GROUP);
-                push_str(&mut out, shop);
-                push_str(&mut out, buyer);
+                push_str(out, shop);
+                push_str(out, buyer);
                 out.extend_from_slice(&month.to_be_bytes());
             }
             Key::ServiceHistory { shop, buyer } => {
                 out.push(TAG_SERVICE);
-                push_str(&mut out, shop);
-                push_str(&mut out, buyer);
+                push_str(out, shop);
+                push_str(out, buyer);
             }
             Key::Timer { at, kind, shop, id } => {
                 out.push(TAG_TIMER);
-                push_time(&mut out, *at);
+                push_time(out, *at);
                 out.push(*kind as u8);
-                push_str(&mut out, shop);
-                push_str(&mut out, id);
+                push_str(out, shop);
+                push_str(out, id);
             }
             Key::AlertState { shop } => {
                 out.push(TAG_ALERT);
-                push_str(&mut out, shop);
+                push_str(out, shop);
             }
             Key::BuyerOrders { shop, buyer } => {
                 out.push(TAG_BUYER_ORDERS);
-                push_str(&mut out, shop);
-                push_str(&mut out, buyer);
+                push_str(out, shop);
+                push_str(out, buyer);
             }
         }
-        out
     }
 }
 
@@ -245,6 +250,26 @@ pub fn day_of_day_shop_key(key: &[u8]) -> Option<Day> {
         return None;
     }
     read_day(key.get(1..)?)
+}
+
+/// Whether `key` belongs to a family that is only ever read by exact key, never by a
+/// prefix scan. The [`super::overlay::Overlay`] keeps buffered writes of every other family
+/// (and of unknown tags) in key order so that scans can merge them.
+pub fn is_point_only(key: &[u8]) -> bool {
+    matches!(
+        key.first(),
+        Some(
+            &TAG_META
+                | &TAG_SEEN
+                | &TAG_ORDER
+                | &TAG_REFUND
+                | &TAG_SNAPSHOT
+                | &TAG_DSR_GROUP
+                | &TAG_SERVICE
+                | &TAG_ALERT
+                | &TAG_BUYER_ORDERS
+        )
+    )
 }
 
 /// Prefix of all day buckets of one shop.

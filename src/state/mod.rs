@@ -63,12 +63,15 @@ pub trait Expiry: Send + Sync {
     fn expired(&self, key: &[u8], value: &[u8]) -> bool;
 }
 
+/// Key-value rows returned by a prefix scan, in key order.
+pub type KvRows = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A key-value store with atomic batches and ordered prefix scans.
 pub trait KvStore: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     /// All entries whose key starts with `prefix` and is `>= start` (a key with that
     /// prefix), in key order, at most `limit`.
-    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<KvRows, StateError>;
     /// Applies the batch atomically and durably (survives a process kill).
     fn write(&self, batch: WriteBatch) -> Result<(), StateError>;
     /// Approximate on-disk size in bytes (0 when unknown).

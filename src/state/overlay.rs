@@ -4,12 +4,18 @@
 //! in memory until the pipeline commits them as one [`WriteBatch`] together with input
 //! positions and the sink checkpoint. Hot keys (a shop's day bucket) are therefore read
 //! from RocksDB once and written once per commit, however many events touch them.
+//!
+//! The cache is a hash map (point reads and writes are the hot path). Buffered writes of
+//! the families that rules scan by prefix (see [`keys::is_point_only`]) are also indexed in
+//! key order, so a scan merges them with the store's rows without walking the whole cache.
+//! Everything here is bounded by what one commit touches.
 
 use super::codec;
-use super::keys::Key;
-use super::{KvStore, StateError, WriteBatch};
+use super::keys::{self, Key};
+use super::{KvRows, KvStore, StateError, WriteBatch};
+use rustc_hash::FxHashMap;
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 #[derive(Debug)]
 struct Entry {
@@ -20,12 +26,16 @@ struct Entry {
 /// Cached reads and buffered writes over a store.
 pub struct Overlay<'s> {
     store: &'s dyn KvStore,
-    cache: BTreeMap<Vec<u8>, Entry>,
+    cache: FxHashMap<Vec<u8>, Entry>,
+    /// Keys of buffered writes in scanned families, in key order.
+    ordered: BTreeSet<Vec<u8>>,
+    /// Scratch buffer for encoding typed keys.
+    key_buf: Vec<u8>,
 }
 
 impl<'s> Overlay<'s> {
     pub fn new(store: &'s dyn KvStore) -> Self {
-        Overlay { store, cache: BTreeMap::new() }
+        Overlay { store, cache: FxHashMap::default(), ordered: BTreeSet::new(), key_buf: Vec::new() }
     }
 
     /// Raw read.
@@ -39,21 +49,33 @@ impl<'s> Overlay<'s> {
 
     /// Raw write (`None` deletes).
     pub fn put_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if !keys::is_point_only(&key) && !self.ordered.contains(&key) {
+            self.ordered.insert(key.clone());
+        }
         self.cache.insert(key, Entry { value, dirty: true });
+    }
+
+    /// Runs `f` on the encoded `key` (encoded into a reused buffer).
+    fn with_key<R>(&mut self, key: &Key<'_>, f: impl FnOnce(&mut Self, &[u8]) -> R) -> R {
+        let mut buf = std::mem::take(&mut self.key_buf);
+        buf.clear();
+        key.encode_into(&mut buf);
+        let r = f(self, &buf);
+        self.key_buf = buf;
+        r
     }
 
     /// Typed read of a state value.
     pub fn get<T: DeserializeOwned>(&mut self, key: &Key<'_>) -> Result<Option<T>, StateError> {
-        let k = key.encode();
-        match self.get_raw(&k)? {
-            Some(bytes) => codec::decode(&k, bytes).map(Some),
+        self.with_key(key, |ov, k| match ov.get_raw(k)? {
+            Some(bytes) => codec::decode(k, bytes).map(Some),
             None => Ok(None),
-        }
+        })
     }
 
     /// Whether a key exists.
     pub fn contains(&mut self, key: &Key<'_>) -> Result<bool, StateError> {
-        Ok(self.get_raw(&key.encode())?.is_some())
+        self.with_key(key, |ov, k| Ok(ov.get_raw(k)?.is_some()))
     }
 
     /// Typed write.
@@ -68,32 +90,25 @@ impl<'s> Overlay<'s> {
 
     /// Entries under `prefix` with key `>= start`, merging buffered writes over the
     /// store, in key order, at most `limit`.
-    pub fn scan(
-        &mut self,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
-        let from = if start > prefix { start.to_vec() } else { prefix.to_vec() };
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        // Store entries first; the cache then overrides (dirty writes and deletes win).
-        // Reading `limit + pending` store rows keeps the result complete when buffered
-        // deletes remove some of them.
-        let pending = self
-            .cache
-            .range(from.clone()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .filter(|(_, e)| e.dirty)
-            .count();
-        for (k, v) in self.store.scan(prefix, &from, limit.saturating_add(pending))? {
-            merged.insert(k, Some(v));
+    pub fn scan(&mut self, prefix: &[u8], start: &[u8], limit: usize) -> Result<KvRows, StateError> {
+        let from = if start > prefix { start } else { prefix };
+        if !prefix.is_empty() && !keys::is_point_only(prefix) {
+            let dirty =
+                self.ordered.range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded));
+            let dirty = dirty.take_while(|k| k.starts_with(prefix)).map(Vec::as_slice);
+            merge(self.store, &self.cache, dirty, prefix, from, limit)
+        } else {
+            // A family without an ordered index (or the whole store): sort its buffered
+            // writes first. Correct for any prefix; rules do not take this path.
+            let mut dirty: Vec<&[u8]> = self
+                .cache
+                .iter()
+                .filter(|(k, e)| e.dirty && k.starts_with(prefix) && k.as_slice() >= from)
+                .map(|(k, _)| k.as_slice())
+                .collect();
+            dirty.sort_unstable();
+            merge(self.store, &self.cache, dirty.into_iter(), prefix, from, limit)
         }
-        for (k, e) in self.cache.range(from..).take_while(|(k, _)| k.starts_with(prefix)) {
-            if e.dirty {
-                merged.insert(k.clone(), e.value.clone());
-            }
-        }
-        Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).take(limit).collect())
     }
 
     /// Number of buffered writes.
@@ -101,17 +116,72 @@ impl<'s> Overlay<'s> {
         self.cache.values().filter(|e| e.dirty).count()
     }
 
-    /// Moves the buffered writes into `batch` and forgets the cache.
+    /// Moves the buffered writes into `batch`, in key order (RocksDB inserts sorted keys
+    /// into its memtable much faster), and forgets the cache.
     pub fn drain_into(&mut self, batch: &mut WriteBatch) {
-        for (k, e) in std::mem::take(&mut self.cache) {
-            if e.dirty {
-                match e.value {
-                    Some(v) => batch.put(k, v),
-                    None => batch.delete(k),
-                }
+        self.ordered.clear();
+        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            self.cache.drain().filter(|(_, e)| e.dirty).map(|(k, e)| (k, e.value)).collect();
+        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
             }
         }
     }
+}
+
+/// Merges the store's rows under `prefix` from `from` with the buffered writes `dirty`
+/// (sorted keys of dirty cache entries, which win over the store), at most `limit` rows.
+/// Store rows are fetched in chunks, so buffered deletes never truncate the result.
+fn merge<'a>(
+    store: &dyn KvStore,
+    cache: &FxHashMap<Vec<u8>, Entry>,
+    dirty: impl Iterator<Item = &'a [u8]>,
+    prefix: &[u8],
+    from: &[u8],
+    limit: usize,
+) -> Result<KvRows, StateError> {
+    let mut out = Vec::new();
+    let mut dirty = dirty.peekable();
+    let mut cursor = from.to_vec();
+    let mut rows = Vec::new().into_iter().peekable();
+    let mut store_done = false;
+    // Each refill is at least twice the last, so buffered deletes cost few store seeks.
+    let mut min_chunk = 0usize;
+    let dirty_row = |k: &[u8]| cache.get(k).and_then(|e| e.value.clone()).map(|v| (k.to_vec(), v));
+    while out.len() < limit {
+        if rows.peek().is_none() && !store_done {
+            let need = (limit - out.len()).max(min_chunk);
+            min_chunk = need.saturating_mul(2);
+            let chunk = store.scan(prefix, &cursor, need)?;
+            store_done = chunk.len() < need;
+            if let Some((k, _)) = chunk.last() {
+                cursor.clone_from(k);
+                cursor.push(0);
+            }
+            rows = chunk.into_iter().peekable();
+        }
+        let take_dirty = match (rows.peek(), dirty.peek()) {
+            (None, None) => break,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (Some((s, _)), Some(d)) => *d <= s.as_slice(),
+        };
+        if take_dirty {
+            let d = dirty.next().expect("peeked");
+            if rows.peek().is_some_and(|(s, _)| s.as_slice() == d) {
+                rows.next();
+            }
+            if let Some(row) = dirty_row(d) {
+                out.push(row);
+            }
+        } else {
+            out.push(rows.next().expect("peeked"));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -144,5 +214,28 @@ mod tests {
         store.write(batch).unwrap();
         assert_eq!(store.get(b"pc").unwrap(), Some(b"3".to_vec()));
         assert_eq!(store.get(b"pa").unwrap(), None);
+    }
+
+    #[test]
+    fn scans_stay_complete_past_many_buffered_deletes() {
+        let store = MemStore::new();
+        let mut b = WriteBatch::new();
+        for i in 0..100u8 {
+            b.put(vec![0x09, i], vec![i]);
+        }
+        store.write(b).unwrap();
+        let mut ov = Overlay::new(&store);
+        for i in 0..90u8 {
+            ov.put_raw(vec![0x09, i], None);
+        }
+        ov.put_raw(vec![0x09, 95, 0], Some(vec![1]));
+        let got: Vec<Vec<u8>> = ov.scan(&[0x09], &[], 5).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(got, vec![vec![0x09, 90], vec![0x09, 91], vec![0x09, 92], vec![0x09, 93], vec![0x09, 94]]);
+        let all = ov.scan(&[0x09], &[0x09, 94], usize::MAX).unwrap();
+        assert_eq!(all.len(), 7);
+        assert_eq!(all[2].0, vec![0x09, 95, 0]);
+        // A point-only family still merges its buffered writes (slow path).
+        ov.put_raw(vec![0x02, 1], Some(vec![7]));
+        assert_eq!(ov.scan(&[0x02], &[], 10).unwrap(), vec![(vec![0x02, 1], vec![7])]);
     }
 }
