@@ -63,8 +63,8 @@ fn run(dir: &Path, lines: &[String], commit_every: u64, stops: &[u64], lineage: 
     std::fs::create_dir_all(dir).unwrap();
     let input = dir.join("in.jsonl");
     std::fs::write(&input, lines.join("\n")).unwrap();
-    let mut rules = RulesConfig::default();
-    rules.alerts = toml::from_str::<Alerts>(ALERTS).unwrap().alerts;
+    let rules =
+        RulesConfig { alerts: toml::from_str::<Alerts>(ALERTS).unwrap().alerts, ..RulesConfig::default() };
     let mut run = FileRun {
         inputs: vec![input],
         output: dir.join("out"),

@@ -58,7 +58,7 @@ pub fn evaluate(rules: &[AlertRule], snap: &Snapshot, state: &mut AlertState) ->
     for rule in rules {
         let value = metric_value(rule, &snap.window_days, &snap.values);
         let holds = rule.holds(value);
-        let was = state.raised.iter().any(|r| *r == rule.name);
+        let was = state.raised.contains(&rule.name);
         if holds == was {
             continue;
         }

@@ -260,8 +260,7 @@ mod tests {
 
     #[test]
     fn cainiao_sorting_counts_only_after_outbound() {
-        let mut o = OrderFacts::default();
-        o.paid = Some(With {
+        let paid = With {
             fact: f(0, "p"),
             value: Payment {
                 buyer_id: "b".into(),
@@ -271,7 +270,8 @@ mod tests {
                 delivery_promise: DeliveryPromise::None,
                 promised_delivery_by: None,
             },
-        });
+        };
+        let mut o = OrderFacts { paid: Some(paid), ..Default::default() };
         o.record_logistics(LogisticsStatus::AtSortingCenter, f(5, "s1"));
         assert_eq!(o.shipped(), None, "no outbound yet");
         o.record_logistics(LogisticsStatus::WarehouseOutbound, f(7, "w"));
