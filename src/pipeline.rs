@@ -55,6 +55,25 @@ pub struct FileRun {
     pub stop_after: Option<u64>,
 }
 
+impl FileRun {
+    /// A run with default rules and decoding that commits only by record count (every
+    /// 1 000 000 records, no time-based commits — so batch boundaries, and with them the
+    /// intermediate snapshots, do not depend on machine speed), without progress logs.
+    pub fn new(inputs: Vec<PathBuf>, output: PathBuf, data_dir: PathBuf) -> FileRun {
+        FileRun {
+            inputs,
+            output,
+            data_dir,
+            rules: RulesConfig::default(),
+            decode: DecodeOptions::default(),
+            commit_every_records: 1_000_000,
+            commit_interval: Duration::MAX,
+            progress_every: None,
+            stop_after: None,
+        }
+    }
+}
+
 /// What a run did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunSummary {

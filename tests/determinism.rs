@@ -13,7 +13,6 @@ use shopscore::pipeline::{run_files, FileRun};
 use shopscore::rules::RulesConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 const OOO_MS: i64 = 5 * 60_000;
 
@@ -66,15 +65,9 @@ fn run(dir: &Path, lines: &[String], commit_every: u64, stops: &[u64], lineage: 
     let rules =
         RulesConfig { alerts: toml::from_str::<Alerts>(ALERTS).unwrap().alerts, ..RulesConfig::default() };
     let mut run = FileRun {
-        inputs: vec![input],
-        output: dir.join("out"),
-        data_dir: dir.join("data"),
         rules,
-        decode: DecodeOptions::default(),
         commit_every_records: commit_every,
-        commit_interval: Duration::from_secs(3600),
-        progress_every: None,
-        stop_after: None,
+        ..FileRun::new(vec![input], dir.join("out"), dir.join("data"))
     };
     for &n in stops {
         run.stop_after = Some(n);

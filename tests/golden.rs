@@ -19,12 +19,9 @@
 //! `golden!` line below (checked by `every_case_directory_has_a_test`).
 
 use serde_json::{Map, Value};
-use shopscore::domain::decode::DecodeOptions;
 use shopscore::pipeline::{run_files, FileRun};
-use shopscore::rules::RulesConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 const FLOAT_TOLERANCE: f64 = 1e-12;
 
@@ -42,17 +39,7 @@ struct Outcome {
 fn run_case_input(input: &Path) -> Outcome {
     let tmp = tempfile::tempdir().expect("temp dir");
     let output = tmp.path().join("output");
-    let run = FileRun {
-        inputs: vec![input.to_path_buf()],
-        output: output.clone(),
-        data_dir: tmp.path().join("data"),
-        rules: RulesConfig::default(),
-        decode: DecodeOptions::default(),
-        commit_every_records: 1_000_000,
-        commit_interval: Duration::from_secs(3600),
-        progress_every: None,
-        stop_after: None,
-    };
+    let run = FileRun::new(vec![input.to_path_buf()], output.clone(), tmp.path().join("data"));
     run_files(&run).unwrap_or_else(|e| panic!("run_files failed on {}: {e}", input.display()));
 
     let read = |name: &str| std::fs::read_to_string(output.join(name)).unwrap_or_default();

@@ -4,27 +4,14 @@
 //! whole, byte for byte, as a set (their order in the file is not specified); the input's
 //! path in lineage sources is written `input.jsonl`.
 
-use shopscore::domain::decode::DecodeOptions;
 use shopscore::pipeline::{run_files, FileRun};
-use shopscore::rules::RulesConfig;
 use std::path::Path;
-use std::time::Duration;
 
 fn check(case: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden_compensation").join(case);
     let tmp = tempfile::tempdir().unwrap();
     let input = dir.join("input.jsonl");
-    let run = FileRun {
-        inputs: vec![input.clone()],
-        output: tmp.path().join("out"),
-        data_dir: tmp.path().join("data"),
-        rules: RulesConfig::default(),
-        decode: DecodeOptions::default(),
-        commit_every_records: 1_000_000,
-        commit_interval: Duration::from_secs(3600),
-        progress_every: None,
-        stop_after: None,
-    };
+    let run = FileRun::new(vec![input.clone()], tmp.path().join("out"), tmp.path().join("data"));
     run_files(&run).unwrap();
     let dead = std::fs::read_to_string(tmp.path().join("out/dead_letters.jsonl")).unwrap();
     assert_eq!(dead, "", "case {case}: input lines were rejected");

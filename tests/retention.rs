@@ -2,7 +2,6 @@
 //! dropping what the policy declares dead changes no output for input within the allowed
 //! lateness.
 
-use shopscore::domain::decode::DecodeOptions;
 use shopscore::gen::{generate, GenOptions};
 use shopscore::pipeline::{run_files_on, FileRun};
 use shopscore::rules::retention::{horizon_ms, Retention};
@@ -12,21 +11,14 @@ use shopscore::state::memory::MemStore;
 use shopscore::state::KvStore;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 const SEGMENTS: u64 = 12;
 
 fn file_run(dir: &Path, input: &Path, stop_after: Option<u64>) -> FileRun {
     FileRun {
-        inputs: vec![input.to_path_buf()],
-        output: dir.join("out"),
-        data_dir: dir.join("unused"),
-        rules: RulesConfig::default(),
-        decode: DecodeOptions::default(),
         commit_every_records: 5_000,
-        commit_interval: Duration::from_secs(3600),
-        progress_every: None,
         stop_after,
+        ..FileRun::new(vec![input.to_path_buf()], dir.join("out"), dir.join("unused"))
     }
 }
 
