@@ -2,8 +2,9 @@
 //! state end to end, and report events/s and peak memory. It is a measurement, not a
 //! test: nothing asserts a speed.
 
-use crate::gen::{generate, GenOptions};
+use crate::gen::{generate_file, GenOptions};
 use crate::pipeline::{run_files, FileRun, PipelineError, RunSummary};
+use crate::sources::file::SourceError;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -57,16 +58,8 @@ fn dir_size(path: &Path) -> u64 {
 pub fn run_bench(gen: &GenOptions, work: &Path, mut run: FileRun) -> Result<BenchReport, PipelineError> {
     let input: PathBuf = work.join("events.jsonl");
     let t0 = Instant::now();
-    let file = std::fs::File::create(&input).map_err(|source| crate::sources::file::SourceError::Io {
-        path: input.display().to_string(),
-        source,
-    })?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let g =
-        generate(gen, &mut w).and_then(|g| std::io::Write::flush(&mut w).map(|_| g)).map_err(|source| {
-            crate::sources::file::SourceError::Io { path: input.display().to_string(), source }
-        })?;
-    drop(w);
+    let g = generate_file(gen, &input)
+        .map_err(|source| SourceError::Io { path: input.display().to_string(), source })?;
     let gen_seconds = t0.elapsed().as_secs_f64();
     let input_bytes = std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0);
 

@@ -22,6 +22,7 @@ use crate::domain::time::{Timestamp, DAY_MS};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::io::{self, BufWriter, Write};
+use std::path::Path;
 use world::World;
 
 /// What to generate.
@@ -66,6 +67,14 @@ pub struct GenSummary {
     pub valid: u64,
     pub malformed: u64,
     pub duplicates: u64,
+}
+
+/// Writes the events to the file at `path`, creating its directory.
+pub fn generate_file(opts: &GenOptions, path: &Path) -> io::Result<GenSummary> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    generate(opts, &mut std::fs::File::create(path)?)
 }
 
 /// Writes `opts.events` JSON lines to `out` (buffered internally).

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use shopscore::config::{self, Config};
 use shopscore::domain::decode::DecodeOptions;
 use shopscore::domain::Timestamp;
-use shopscore::gen::{generate, GenOptions};
+use shopscore::gen::{generate, generate_file, GenOptions};
 use shopscore::pipeline::{run_files, FileRun};
 use shopscore::rules::compensation::CompensationRules;
 use shopscore::rules::satisfaction::SatisfactionRules;
@@ -240,21 +240,9 @@ fn gen_options(a: &GenArgs) -> Result<GenOptions> {
 fn cmd_gen(args: GenArgs) -> Result<()> {
     let opts = gen_options(&args)?;
     let summary = if args.out.as_os_str() == "-" {
-        let stdout = std::io::stdout();
-        let mut w = std::io::BufWriter::new(stdout.lock());
-        let s = generate(&opts, &mut w)?;
-        std::io::Write::flush(&mut w)?;
-        s
+        generate(&opts, &mut std::io::stdout().lock())?
     } else {
-        if let Some(parent) = args.out.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let file =
-            std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        let s = generate(&opts, &mut w)?;
-        std::io::Write::flush(&mut w)?;
-        s
+        generate_file(&opts, &args.out).with_context(|| format!("writing {}", args.out.display()))?
     };
     eprintln!(
         "shopscore: wrote {} lines ({} valid events, {} duplicates, {} malformed) to {}",
@@ -275,17 +263,11 @@ fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
         days: args.days,
         ..GenOptions::default()
     };
-    let tmp;
     let work = match &args.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile_dir()?;
-            tmp.clone()
-        }
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("shopscore-bench-{}", std::process::id())),
     };
+    std::fs::create_dir_all(&work)?;
     let report = shopscore::bench::run_bench(&gen, &work, file_run(cfg))?;
     if args.work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&work);
@@ -319,10 +301,4 @@ fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
         report.compacted_state_bytes as f64 / 1048576.0
     );
     Ok(())
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let base = std::env::temp_dir().join(format!("shopscore-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&base)?;
-    Ok(base)
 }

@@ -14,7 +14,7 @@ use super::dsr::{self, DsrGroup};
 use super::facts::{keep_earliest, Fact, OrderFacts, Payment, RefundFacts};
 use super::retention;
 use super::satisfaction::{SatisfactionRules, ServiceEntry, ServiceHistory};
-use super::snapshot::{self, CAMPAIGN_DAYS};
+use super::snapshot;
 use super::watermark::Watermark;
 use crate::config::AlertRule;
 use crate::domain::*;
@@ -133,6 +133,11 @@ impl Engine {
         self.meta.watermark.set_idle(partition, idle);
     }
 
+    /// Event times before this are later than the allowed lateness (None before any event).
+    fn lateness_limit(&self) -> Option<Timestamp> {
+        self.meta.watermark.current().map(|wm| wm.plus_ms(-self.cfg.allowed_lateness_ms))
+    }
+
     fn mark_dirty(&mut self, shop: &str) {
         if !self.dirty.contains(shop) {
             self.dirty.insert(shop.to_owned());
@@ -157,7 +162,7 @@ impl Engine {
         let late = wm.is_some_and(|wm| ev.event_time < wm);
         if late {
             self.meta.counters.late_events += 1;
-            if wm.is_some_and(|wm| ev.event_time < wm.plus_ms(-self.cfg.allowed_lateness_ms)) {
+            if self.lateness_limit().is_some_and(|l| ev.event_time < l) {
                 self.meta.counters.beyond_allowed_lateness += 1;
             }
         }
@@ -273,7 +278,7 @@ impl Engine {
         // A payment reported later than the allowed lateness counts for metrics but never
         // opens a compensation decision (it could not be decided deterministically, and its
         // order's earlier state may have expired).
-        let limit = self.meta.watermark.current().map(|wm| wm.plus_ms(-self.cfg.allowed_lateness_ms));
+        let limit = self.lateness_limit();
         if new.is_some_and(|p| limit.is_some_and(|l| p.fact.time < l)) {
             return Ok(());
         }
@@ -521,22 +526,22 @@ impl Engine {
         if let Some(wm) = wm {
             self.mark_shops_with_moved_days(ov, wm.day())?;
             for shop in std::mem::take(&mut self.dirty) {
-                if let Some(s) = snapshot::refresh(ov, &shop, wm, &self.cfg.windows, self.cfg.dsr_days)? {
-                    self.meta.counters.snapshots += 1;
-                    if !self.cfg.alerts.is_empty() {
-                        let key = Key::AlertState { shop: &shop };
-                        let mut state: AlertState = ov.get(&key)?.unwrap_or_default();
-                        let changes = alerts::evaluate(&self.cfg.alerts, &s, &mut state);
-                        if !changes.is_empty() {
-                            ov.put(&key, &state);
-                        }
-                        out.push(Output::Snapshot(s));
-                        self.meta.counters.alerts += changes.len() as u64;
-                        out.extend(changes.into_iter().map(Output::Alert));
-                    } else {
-                        out.push(Output::Snapshot(s));
+                let Some(s) = snapshot::refresh(ov, &shop, wm, &self.cfg.windows, self.cfg.dsr_days)? else {
+                    continue;
+                };
+                self.meta.counters.snapshots += 1;
+                let mut changes = Vec::new();
+                if !self.cfg.alerts.is_empty() {
+                    let key = Key::AlertState { shop: &shop };
+                    let mut state: AlertState = ov.get(&key)?.unwrap_or_default();
+                    changes = alerts::evaluate(&self.cfg.alerts, &s, &mut state);
+                    if !changes.is_empty() {
+                        ov.put(&key, &state);
                     }
                 }
+                out.push(Output::Snapshot(s));
+                self.meta.counters.alerts += changes.len() as u64;
+                out.extend(changes.into_iter().map(Output::Alert));
             }
             self.flushed_at = Some(wm);
         }
@@ -615,16 +620,13 @@ impl Engine {
             }
         };
         add_range(old.0 + 1, new_day.0);
-        let lengths = self.cfg.windows.iter().copied().chain([self.cfg.dsr_days, CAMPAIGN_DAYS]);
-        for n in lengths {
+        for n in snapshot::window_lengths(&self.cfg.windows, self.cfg.dsr_days) {
             add_range(old.0 - n as i32 + 1, new_day.0 - n as i32);
         }
         for day in days {
             for (k, _) in ov.scan(&keys::day_shop_prefix(day), &[], usize::MAX)? {
                 if let Some(shop) = keys::shop_of_day_shop_key(&k) {
-                    if !self.dirty.contains(shop) {
-                        self.dirty.insert(shop.to_owned());
-                    }
+                    self.mark_dirty(shop);
                 }
             }
         }

@@ -16,7 +16,7 @@ use super::dsr::{DsrGroup, VALIDITY_MS};
 use super::engine::RulesConfig;
 use super::facts::{OrderFacts, RefundFacts};
 use super::satisfaction::ServiceHistory;
-use super::snapshot::CAMPAIGN_DAYS;
+use super::snapshot::window_lengths;
 use crate::domain::time::DAY_MS;
 use crate::domain::Timestamp;
 use crate::state::codec;
@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 /// How long state must be kept behind the watermark.
 pub fn horizon_ms(cfg: &RulesConfig) -> i64 {
-    let longest = cfg.windows.iter().copied().chain([cfg.dsr_days, CAMPAIGN_DAYS]).max().unwrap_or(1) as i64;
+    let longest = window_lengths(&cfg.windows, cfg.dsr_days).max().unwrap_or(1) as i64;
     (longest + 1) * DAY_MS + cfg.allowed_lateness_ms + VALIDITY_MS + 31 * DAY_MS
 }
 

@@ -64,6 +64,12 @@ impl ShopValues {
     }
 }
 
+/// Every window length in days a snapshot looks at: the configured windows, the DSR window
+/// and the campaign window. Day rollover and retention follow the same set.
+pub fn window_lengths(windows: &[u32], dsr_days: u32) -> impl Iterator<Item = u32> + '_ {
+    windows.iter().copied().chain([dsr_days, CAMPAIGN_DAYS])
+}
+
 /// Sums a shop's day buckets into the windows ending at `as_of_day`.
 pub fn shop_values(
     ov: &mut Overlay<'_>,
@@ -72,7 +78,7 @@ pub fn shop_values(
     windows: &[u32],
     dsr_days: u32,
 ) -> Result<ShopValues, StateError> {
-    let longest = windows.iter().copied().chain([dsr_days, CAMPAIGN_DAYS]).max().unwrap_or(1) as i32;
+    let longest = window_lengths(windows, dsr_days).max().unwrap_or(1) as i32;
     let first = Day(as_of_day.0 - longest + 1);
     let prefix = keys::day_bucket_prefix(shop);
     let start = Key::DayBucket { shop, day: first }.encode();
