@@ -12,6 +12,7 @@
 //! | [`sources`] | where records come from (JSON-lines files) | no |
 //! | [`sinks`] | where outputs go (files), through the [`sinks::Sink`] trait with commit checkpoints | no |
 //! | [`output`] | the output records (snapshot, compensation, alert, dead letter) and their JSON form | no |
+//! | [`kafka`] | Kafka mode: shards by shop, changelog-backed state that follows its shard, transactional or outbox commits | no (blocking rdkafka calls) |
 //! | [`pipeline`] | the loop that moves records: source → decode → rules → sink, committing state, positions and sink checkpoints in one batch | no |
 //! | [`config`] | typed, layered configuration: defaults → file → `SHOPSCORE__…` env | no |
 //! | [`telemetry`] | `tracing` setup | no |
@@ -24,6 +25,7 @@ pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod gen;
+pub mod kafka;
 pub mod output;
 pub mod pipeline;
 pub mod rules;

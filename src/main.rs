@@ -7,11 +7,15 @@ use shopscore::config::{self, Config};
 use shopscore::domain::decode::DecodeOptions;
 use shopscore::domain::Timestamp;
 use shopscore::gen::{generate, generate_file, GenOptions};
+use shopscore::kafka::runtime::{run_kafka, KafkaRun};
+use shopscore::kafka::topics::OutputTopics;
 use shopscore::pipeline::{run_files, FileRun};
 use shopscore::rules::compensation::CompensationRules;
 use shopscore::rules::satisfaction::SatisfactionRules;
 use shopscore::rules::RulesConfig;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -57,6 +61,10 @@ struct RunArgs {
     /// Kafka consumer group.
     #[arg(long, value_name = "ID")]
     group: Option<String>,
+    /// Kafka mode: stop (after a final commit) once every input partition is idle, i.e. all
+    /// input so far is processed. Without it, Kafka mode runs until SIGTERM/SIGINT.
+    #[arg(long)]
+    until_idle: bool,
 }
 
 #[derive(Args, Debug)]
@@ -177,11 +185,8 @@ fn file_run(cfg: &Config) -> FileRun {
 
 fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
     let brokers = args.brokers.clone().unwrap_or_else(|| cfg.kafka.brokers.clone());
-    if !brokers.is_empty() {
-        bail!(
-            "Kafka mode (--brokers / kafka.brokers = {brokers:?}) is not in this build yet; \
-             run file mode with --input FILE --output DIR, or unset kafka.brokers"
-        );
+    if !brokers.trim().is_empty() {
+        return cmd_run_kafka(cfg, args, brokers);
     }
     let mut run = file_run(cfg);
     if !args.inputs.is_empty() {
@@ -218,6 +223,42 @@ fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
         t.late_events,
         t.snapshots,
         run.output.display()
+    );
+    Ok(())
+}
+
+fn kafka_run(cfg: &Config, brokers: String, group: Option<String>, data_dir: Option<PathBuf>) -> KafkaRun {
+    let mut kafka = cfg.kafka.clone();
+    kafka.brokers = brokers;
+    if let Some(g) = group {
+        kafka.group = g;
+    }
+    KafkaRun {
+        outputs: OutputTopics::from_config(&kafka),
+        kafka,
+        rules: rules_config(cfg),
+        decode: DecodeOptions { default_ship_window_ms: cfg.orders.default_ship_window_ms() },
+        data_dir: data_dir.unwrap_or_else(|| cfg.file.data_dir.clone()),
+        commit_interval: cfg.pipeline.commit_interval,
+        commit_every_records: cfg.pipeline.commit_every_events,
+        idle_timeout: Duration::from_millis(cfg.time.idle_timeout_ms() as u64),
+        exit_when_idle: false,
+        stop: Arc::new(AtomicBool::new(false)),
+        progress_every: Some(Duration::from_secs(10)),
+    }
+}
+
+fn cmd_run_kafka(cfg: &Config, args: RunArgs, brokers: String) -> Result<()> {
+    if !args.inputs.is_empty() || args.output.is_some() {
+        bail!("--input/--output are for file mode; Kafka mode (--brokers) reads and writes the topics of [kafka.topics]");
+    }
+    let mut run = kafka_run(cfg, brokers, args.group, args.data_dir);
+    run.exit_when_idle = args.until_idle;
+    let summary = run_kafka(&run)?;
+    let t = &summary.totals;
+    eprintln!(
+        "shopscore: read {} records in {} commits; outputs {:?}; owned shards' totals: {} applied, {} duplicates, {} dead letters, {} late",
+        summary.records, summary.commits, summary.outputs, t.applied, t.duplicates, t.dead_letters, t.late_events
     );
     Ok(())
 }

@@ -352,6 +352,8 @@ pub struct DeadLetter {
     pub source: SourcePos,
     /// The record exactly as read.
     pub raw: Vec<u8>,
+    /// The record's Kafka key, if any (the dead-letter topic keeps it; files have none).
+    pub key: Option<Vec<u8>>,
 }
 
 impl Serialize for DeadLetter {
@@ -438,6 +440,7 @@ mod tests {
             reason_code: "malformed_json",
             source: SourcePos::File { file: "in.jsonl".into(), line: 3 },
             raw: b"{\"a\":".to_vec(),
+            key: None,
         };
         assert_eq!(
             Output::DeadLetter(d.clone()).to_json(),

@@ -152,6 +152,7 @@ pub fn run_files_on(
                         reason_code: e.code(),
                         source,
                         raw: buf.clone(),
+                        key: None,
                     }));
                 }
             }

@@ -18,6 +18,16 @@ pub struct KafkaConfig {
     pub group: String,
     /// Exactly-once transactions (consume + state + outputs commit together).
     pub transactional: bool,
+    /// Number of shards: shops are split into this many state partitions (by murmur2 of
+    /// `shop_id`, like Kafka's default partitioner); the changelog topic has one partition
+    /// per shard and the group spreads shards over instances. Fixed for the life of a group.
+    pub shards: u32,
+    /// The input topics are already partitioned by `shop_id` with Kafka's default partitioner
+    /// and have `shards` partitions each: shard N then reads only partition N of every input
+    /// topic instead of all of them.
+    pub co_partitioned: bool,
+    /// Replication factor of the topics shopscore creates (-1: the broker's default).
+    pub replication_factor: i32,
     /// Extra librdkafka settings, e.g. `"security.protocol" = "SASL_SSL"`. Keys are normalized to
     /// librdkafka's dotted form (`security_protocol` and nested tables work too), values to strings.
     #[serde(deserialize_with = "serde_util::client_map")]
@@ -32,10 +42,20 @@ impl Default for KafkaConfig {
             brokers: String::new(),
             group: "shopscore".to_owned(),
             transactional: true,
+            shards: 4,
+            co_partitioned: false,
+            replication_factor: -1,
             client: BTreeMap::new(),
             topics: TopicsConfig::default(),
             encoding: EncodingConfig::default(),
         }
+    }
+}
+
+impl KafkaConfig {
+    /// The internal changelog topic holding every shard's state (compacted).
+    pub fn changelog_topic(&self) -> String {
+        format!("{}-changelog", self.group)
     }
 }
 

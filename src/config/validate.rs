@@ -145,6 +145,12 @@ impl Config {
 
     fn validate_kafka(&self) -> Check {
         let k = &self.kafka;
+        ensure((1..=1024).contains(&k.shards), "kafka.shards", || {
+            format!("must be between 1 and 1024, got {}", k.shards)
+        })?;
+        ensure(k.replication_factor == -1 || k.replication_factor >= 1, "kafka.replication_factor", || {
+            format!("must be -1 (broker default) or at least 1, got {}", k.replication_factor)
+        })?;
         ensure(!k.group.trim().is_empty(), "kafka.group", || {
             "must not be empty: name the consumer group, e.g. \"shopscore\"".to_owned()
         })?;

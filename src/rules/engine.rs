@@ -133,6 +133,19 @@ impl Engine {
         self.meta.watermark.set_idle(partition, idle);
     }
 
+    /// Makes an input partition known before its first event (Kafka mode; see
+    /// [`Watermark::register`]).
+    pub fn register_partition(&mut self, partition: i32) {
+        self.meta.watermark.register(partition);
+    }
+
+    /// Moves the watermark clock of `partition` for a valid event this engine does not own
+    /// (Kafka mode: another shard's shop). Every shard's watermark thus follows every input
+    /// partition, as a single instance's would.
+    pub fn observe_foreign(&mut self, partition: i32, event_time: Timestamp) {
+        self.meta.watermark.observe(partition, event_time);
+    }
+
     /// Event times before this are later than the allowed lateness (None before any event).
     fn lateness_limit(&self) -> Option<Timestamp> {
         self.meta.watermark.current().map(|wm| wm.plus_ms(-self.cfg.allowed_lateness_ms))

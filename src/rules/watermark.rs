@@ -37,17 +37,28 @@ impl Watermark {
         }
     }
 
+    /// Makes a partition known before its first event: until it has one (or is marked idle)
+    /// it holds the watermark back, so a partition read later than the others cannot find
+    /// its events already behind the watermark. Keeps what is known of a partition.
+    pub fn register(&mut self, partition: i32) {
+        self.partitions.entry(partition).or_default();
+    }
+
     /// Marks a partition idle or active (idle partitions do not hold the watermark back).
     pub fn set_idle(&mut self, partition: i32, idle: bool) {
         self.partitions.entry(partition).or_default().idle = idle;
     }
 
     /// Recomputes the watermark with the out-of-orderness bound; returns the new value.
-    /// The watermark never decreases.
+    /// The watermark never decreases. When every partition is idle (all input read and
+    /// quiet), it is the largest event time seen minus the bound: nothing is in flight.
     pub fn advance(&mut self, out_of_orderness_ms: i64) -> Option<Timestamp> {
-        let active = self.partitions.values().filter(|p| !p.idle);
-        let candidate =
-            active.map(|p| p.max_event_time.map(|t| t.plus_ms(-out_of_orderness_ms))).min().flatten();
+        let bounded = |p: &PartitionClock| p.max_event_time.map(|t| t.plus_ms(-out_of_orderness_ms));
+        let candidate = if self.partitions.values().all(|p| p.idle) {
+            self.partitions.values().filter_map(bounded).max()
+        } else {
+            self.partitions.values().filter(|p| !p.idle).map(bounded).min().flatten()
+        };
         self.raise(candidate);
         self.current
     }
@@ -86,6 +97,35 @@ mod tests {
         w.observe(1, Timestamp(901 * MIN));
         assert_eq!(w.advance(5 * MIN), Some(Timestamp(995 * MIN)));
         assert_eq!(w.finish(), Some(Timestamp(1_000 * MIN)));
+    }
+
+    #[test]
+    fn registered_partition_holds_back_until_it_has_events_or_is_idle() {
+        let mut w = Watermark::default();
+        w.register(0);
+        w.register(1);
+        w.observe(0, Timestamp(1_000 * MIN));
+        assert_eq!(w.advance(5 * MIN), None);
+        w.observe(1, Timestamp(2_000 * MIN));
+        assert_eq!(w.advance(5 * MIN), Some(Timestamp(995 * MIN)));
+        // Registering again keeps what is known.
+        w.register(1);
+        assert_eq!(w.advance(5 * MIN), Some(Timestamp(995 * MIN)));
+        w.set_idle(0, true);
+        assert_eq!(w.advance(5 * MIN), Some(Timestamp(1_995 * MIN)));
+    }
+
+    #[test]
+    fn all_idle_goes_to_largest_time_minus_bound() {
+        let mut w = Watermark::default();
+        w.observe(0, Timestamp(1_000 * MIN));
+        w.observe(1, Timestamp(900 * MIN));
+        w.register(2);
+        assert_eq!(w.advance(5 * MIN), None);
+        for p in 0..3 {
+            w.set_idle(p, true);
+        }
+        assert_eq!(w.advance(5 * MIN), Some(Timestamp(995 * MIN)));
     }
 
     #[test]

@@ -130,6 +130,7 @@ mod tests {
             reason_code: "malformed_json",
             source: SourcePos::File { file: "f".into(), line },
             raw: b"x".to_vec(),
+            key: None,
         })
     }
 

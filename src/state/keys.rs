@@ -80,6 +80,13 @@ pub enum MetaKey<'a> {
     SinkCheckpoint,
     /// Committed read position of one input file (by canonical path).
     FilePosition(&'a str),
+    /// Kafka mode: the shard's input positions and commit sequence number.
+    KafkaProgress,
+    /// Kafka mode without transactions: the outputs of the last commit, until delivered.
+    Outbox,
+    /// Kafka mode: the changelog offset this local store has applied up to. Local only:
+    /// never written to the changelog itself.
+    ChangelogOffset,
 }
 
 const TAG_META: u8 = 0x00;
@@ -146,6 +153,9 @@ impl Key<'_> {
                         out.push(4);
                         push_str(out, p);
                     }
+                    MetaKey::KafkaProgress => out.push(5),
+                    MetaKey::Outbox => out.push(6),
+                    MetaKey::ChangelogOffset => out.push(7),
                 }
             }
             Key::Seen(id) => {

@@ -1,0 +1,215 @@
+//! The changelog: every shard's state as a compacted topic, one partition per shard.
+//!
+//! A commit appends the state keys it changed (value, or a tombstone for a delete), then a
+//! **marker** record. Restoring applies records only up to the last marker: records after it
+//! are a torn commit of an owner that died mid-write (possible without transactions; with
+//! them, `read_committed` never shows such records). The next owner overwrites the torn keys
+//! with their restored values in its first commit, so any later restore — which replays the
+//! torn records and then the corrections, in order — ends in the same state. Compaction keeps
+//! the latest record per key, the latest marker included, which preserves exactly that.
+
+use super::client::Clients;
+use super::{Context, KafkaError};
+use crate::state::keys::{Key, MetaKey};
+use crate::state::{codec, KvStore, WriteBatch};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// The key of marker records. State keys start with a family tag below 0x10, so this cannot
+/// collide with one.
+pub const MARKER_KEY: &[u8] = b"\xffshopscore.commit";
+
+/// The key of fence records, written by a new owner to learn the partition's end. Ignored
+/// when restoring.
+pub const FENCE_KEY: &[u8] = b"\xffshopscore.fence";
+
+/// Writes to the local store are grouped into batches of about this many operations.
+const RESTORE_BATCH_OPS: usize = 50_000;
+/// Restoring gives up when the changelog stops answering for this long.
+const RESTORE_STALL: Duration = Duration::from_secs(60);
+
+/// The payload of a marker record.
+pub fn marker_payload(seq: u64) -> Vec<u8> {
+    codec::encode(&seq)
+}
+
+/// True for state keys that never go to the changelog (local bookkeeping).
+pub fn is_local(key: &[u8]) -> bool {
+    key == Key::Meta(MetaKey::ChangelogOffset).encode().as_slice()
+}
+
+/// Folds changelog records into store batches, holding back records after the last marker.
+#[derive(Debug, Default)]
+pub struct Restorer {
+    pending: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ready: WriteBatch,
+    /// Offset just after the last marker applied.
+    next_offset: Option<i64>,
+    pub last_seq: Option<u64>,
+    pub records: u64,
+}
+
+impl Restorer {
+    /// Takes one changelog record.
+    pub fn record(&mut self, offset: i64, key: &[u8], value: Option<&[u8]>) {
+        self.records += 1;
+        if key == FENCE_KEY {
+            return;
+        }
+        if key == MARKER_KEY {
+            for (k, v) in self.pending.drain(..) {
+                match v {
+                    Some(v) => self.ready.put(k, v),
+                    None => self.ready.delete(k),
+                }
+            }
+            self.last_seq = value.and_then(|v| codec::decode::<u64>(MARKER_KEY, v).ok());
+            self.next_offset = Some(offset + 1);
+        } else {
+            self.pending.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+        }
+    }
+
+    /// Takes the applied records as a batch that also records the changelog position, when
+    /// there are enough of them (`force`: whenever there is anything).
+    pub fn take_batch(&mut self, force: bool) -> Option<WriteBatch> {
+        let next = self.next_offset?;
+        if !force && self.ready.len() < RESTORE_BATCH_OPS {
+            return None;
+        }
+        let mut batch = std::mem::take(&mut self.ready);
+        batch.put(Key::Meta(MetaKey::ChangelogOffset).encode(), codec::encode(&next));
+        self.next_offset = None;
+        Some(batch)
+    }
+
+    /// Keys written after the last marker: a torn commit to overwrite.
+    pub fn torn_keys(&self) -> Vec<Vec<u8>> {
+        let set: BTreeSet<&Vec<u8>> = self.pending.iter().map(|(k, _)| k).collect();
+        set.into_iter().cloned().collect()
+    }
+}
+
+/// What restoring found.
+#[derive(Debug)]
+pub struct Restored {
+    /// Keys of a torn commit, to be overwritten with the store's values by the next commit.
+    pub torn: Vec<Vec<u8>>,
+    /// Sequence number of the last complete commit (None: the shard never committed).
+    pub last_seq: Option<u64>,
+    pub records: u64,
+}
+
+/// The offset the local store has applied the changelog up to.
+pub fn local_offset(store: &dyn KvStore) -> Result<i64, KafkaError> {
+    let key = Key::Meta(MetaKey::ChangelogOffset).encode();
+    Ok(match store.get(&key)? {
+        Some(b) => codec::decode(&key, &b)?,
+        None => 0,
+    })
+}
+
+/// Brings `store` up to `fence` — the offset of the fence record the new owner just wrote,
+/// which is the partition's end — from the offset it has already applied. With transactions,
+/// writing the fence has also fenced earlier owners, so no open transaction holds the end
+/// back.
+pub fn restore(
+    store: &dyn KvStore,
+    clients: &Clients,
+    topic: &str,
+    shard: u32,
+    fence: i64,
+) -> Result<Restored, KafkaError> {
+    let start = local_offset(store)?;
+    let high = fence + 1;
+    let mut r = Restorer::default();
+    if start < high {
+        let consumer: BaseConsumer =
+            clients.restorer().create().context(|| "creating a changelog reader".into())?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, shard as i32, Offset::Offset(start))
+            .context(|| "building the restore assignment".into())?;
+        consumer.assign(&tpl).context(|| format!("assigning changelog {topic:?} partition {shard}"))?;
+        let mut last_progress = Instant::now();
+        loop {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    last_progress = Instant::now();
+                    r.record(m.offset(), m.key().unwrap_or_default(), m.payload());
+                    if let Some(batch) = r.take_batch(false) {
+                        store.write(batch)?;
+                    }
+                    if m.offset() + 1 >= high {
+                        break;
+                    }
+                }
+                // The end is the fence's offset: EOF events follow the broker's reported end,
+                // which tansu 0.6 gets wrong.
+                Some(Err(RdError::PartitionEOF(_))) => {}
+                Some(Err(e)) => {
+                    return Err(KafkaError::Client {
+                        context: format!("restoring shard {shard} from {topic:?}"),
+                        source: e,
+                    })
+                }
+                None if last_progress.elapsed() > RESTORE_STALL => {
+                    return Err(KafkaError::Shard {
+                        shard,
+                        why: format!("restoring from {topic:?} stalled for {RESTORE_STALL:?}"),
+                    })
+                }
+                None => {}
+            }
+        }
+    }
+    if let Some(batch) = r.take_batch(true) {
+        store.write(batch)?;
+    }
+    Ok(Restored { torn: r.torn_keys(), last_seq: r.last_seq, records: r.records })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::memory::MemStore;
+
+    #[test]
+    fn applies_up_to_last_marker_and_reports_torn_keys() {
+        let mut r = Restorer::default();
+        r.record(0, b"a", Some(b"1"));
+        r.record(1, b"b", Some(b"1"));
+        r.record(2, MARKER_KEY, Some(&marker_payload(1)));
+        r.record(3, b"a", None);
+        r.record(4, MARKER_KEY, Some(&marker_payload(2)));
+        r.record(5, b"c", Some(b"torn"));
+        r.record(6, b"b", Some(b"torn"));
+        let store = MemStore::default();
+        store.write(r.take_batch(true).unwrap()).unwrap();
+        assert_eq!(store.get(b"a").unwrap(), None);
+        assert_eq!(store.get(b"b").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.get(b"c").unwrap(), None);
+        assert_eq!(local_offset(&store).unwrap(), 5);
+        assert_eq!(r.last_seq, Some(2));
+        assert_eq!(r.torn_keys(), vec![b"b".to_vec(), b"c".to_vec()]);
+    }
+
+    #[test]
+    fn torn_records_then_corrections_restore_to_the_corrected_state() {
+        // Owner 1 commits b=1, dies writing b=torn; owner 2 overwrites b with 1 and commits.
+        let mut r = Restorer::default();
+        r.record(0, b"b", Some(b"1"));
+        r.record(1, MARKER_KEY, Some(&marker_payload(1)));
+        r.record(2, b"b", Some(b"torn"));
+        r.record(3, b"b", Some(b"1"));
+        r.record(4, b"d", Some(b"2"));
+        r.record(5, MARKER_KEY, Some(&marker_payload(2)));
+        let store = MemStore::default();
+        store.write(r.take_batch(true).unwrap()).unwrap();
+        assert_eq!(store.get(b"b").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.get(b"d").unwrap(), Some(b"2".to_vec()));
+        assert!(r.torn_keys().is_empty());
+    }
+}

@@ -1,0 +1,103 @@
+//! Every librdkafka setting shopscore uses, built in one place per client role. The user's
+//! `[kafka.client]` map comes first; the settings the commit protocol depends on are set after
+//! it (validation already refuses them in the map).
+
+use crate::config::KafkaConfig;
+use rdkafka::ClientConfig;
+
+/// Builds client configurations for one Kafka-mode process.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    brokers: String,
+    group: String,
+    extra: Vec<(String, String)>,
+}
+
+impl Clients {
+    pub fn new(cfg: &KafkaConfig) -> Clients {
+        Clients {
+            brokers: cfg.brokers.clone(),
+            group: cfg.group.clone(),
+            extra: cfg.client.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &self.brokers);
+        c
+    }
+
+    /// The group member: joins `kafka.group` on the changelog topic; its assignment is the set
+    /// of shards this instance owns. It never commits offsets (shard progress lives in the
+    /// changelog) and its partitions stay paused.
+    pub fn member(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "latest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("max.poll.interval.ms", "300000");
+        c
+    }
+
+    /// Reads input topics at positions shopscore chooses (manual assignment, no group
+    /// offsets), only committed records, reporting the end of each partition.
+    pub fn reader(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", format!("{}.reader", self.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "100")
+            .set("queued.max.messages.kbytes", "65536");
+        c
+    }
+
+    /// Reads the changelog (restore) or an output topic (outbox recovery) from a given offset.
+    pub fn restorer(&self) -> ClientConfig {
+        let mut c = self.reader();
+        c.set("group.id", format!("{}.restore", self.group));
+        c
+    }
+
+    /// The producer of one shard: idempotent (no duplicates or reordering from retries), and
+    /// transactional with a stable id per shard when transactions are on, so a new owner's
+    /// `init_transactions` fences and aborts whatever a crashed owner left open.
+    pub fn producer(&self, shard: u32, transactional: bool) -> ClientConfig {
+        let mut c = self.base();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("message.timeout.ms", "60000");
+        if transactional {
+            c.set("transactional.id", self.transactional_id(shard)).set("transaction.timeout.ms", "60000");
+        }
+        c
+    }
+
+    /// The transactional id of a shard's producer.
+    pub fn transactional_id(&self, shard: u32) -> String {
+        format!("{}-shard-{shard}", self.group)
+    }
+
+    /// Topic checks and creation.
+    pub fn admin(&self) -> ClientConfig {
+        self.base()
+    }
+}

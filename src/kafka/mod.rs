@@ -1,0 +1,74 @@
+//! Kafka mode (SPEC §6, §7): the same rules as file mode, fed from Kafka topics, with state
+//! that follows its shard between instances and outputs that reach their topics exactly once.
+//!
+//! # Shape
+//!
+//! Shops are split into `kafka.shards` **shards** by murmur2 of `shop_id` (Kafka's default
+//! partitioner, so inputs keyed by shop land on the same numbers). A shard is the unit of
+//! state, of ownership and of commit: it has its own RocksDB directory, its own engine, its own
+//! input positions and one partition of the compacted **changelog** topic, which holds every
+//! state change and is where a shard's state comes from when it moves.
+//!
+//! The consumer group is joined on the changelog topic: the partitions the group assigns to an
+//! instance are the shards it owns. Each instance reads every input partition (or, with
+//! `kafka.co_partitioned`, only the partitions numbered like its shards), decodes each record
+//! once, and hands it to the shard that owns the shop; every other owned shard only moves its
+//! watermark clock for that partition, so each shard's watermark is the one a single instance
+//! would have. Hence the outputs do not depend on how many instances run.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`client`] | every librdkafka setting, built in one place per role |
+//! | [`murmur`] | Kafka's murmur2 partitioner: shop → shard |
+//! | [`topics`] | startup checks of the input topics, creation of outputs and the changelog |
+//! | [`records`] | output records → Kafka records (topic, key, payload, headers) |
+//! | [`changelog`] | changelog record format and restoring a shard's store from it |
+//! | [`producer`] | a shard's producer: delivery tracking, transactions, back-pressure |
+//! | [`outbox`] | without transactions: the last commit's outputs, re-sent only where missing |
+//! | [`reader`] | the input consumer: positions, end-of-partition and idle detection |
+//! | [`shard`] | one shard: store, engine, positions, and its commit protocol |
+//! | [`runtime`] | the loop: group membership, shard moves, dispatch, commit cadence, stop |
+//!
+//! The commit protocol is described in [`shard`] and in the README.
+
+pub mod changelog;
+pub mod client;
+pub mod murmur;
+pub mod outbox;
+pub mod producer;
+pub mod reader;
+pub mod records;
+pub mod runtime;
+pub mod shard;
+pub mod topics;
+
+use crate::pipeline::PipelineError;
+use crate::state::StateError;
+use rdkafka::error::KafkaError as RdError;
+use thiserror::Error;
+
+/// Errors that stop Kafka mode (bad input never does: it becomes a dead letter).
+#[derive(Debug, Error)]
+pub enum KafkaError {
+    #[error("Kafka client error while {context}: {source}")]
+    Client { context: String, source: RdError },
+    #[error("topic check failed: {0}")]
+    Topics(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("shard {shard}: {why}")]
+    Shard { shard: u32, why: String },
+}
+
+/// Adds what was being done to an rdkafka error.
+pub(crate) trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, KafkaError>;
+}
+
+impl<T> Context<T> for Result<T, RdError> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, KafkaError> {
+        self.map_err(|source| KafkaError::Client { context: what(), source })
+    }
+}

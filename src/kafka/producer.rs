@@ -1,0 +1,192 @@
+//! A shard's producer: sends changelog and output records, reports the offset of the last
+//! commit marker and any delivery failure, and wraps the transaction calls. Idempotence keeps
+//! each partition's records in send order without duplicates from retries.
+
+use super::client::Clients;
+use super::records::KafkaRecord;
+use super::{Context, KafkaError};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Opaque tag of a marker record (its offset is remembered).
+const MARKER: usize = 1;
+/// Opaque tag of a fence record (its offset is remembered).
+const FENCE: usize = 2;
+
+/// Delivery reports of one producer.
+#[derive(Default)]
+pub struct Deliveries {
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    marker_offset: AtomicI64,
+    fence_offset: AtomicI64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
+        match result {
+            Ok(m) if tag == MARKER => self.marker_offset.store(m.offset(), Ordering::SeqCst),
+            Ok(m) if tag == FENCE => self.fence_offset.store(m.offset(), Ordering::SeqCst),
+            Ok(_) => {}
+            Err((e, m)) => {
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert_with(|| format!("{e} (topic {:?} partition {})", m.topic(), m.partition()));
+            }
+        }
+    }
+}
+
+/// The producer of one shard.
+pub struct ShardProducer {
+    inner: ThreadedProducer<Deliveries>,
+    shard: u32,
+    transactional: bool,
+}
+
+impl ShardProducer {
+    /// Creates the producer; with transactions, `init_transactions` fences every earlier
+    /// producer with the same transactional id and aborts what it left open.
+    pub fn new(clients: &Clients, shard: u32, transactional: bool) -> Result<ShardProducer, KafkaError> {
+        let inner: ThreadedProducer<Deliveries> = clients
+            .producer(shard, transactional)
+            .create_with_context(Deliveries::default())
+            .context(|| format!("creating the producer of shard {shard}"))?;
+        if transactional {
+            inner.init_transactions(TXN_TIMEOUT).context(|| {
+                format!(
+                    "initializing transactions for {} (does the broker support transactions? \
+                     set kafka.transactional = false for brokers without them)",
+                    clients.transactional_id(shard)
+                )
+            })?;
+        }
+        Ok(ShardProducer { inner, shard, transactional })
+    }
+
+    pub fn transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// Queues one record (waiting while the local queue is full).
+    pub fn send(&self, r: &KafkaRecord, partition: Option<i32>) -> Result<(), KafkaError> {
+        self.send_tagged(&r.topic, r.key.as_deref(), Some(&r.payload), &r.headers, partition, 0)
+    }
+
+    /// Queues a changelog record: a state key with its value, or a tombstone.
+    pub fn send_state(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), KafkaError> {
+        self.send_tagged(topic, Some(key), value, &[], Some(self.shard as i32), 0)
+    }
+
+    /// Queues a commit marker; its offset is reported by [`ShardProducer::marker_offset`]
+    /// once flushed.
+    pub fn send_marker(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
+        self.send_tagged(topic, Some(key), Some(value), &[], Some(self.shard as i32), MARKER)
+    }
+
+    fn send_tagged(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(String, Vec<u8>)],
+        partition: Option<i32>,
+        tag: usize,
+    ) -> Result<(), KafkaError> {
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, tag);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(p) = payload {
+            rec = rec.payload(p);
+        }
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
+        if !headers.is_empty() {
+            let mut h = OwnedHeaders::new_with_capacity(headers.len());
+            for (k, v) in headers {
+                h = h.insert(Header { key: k, value: Some(v.as_slice()) });
+            }
+            rec = rec.headers(h);
+        }
+        loop {
+            match self.inner.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => {
+                    return Err(KafkaError::Client {
+                        context: format!("producing to {topic:?} (shard {})", self.shard),
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits until everything queued is acknowledged; fails if anything was not.
+    pub fn flush(&self) -> Result<(), KafkaError> {
+        self.inner.flush(FLUSH_TIMEOUT).context(|| format!("flushing the producer of shard {}", self.shard))?;
+        let ctx = self.inner.context();
+        if ctx.failed.swap(0, Ordering::SeqCst) > 0 {
+            let why = ctx.first_error.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+            return Err(KafkaError::Shard { shard: self.shard, why: format!("a record was not delivered: {why}") });
+        }
+        Ok(())
+    }
+
+    /// Appends a fence record to the shard's changelog partition and returns its offset: the
+    /// exact end of the partition for a restore (brokers' reported end offsets are not
+    /// trusted: tansu 0.6 reports the last batch's first offset).
+    pub fn fence(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<i64, KafkaError> {
+        if self.transactional {
+            self.begin()?;
+        }
+        self.send_tagged(topic, Some(key), Some(value), &[], Some(self.shard as i32), FENCE)?;
+        if self.transactional {
+            self.commit()?;
+        } else {
+            self.flush()?;
+        }
+        Ok(self.inner.context().fence_offset.load(Ordering::SeqCst))
+    }
+
+    /// Offset of the last acknowledged marker.
+    pub fn marker_offset(&self) -> i64 {
+        self.inner.context().marker_offset.load(Ordering::SeqCst)
+    }
+
+    pub fn begin(&self) -> Result<(), KafkaError> {
+        self.inner.begin_transaction().context(|| format!("beginning a transaction (shard {})", self.shard))
+    }
+
+    /// Commits the open transaction (flushing first, so delivery reports are in).
+    pub fn commit(&self) -> Result<(), KafkaError> {
+        self.flush()?;
+        self.inner
+            .commit_transaction(TXN_TIMEOUT)
+            .context(|| format!("committing the transaction of shard {}", self.shard))
+    }
+
+    /// Aborts the open transaction (after a failure; its records never become visible).
+    pub fn abort(&self) -> Result<(), KafkaError> {
+        self.inner
+            .abort_transaction(TXN_TIMEOUT)
+            .context(|| format!("aborting the transaction of shard {}", self.shard))
+    }
+}

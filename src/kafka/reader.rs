@@ -1,0 +1,131 @@
+//! The input consumer of one instance: reads the input partitions its shards need, from
+//! positions shopscore keeps itself (manual assignment: the group's offsets are not used),
+//! and tells when a partition is idle — at its end and quiet for `time.idle_timeout` — so it
+//! stops holding the watermark back (SPEC §3). Wall-clock time enters only here.
+
+use super::topics::Layout;
+use super::{Context, KafkaError};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An input partition: (index of the input topic in the layout, partition).
+pub type InputPartition = (usize, i32);
+
+#[derive(Clone, Copy, Debug)]
+struct PartitionActivity {
+    at_end: bool,
+    last_record: Instant,
+}
+
+/// Marks every input topic's partition `partition` whose position has reached its end (EOF
+/// events carry only the partition number).
+fn mark_ends(
+    consumer: &BaseConsumer,
+    activity: &mut BTreeMap<InputPartition, PartitionActivity>,
+    layout: &Layout,
+    partition: i32,
+) {
+    let Ok(positions) = consumer.position() else { return };
+    for (&(t, p), a) in activity.iter_mut() {
+        if p != partition {
+            continue;
+        }
+        let topic = &layout.inputs[t].name;
+        let pos = positions.find_partition(topic, p).and_then(|e| e.offset().to_raw());
+        let high = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).ok().map(|(_, h)| h);
+        match (pos, high) {
+            (_, Some(0)) => a.at_end = true,
+            (Some(pos), Some(high)) if pos >= high => a.at_end = true,
+            _ => {}
+        }
+    }
+}
+
+/// What one poll returned.
+pub enum Polled<'a> {
+    Record { input: InputPartition, message: BorrowedMessage<'a> },
+    /// Nothing within the timeout, or only bookkeeping events.
+    Nothing,
+}
+
+/// The input consumer.
+pub struct Reader {
+    consumer: BaseConsumer,
+    layout: Arc<Layout>,
+    activity: BTreeMap<InputPartition, PartitionActivity>,
+}
+
+impl Reader {
+    pub fn new(config: &ClientConfig, layout: Arc<Layout>) -> Result<Reader, KafkaError> {
+        let consumer: BaseConsumer = config.create().context(|| "creating the input consumer".into())?;
+        Ok(Reader { consumer, layout, activity: BTreeMap::new() })
+    }
+
+    /// Reads exactly `starts`: each partition from the given offset.
+    pub fn assign(&mut self, starts: &BTreeMap<InputPartition, i64>) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (&(t, p), &offset) in starts {
+            let topic = &self.layout.inputs[t].name;
+            let at = if offset <= 0 { Offset::Beginning } else { Offset::Offset(offset) };
+            tpl.add_partition_offset(topic, p, at).context(|| "building the input assignment".into())?;
+        }
+        self.consumer.assign(&tpl).context(|| "assigning the input partitions".into())?;
+        let now = Instant::now();
+        self.activity = starts.keys().map(|&k| (k, PartitionActivity { at_end: false, last_record: now })).collect();
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the next input record.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Polled<'_>, KafkaError> {
+        let (consumer, activity, layout) = (&self.consumer, &mut self.activity, &self.layout);
+        match consumer.poll(timeout) {
+            None => Ok(Polled::Nothing),
+            Some(Ok(message)) => {
+                let Some(t) = layout.inputs.iter().position(|t| t.name == message.topic()) else {
+                    return Ok(Polled::Nothing);
+                };
+                let input = (t, message.partition());
+                if let Some(a) = activity.get_mut(&input) {
+                    a.at_end = false;
+                    a.last_record = Instant::now();
+                }
+                Ok(Polled::Record { input, message })
+            }
+            Some(Err(RdError::PartitionEOF(p))) => {
+                mark_ends(consumer, activity, layout, p);
+                Ok(Polled::Nothing)
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "input consumer error (librdkafka retries)");
+                Ok(Polled::Nothing)
+            }
+        }
+    }
+
+    /// Partitions at their end with no record for `idle_after`.
+    pub fn idle(&self, idle_after: Duration) -> Vec<InputPartition> {
+        self.activity.iter().filter(|(_, a)| a.at_end && a.last_record.elapsed() >= idle_after).map(|(&k, _)| k).collect()
+    }
+
+    /// True when every assigned partition is idle.
+    pub fn all_idle(&self, idle_after: Duration) -> bool {
+        !self.activity.is_empty() && self.idle(idle_after).len() == self.activity.len()
+    }
+
+    /// End offsets (for lag and replay progress) of the assigned partitions.
+    pub fn end_offsets(&self) -> BTreeMap<InputPartition, i64> {
+        let mut out = BTreeMap::new();
+        for &(t, p) in self.activity.keys() {
+            let topic = &self.layout.inputs[t].name;
+            if let Ok((_, high)) = self.consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
+                out.insert((t, p), high);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,237 @@
+//! The Kafka-mode loop: joins the group, opens and closes shards as the group moves them,
+//! reads input records and offers each to every owned shard, and commits every shard on a
+//! cadence. It only moves records; the rules decide everything (see [`super::shard`]).
+
+use super::client::Clients;
+use super::murmur::partition_for;
+use super::reader::{InputPartition, Polled, Reader};
+use super::shard::{Offered, Shard, ShardSetup, Taken};
+use super::topics::{self, Layout, OutputTopics};
+use super::{Context, KafkaError};
+use crate::config::{Encoding, KafkaConfig};
+use crate::domain::decode::{decode_json, decode_proto, DecodeOptions};
+use crate::rules::{Counters, RulesConfig};
+use crate::state::overlay::Overlay;
+use crate::state::rocks::RocksStore;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a Kafka-mode run needs.
+#[derive(Clone, Debug)]
+pub struct KafkaRun {
+    pub kafka: KafkaConfig,
+    /// Where outputs go (the configured topics, or prefixed ones for a replay).
+    pub outputs: OutputTopics,
+    pub rules: RulesConfig,
+    pub decode: DecodeOptions,
+    pub data_dir: PathBuf,
+    pub commit_interval: Duration,
+    pub commit_every_records: u64,
+    pub idle_timeout: Duration,
+    /// Stop (after a final commit) once every input partition is idle: bounded runs, tests.
+    pub exit_when_idle: bool,
+    /// Set by a signal handler: finish the batch in flight, commit, return.
+    pub stop: Arc<AtomicBool>,
+    pub progress_every: Option<Duration>,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct KafkaSummary {
+    pub records: u64,
+    pub commits: u64,
+    pub outputs: BTreeMap<&'static str, u64>,
+    /// Totals of the shards owned at the end.
+    pub totals: Counters,
+}
+
+/// Runs Kafka mode until stopped (or, with `exit_when_idle`, until all input is consumed).
+pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
+    let clients = Clients::new(&run.kafka);
+    let layout = Arc::new(topics::prepare(&clients, &run.kafka, &run.outputs)?);
+    tracing::info!(
+        inputs = ?layout.inputs.iter().map(|t| (&t.name, t.partitions)).collect::<Vec<_>>(),
+        shards = layout.shards,
+        changelog = %layout.changelog,
+        transactional = run.kafka.transactional,
+        "topics checked"
+    );
+    let setup = Arc::new(ShardSetup {
+        rules: run.rules.clone(),
+        decode: run.decode.clone(),
+        transactional: run.kafka.transactional,
+        data_dir: run.data_dir.clone(),
+        clients: clients.clone(),
+        layout: layout.clone(),
+    });
+    let member: BaseConsumer = clients.member().create().context(|| "creating the group member".into())?;
+    member.subscribe(&[&layout.changelog]).context(|| format!("joining group {:?}", run.kafka.group))?;
+    let mut reader = Reader::new(&clients.reader(), layout.clone())?;
+    let mut shards: BTreeMap<u32, Shard> = BTreeMap::new();
+    let mut summary = KafkaSummary::default();
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut last_idle: BTreeSet<InputPartition> = BTreeSet::new();
+
+    loop {
+        // Group membership: serve rebalances, then follow the assignment.
+        let _ = member.poll(Duration::from_millis(if shards.is_empty() { 100 } else { 0 }));
+        let assigned = assigned_shards(&member, &layout.changelog)?;
+        if assigned != shards.keys().copied().collect::<BTreeSet<u32>>() {
+            shards.retain(|id, _| {
+                let keep = assigned.contains(id);
+                if !keep {
+                    tracing::info!(shard = id, "shard released");
+                }
+                keep
+            });
+            for &id in &assigned {
+                if !shards.contains_key(&id) {
+                    let t = Instant::now();
+                    shards.insert(id, Shard::open(setup.clone(), id)?);
+                    tracing::info!(shard = id, ms = t.elapsed().as_millis() as u64, "shard acquired");
+                }
+            }
+            if let Ok(tpl) = member.assignment() {
+                let _ = member.pause(&tpl);
+            }
+            reader.assign(&reader_starts(&shards))?;
+            last_idle.clear();
+        }
+        if shards.is_empty() {
+            if run.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            continue;
+        }
+
+        // One commit cycle.
+        let stores: Vec<Arc<RocksStore>> = shards.values().map(Shard::store).collect();
+        let mut ovs: Vec<Overlay<'_>> = stores.iter().map(|s| Overlay::new(s.as_ref())).collect();
+        let cycle = Instant::now();
+        let mut records = 0u64;
+        let mut drained = false;
+        while cycle.elapsed() < run.commit_interval
+            && records < run.commit_every_records
+            && !run.stop.load(Ordering::SeqCst)
+        {
+            match reader.poll(Duration::from_millis(50))? {
+                Polled::Record { input, message } => {
+                    records += 1;
+                    let t = &layout.inputs[input.0];
+                    let raw = message.payload().unwrap_or_default();
+                    let decoded = match t.encoding {
+                        Encoding::Json => decode_json(raw, Some(t.stream), &run.decode),
+                        Encoding::Protobuf => decode_proto(t.stream, raw, &run.decode),
+                    };
+                    let owner = owner_of(&layout, input, decoded.as_ref().ok().map(|e| e.shop_id.as_str()));
+                    let offered = Offered {
+                        input,
+                        offset: message.offset(),
+                        key: message.key(),
+                        raw,
+                        decoded: &decoded,
+                        owner,
+                    };
+                    for (shard, ov) in shards.values_mut().zip(ovs.iter_mut()) {
+                        let _: Taken = shard.offer(ov, &offered)?;
+                    }
+                }
+                Polled::Nothing => {
+                    if run.exit_when_idle && reader.all_idle(run.idle_timeout) {
+                        drained = true;
+                        break;
+                    }
+                }
+            }
+        }
+        let idle: BTreeSet<InputPartition> = reader.idle(run.idle_timeout).into_iter().collect();
+        let idle_changed = idle != last_idle;
+        if records > 0 || idle_changed || drained || shards.values().any(Shard::needs_commit) {
+            let idle_list: Vec<InputPartition> = idle.iter().copied().collect();
+            for (shard, ov) in shards.values_mut().zip(ovs.iter_mut()) {
+                shard.set_idle(&idle_list);
+                let stats = shard.commit(ov)?;
+                for (k, n) in stats.outputs {
+                    *summary.outputs.entry(k).or_default() += n;
+                }
+            }
+            summary.commits += 1;
+            last_idle = idle;
+        }
+        drop(ovs);
+        summary.records += records;
+        if let Some(every) = run.progress_every {
+            if last_progress.elapsed() >= every {
+                last_progress = Instant::now();
+                log_progress(&shards, &reader, summary.records, started);
+            }
+        }
+        if drained || run.stop.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    for shard in shards.values() {
+        add_counters(&mut summary.totals, shard.engine().counters());
+    }
+    let _ = member.unsubscribe();
+    Ok(summary)
+}
+
+/// The shard a record belongs to: its shop's (or, co-partitioned, its partition's); a record
+/// that could not be decoded belongs to its partition's shard.
+fn owner_of(layout: &Layout, input: InputPartition, shop: Option<&str>) -> u32 {
+    match shop {
+        Some(shop) if !layout.co_partitioned => partition_for(shop.as_bytes(), layout.shards),
+        _ => input.1 as u32 % layout.shards,
+    }
+}
+
+fn assigned_shards(member: &BaseConsumer, changelog: &str) -> Result<BTreeSet<u32>, KafkaError> {
+    let tpl = member.assignment().context(|| "reading the group assignment".into())?;
+    Ok(tpl.elements().iter().filter(|e| e.topic() == changelog).map(|e| e.partition() as u32).collect())
+}
+
+/// Where the reader starts: each input partition at the lowest position of the shards that
+/// read it (shards further along skip what they have already processed).
+fn reader_starts(shards: &BTreeMap<u32, Shard>) -> BTreeMap<InputPartition, i64> {
+    let mut starts: BTreeMap<InputPartition, i64> = BTreeMap::new();
+    for shard in shards.values() {
+        for (&input, &at) in shard.positions() {
+            starts.entry(input).and_modify(|s| *s = (*s).min(at)).or_insert(at);
+        }
+    }
+    starts
+}
+
+fn add_counters(total: &mut Counters, c: &Counters) {
+    total.applied += c.applied;
+    total.duplicates += c.duplicates;
+    total.late_events += c.late_events;
+    total.beyond_allowed_lateness += c.beyond_allowed_lateness;
+    total.dead_letters += c.dead_letters;
+    total.snapshots += c.snapshots;
+    total.timers_fired += c.timers_fired;
+    total.compensations += c.compensations;
+    total.alerts += c.alerts;
+}
+
+fn log_progress(shards: &BTreeMap<u32, Shard>, reader: &Reader, records: u64, started: Instant) {
+    let ends = reader.end_offsets();
+    let starts = reader_starts(shards);
+    let lag: i64 = starts.iter().map(|(k, &at)| ends.get(k).map_or(0, |&e| (e - at).max(0))).sum();
+    let wm = shards.values().filter_map(|s| s.engine().watermark()).min();
+    tracing::info!(
+        records,
+        records_per_s = (records as f64 / started.elapsed().as_secs_f64().max(1e-9)) as u64,
+        shards = ?shards.keys().collect::<Vec<_>>(),
+        lag,
+        watermark = ?wm.map(|w| w.to_rfc3339()),
+        "progress"
+    );
+}

@@ -1,0 +1,383 @@
+//! One shard: its RocksDB store, engine, input positions and producer, and its commit.
+//!
+//! # Commit protocol
+//!
+//! Per commit `n` of a shard, in this order:
+//!
+//! 1. the engine flushes (watermark, timers, snapshots) into outputs; the input positions and
+//!    `n` are put into the same state delta;
+//! 2. without transactions, the outputs (with ids `{shard}:{n}:{i}` and the end offsets of
+//!    their partitions) are put into the delta as the **outbox** ([`super::outbox`]);
+//! 3. the delta goes to the shard's changelog partition, closed by a marker record — with
+//!    transactions, in one transaction together with the outputs;
+//! 4. the delta, with the changelog offset it corresponds to, is written to local RocksDB in
+//!    one synced batch;
+//! 5. without transactions, the outputs are sent and flushed.
+//!
+//! A crash before 3 completes leaves the changelog at commit `n-1` (a torn, unmarked tail is
+//! ignored and overwritten, see [`super::changelog`]; an unfinished transaction is aborted
+//! when the next owner fences it): the next owner restores state and positions of `n-1` and
+//! reprocesses the same input. A crash after 3 leaves the changelog at `n`; RocksDB catches up
+//! from it on restore. Outputs: with transactions they commit with the changelog, atomically;
+//! without, the outbox of `n` is in the restored state and only its missing records are sent.
+
+use super::changelog::{self, is_local, marker_payload, FENCE_KEY, MARKER_KEY};
+use super::client::Clients;
+use super::outbox::{self, record_id, Outbox};
+use super::producer::ShardProducer;
+use super::reader::InputPartition;
+use super::records::{to_record, KafkaRecord, ID_HEADER};
+use super::topics::Layout;
+use super::{Context, KafkaError};
+use crate::domain::decode::{DecodeError, DecodeOptions};
+use crate::domain::Event;
+use crate::output::{DeadLetter, Output, OutputKind, SourcePos};
+use crate::rules::retention::Retention;
+use crate::rules::{ApplyOutcome, Engine, RulesConfig};
+use crate::state::keys::{Key, MetaKey};
+use crate::state::overlay::Overlay;
+use crate::state::rocks::RocksStore;
+use crate::state::{codec, KvStore, WriteBatch};
+use rdkafka::consumer::BaseConsumer;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What every shard of a process shares.
+pub struct ShardSetup {
+    pub rules: RulesConfig,
+    pub decode: DecodeOptions,
+    pub transactional: bool,
+    /// Shard `n` keeps its store in `data_dir/shard-n`.
+    pub data_dir: PathBuf,
+    pub clients: Clients,
+    pub layout: Arc<Layout>,
+}
+
+/// A shard's progress as stored (topics by name, so renaming a topic starts it afresh).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredProgress {
+    seq: u64,
+    positions: Vec<(String, i32, i64)>,
+}
+
+/// A record as offered to a shard.
+pub struct Offered<'a> {
+    pub input: InputPartition,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub raw: &'a [u8],
+    pub decoded: &'a Result<Event, DecodeError>,
+    /// The shard that owns this record (the shop's, or for a dead letter its partition's).
+    pub owner: u32,
+}
+
+/// Counts of one commit, for metrics and logs.
+#[derive(Clone, Debug, Default)]
+pub struct CommitStats {
+    pub outputs: BTreeMap<&'static str, u64>,
+    pub changelog_records: u64,
+}
+
+/// What a shard did with an offered record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Not this shard's input, or already processed before (position beyond it).
+    Skipped,
+    Applied { late: bool },
+    Duplicate,
+    /// Another shard's event: only the watermark clock moved.
+    Observed,
+    DeadLetter,
+    /// Another shard's dead letter.
+    Ignored,
+}
+
+pub struct Shard {
+    pub id: u32,
+    setup: Arc<ShardSetup>,
+    store: Arc<RocksStore>,
+    retention: Arc<Retention>,
+    engine: Engine,
+    positions: BTreeMap<InputPartition, i64>,
+    seq: u64,
+    producer: ShardProducer,
+    /// Keys of a torn changelog tail, overwritten by the next commit.
+    torn: Vec<Vec<u8>>,
+    outbox_pending: bool,
+    outputs: Vec<Output>,
+    meta_consumer: BaseConsumer,
+}
+
+fn dir_of(setup: &ShardSetup, id: u32) -> PathBuf {
+    setup.data_dir.join(format!("shard-{id}"))
+}
+
+fn open_store(setup: &ShardSetup, id: u32, retention: &Arc<Retention>) -> Result<RocksStore, KafkaError> {
+    Ok(RocksStore::open_with_expiry(&dir_of(setup, id), Some(retention.clone()))?)
+}
+
+impl Shard {
+    /// Takes ownership of shard `id`: fences earlier owners, restores the store from the
+    /// changelog, and re-sends what an earlier owner's last commit left unsent.
+    pub fn open(setup: Arc<ShardSetup>, id: u32) -> Result<Shard, KafkaError> {
+        let producer = ShardProducer::new(&setup.clients, id, setup.transactional)?;
+        let retention = Arc::new(Retention::new(&setup.rules));
+        let mut store = open_store(&setup, id, &retention)?;
+        let fence = producer.fence(&setup.layout.changelog, FENCE_KEY, &codec::encode(&std::process::id()))?;
+        if changelog::local_offset(&store)? > fence {
+            tracing::warn!(shard = id, "local state is ahead of the changelog (a new changelog topic?): discarding it");
+            drop(store);
+            std::fs::remove_dir_all(dir_of(&setup, id)).map_err(|e| KafkaError::Shard {
+                shard: id,
+                why: format!("cannot remove stale state {}: {e}", dir_of(&setup, id).display()),
+            })?;
+            store = open_store(&setup, id, &retention)?;
+        }
+        let restored = changelog::restore(&store, &setup.clients, &setup.layout.changelog, id, fence)?;
+        tracing::info!(
+            shard = id,
+            records = restored.records,
+            last_commit = restored.last_seq,
+            torn = restored.torn.len(),
+            "shard state restored"
+        );
+        let store = Arc::new(store);
+        let (engine, progress, outbox) = {
+            let mut ov = Overlay::new(store.as_ref());
+            let mut engine = Engine::load(&mut ov, setup.rules.clone())?;
+            let progress: StoredProgress = ov.get(&Key::Meta(MetaKey::KafkaProgress))?.unwrap_or_default();
+            let outbox: Option<Outbox> = ov.get(&Key::Meta(MetaKey::Outbox))?;
+            for &(t, p) in &setup.layout.shard_inputs(id) {
+                engine.register_partition(Layout::clock_id(t, p));
+            }
+            (engine, progress, outbox)
+        };
+        retention.set_watermark(engine.watermark());
+        let mut positions = BTreeMap::new();
+        for (t, p) in setup.layout.shard_inputs(id) {
+            let name = &setup.layout.inputs[t].name;
+            let at = progress.positions.iter().find(|(n, q, _)| n == name && *q == p).map_or(0, |e| e.2);
+            positions.insert((t, p), at);
+        }
+        let meta_consumer: BaseConsumer =
+            setup.clients.restorer().create().context(|| "creating a metadata consumer".into())?;
+        let mut shard = Shard {
+            id,
+            store,
+            retention,
+            engine,
+            positions,
+            seq: progress.seq,
+            producer,
+            torn: restored.torn,
+            outbox_pending: false,
+            outputs: Vec::new(),
+            meta_consumer,
+            setup,
+        };
+        if let Some(outbox) = outbox {
+            shard.outbox_pending = true;
+            let missing = outbox::missing(&shard.setup.clients, &outbox)?;
+            tracing::info!(
+                shard = id,
+                commit = outbox.seq,
+                records = outbox.records.len(),
+                missing = missing.len(),
+                "re-sending the unsent outputs of the last commit"
+            );
+            if !missing.is_empty() {
+                let txn = shard.producer.transactional();
+                if txn {
+                    shard.producer.begin()?;
+                }
+                for r in &missing {
+                    shard.producer.send(r, None)?;
+                }
+                if txn {
+                    shard.producer.commit()?;
+                } else {
+                    shard.producer.flush()?;
+                }
+            }
+        }
+        Ok(shard)
+    }
+
+    pub fn store(&self) -> Arc<RocksStore> {
+        self.store.clone()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Positions of the inputs this shard reads.
+    pub fn positions(&self) -> &BTreeMap<InputPartition, i64> {
+        &self.positions
+    }
+
+    /// True when the next commit has something to write even without new input.
+    pub fn needs_commit(&self) -> bool {
+        !self.torn.is_empty() || self.outbox_pending
+    }
+
+    /// Offers one input record.
+    pub fn offer(&mut self, ov: &mut Overlay<'_>, r: &Offered<'_>) -> Result<Taken, KafkaError> {
+        let Some(pos) = self.positions.get_mut(&r.input) else { return Ok(Taken::Skipped) };
+        if r.offset < *pos {
+            return Ok(Taken::Skipped);
+        }
+        *pos = r.offset + 1;
+        let clock = Layout::clock_id(r.input.0, r.input.1);
+        let mine = r.owner == self.id;
+        match (r.decoded, mine) {
+            (Ok(ev), true) => {
+                let source = SourcePos::Kafka {
+                    topic: self.setup.layout.inputs[r.input.0].name.clone(),
+                    partition: r.input.1,
+                    offset: r.offset,
+                };
+                Ok(match self.engine.apply(ov, ev, clock, &source)? {
+                    ApplyOutcome::Applied { late } => Taken::Applied { late },
+                    ApplyOutcome::Duplicate => Taken::Duplicate,
+                })
+            }
+            (Ok(ev), false) => {
+                self.engine.observe_foreign(clock, ev.event_time);
+                Ok(Taken::Observed)
+            }
+            (Err(e), true) => {
+                self.engine.note_dead_letter();
+                self.outputs.push(Output::DeadLetter(DeadLetter {
+                    reason: e.to_string(),
+                    reason_code: e.code(),
+                    source: SourcePos::Kafka {
+                        topic: self.setup.layout.inputs[r.input.0].name.clone(),
+                        partition: r.input.1,
+                        offset: r.offset,
+                    },
+                    raw: r.raw.to_vec(),
+                    key: r.key.map(<[u8]>::to_vec),
+                }));
+                Ok(Taken::DeadLetter)
+            }
+            (Err(_), false) => Ok(Taken::Ignored),
+        }
+    }
+
+    /// Marks input partitions idle (they stop holding the watermark back until their next
+    /// record).
+    pub fn set_idle(&mut self, idle: &[InputPartition]) {
+        for &(t, p) in idle {
+            if self.positions.contains_key(&(t, p)) {
+                self.engine.set_partition_idle(Layout::clock_id(t, p), true);
+            }
+        }
+    }
+
+    /// Commits: see the module documentation for the protocol.
+    pub fn commit(&mut self, ov: &mut Overlay<'_>) -> Result<CommitStats, KafkaError> {
+        let mut stats = CommitStats::default();
+        self.engine.flush(ov, false, &mut self.outputs)?;
+        let seq = self.seq + 1;
+        let layout = self.setup.layout.clone();
+        let positions = self
+            .positions
+            .iter()
+            .map(|(&(t, p), &at)| (layout.inputs[t].name.clone(), p, at))
+            .collect();
+        ov.put(&Key::Meta(MetaKey::KafkaProgress), &StoredProgress { seq, positions });
+        let records: Vec<KafkaRecord> = self
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                *stats.outputs.entry(kind_name(o.kind())).or_default() += 1;
+                let mut r = to_record(o, &layout.outputs);
+                r.headers.push((ID_HEADER.to_owned(), record_id(self.id, seq, i)));
+                r
+            })
+            .collect();
+        let txn = self.producer.transactional();
+        if !txn {
+            if !records.is_empty() {
+                let starts = outbox::end_offsets(&self.meta_consumer, &records)?;
+                let outbox = Outbox { shard: self.id, seq, starts, records: records.clone() };
+                ov.put(&Key::Meta(MetaKey::Outbox), &outbox);
+                self.outbox_pending = true;
+            } else if self.outbox_pending {
+                ov.delete(&Key::Meta(MetaKey::Outbox));
+                self.outbox_pending = false;
+            }
+        } else if self.outbox_pending {
+            // Left by a run without transactions: its records were re-sent on open.
+            ov.delete(&Key::Meta(MetaKey::Outbox));
+            self.outbox_pending = false;
+        }
+        let mut batch = WriteBatch::new();
+        ov.drain_into(&mut batch);
+
+        if txn {
+            self.producer.begin()?;
+        }
+        let sent = self.send_changelog(&batch, seq, &mut stats).and_then(|()| {
+            if txn {
+                for r in &records {
+                    self.producer.send(r, None)?;
+                }
+                self.producer.commit()
+            } else {
+                self.producer.flush()
+            }
+        });
+        if let Err(e) = sent {
+            if txn {
+                if let Err(abort) = self.producer.abort() {
+                    tracing::error!(shard = self.id, error = %abort, "aborting the failed transaction failed too");
+                }
+            }
+            return Err(e);
+        }
+        let next = self.producer.marker_offset() + 1;
+        batch.put(Key::Meta(MetaKey::ChangelogOffset).encode(), codec::encode(&next));
+        self.store.write(batch)?;
+        if !txn && !records.is_empty() {
+            for r in &records {
+                self.producer.send(r, None)?;
+            }
+            self.producer.flush()?;
+        }
+        self.seq = seq;
+        self.outputs.clear();
+        self.retention.set_watermark(self.engine.watermark());
+        Ok(stats)
+    }
+
+    fn send_changelog(&mut self, batch: &WriteBatch, seq: u64, stats: &mut CommitStats) -> Result<(), KafkaError> {
+        let topic = self.setup.layout.changelog.clone();
+        for key in std::mem::take(&mut self.torn) {
+            let value = self.store.get(&key)?;
+            self.producer.send_state(&topic, &key, value.as_deref())?;
+            stats.changelog_records += 1;
+        }
+        for (k, v) in batch.ops() {
+            if !is_local(k) {
+                self.producer.send_state(&topic, k, v.as_deref())?;
+                stats.changelog_records += 1;
+            }
+        }
+        self.producer.send_marker(&topic, MARKER_KEY, &marker_payload(seq))?;
+        Ok(())
+    }
+}
+
+fn kind_name(kind: OutputKind) -> &'static str {
+    match kind {
+        OutputKind::Snapshot => "snapshot",
+        OutputKind::Compensation => "compensation",
+        OutputKind::Alert => "alert",
+        OutputKind::DeadLetter => "dead_letter",
+    }
+}

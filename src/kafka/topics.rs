@@ -1,0 +1,230 @@
+//! Startup checks of the topics (SPEC §6, §10): the input topics must exist (and agree with
+//! the shard count when `kafka.co_partitioned`), the outputs and the changelog are created when
+//! missing, and a changelog whose partition count differs from `kafka.shards` stops startup.
+//! Every error names the topic, the config key and what to change.
+
+use super::client::Clients;
+use super::{Context, KafkaError};
+use crate::config::{Encoding, KafkaConfig};
+use crate::domain::event::Stream;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use std::time::{Duration, Instant};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One input topic as found on the brokers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputTopic {
+    pub name: String,
+    pub stream: Stream,
+    pub encoding: Encoding,
+    pub partitions: u32,
+}
+
+/// The output topics by role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputTopics {
+    pub metrics: String,
+    pub compensations: String,
+    pub alerts: String,
+    pub dead_letters: String,
+}
+
+impl OutputTopics {
+    pub fn from_config(cfg: &KafkaConfig) -> OutputTopics {
+        let t = &cfg.topics;
+        OutputTopics {
+            metrics: t.metrics.clone(),
+            compensations: t.compensations.clone(),
+            alerts: t.alerts.clone(),
+            dead_letters: t.dead_letters.clone(),
+        }
+    }
+
+    /// `(topic, config key, compacted)` for each output.
+    pub fn all(&self) -> [(&str, &'static str, bool); 4] {
+        [
+            (&self.metrics, "kafka.topics.metrics", true),
+            (&self.compensations, "kafka.topics.compensations", false),
+            (&self.alerts, "kafka.topics.alerts", false),
+            (&self.dead_letters, "kafka.topics.dead_letters", false),
+        ]
+    }
+
+    /// The same topics with a prefix (replay into side topics).
+    pub fn prefixed(&self, prefix: &str) -> OutputTopics {
+        OutputTopics {
+            metrics: format!("{prefix}{}", self.metrics),
+            compensations: format!("{prefix}{}", self.compensations),
+            alerts: format!("{prefix}{}", self.alerts),
+            dead_letters: format!("{prefix}{}", self.dead_letters),
+        }
+    }
+}
+
+/// Everything the runtime needs to know about the topics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// In the order orders, logistics, refunds, service; the index is the topic's number in
+    /// watermark partition ids ([`Layout::clock_id`]).
+    pub inputs: Vec<InputTopic>,
+    pub outputs: OutputTopics,
+    pub changelog: String,
+    pub shards: u32,
+    pub co_partitioned: bool,
+}
+
+impl Layout {
+    /// The watermark clock id of an input partition (input topic index, partition).
+    pub fn clock_id(topic_index: usize, partition: i32) -> i32 {
+        ((topic_index as i32) << 20) | partition
+    }
+
+    /// The input partitions shard `shard` reads: all of them, or with co-partitioned inputs
+    /// the ones numbered like the shard.
+    pub fn shard_inputs(&self, shard: u32) -> Vec<(usize, i32)> {
+        let mut out = Vec::new();
+        for (i, t) in self.inputs.iter().enumerate() {
+            for p in 0..t.partitions as i32 {
+                if !self.co_partitioned || p as u32 == shard {
+                    out.push((i, p));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn input_topics(cfg: &KafkaConfig) -> [(&str, &'static str, Stream, Encoding); 4] {
+    let (t, e) = (&cfg.topics, &cfg.encoding);
+    [
+        (&t.orders, "kafka.topics.orders", Stream::Orders, e.orders),
+        (&t.logistics, "kafka.topics.logistics", Stream::Logistics, e.logistics),
+        (&t.refunds, "kafka.topics.refunds", Stream::Refunds, e.refunds),
+        (&t.service, "kafka.topics.service", Stream::Service, e.service),
+    ]
+}
+
+/// Partition count of `topic`, or None when it does not exist.
+pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<Option<u32>, KafkaError> {
+    let md = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .context(|| format!("reading metadata of topic {topic:?}"))?;
+    Ok(md.topics().iter().find(|t| t.name() == topic).and_then(|t| {
+        if t.error().is_some() || t.partitions().is_empty() {
+            None
+        } else {
+            Some(t.partitions().len() as u32)
+        }
+    }))
+}
+
+/// Checks the inputs and makes sure the outputs and the changelog exist.
+pub fn prepare(clients: &Clients, cfg: &KafkaConfig, outputs: &OutputTopics) -> Result<Layout, KafkaError> {
+    let consumer: BaseConsumer = clients.admin().create().context(|| "creating a metadata client".into())?;
+    let mut inputs = Vec::new();
+    for (name, key, stream, encoding) in input_topics(cfg) {
+        let Some(partitions) = partition_count(&consumer, name)? else {
+            return Err(KafkaError::Topics(format!(
+                "input topic {name:?} ({key}) does not exist on {}: create it, or set {key} to the \
+                 topic that carries the {} events",
+                cfg.brokers,
+                stream.as_str()
+            )));
+        };
+        if cfg.co_partitioned && partitions != cfg.shards {
+            return Err(KafkaError::Topics(format!(
+                "kafka.co_partitioned is on but input topic {name:?} ({key}) has {partitions} partitions \
+                 and kafka.shards = {}: co-partitioned inputs need exactly one partition per shard; set \
+                 kafka.co_partitioned = false, or kafka.shards = {partitions} with a new kafka.group",
+                cfg.shards
+            )));
+        }
+        inputs.push(InputTopic { name: name.to_owned(), stream, encoding, partitions });
+    }
+    let changelog = cfg.changelog_topic();
+    let mut wanted = Vec::new();
+    for (topic, _, compacted) in outputs.all() {
+        if partition_count(&consumer, topic)?.is_none() {
+            wanted.push((topic.to_owned(), cfg.shards, compacted));
+        }
+    }
+    match partition_count(&consumer, &changelog)? {
+        None => wanted.push((changelog.clone(), cfg.shards, true)),
+        Some(p) if p != cfg.shards => {
+            return Err(KafkaError::Topics(format!(
+                "the changelog topic {changelog:?} of group {:?} has {p} partitions but kafka.shards = {}: \
+                 the shard count is fixed for the life of a group; set kafka.shards = {p}, or start a new \
+                 group (kafka.group) to re-shard",
+                cfg.group, cfg.shards
+            )))
+        }
+        Some(_) => {}
+    }
+    create(clients, cfg.replication_factor, &wanted)?;
+    for (topic, _, _) in &wanted {
+        wait_for(&consumer, topic)?;
+    }
+    Ok(Layout {
+        inputs,
+        outputs: outputs.clone(),
+        changelog,
+        shards: cfg.shards,
+        co_partitioned: cfg.co_partitioned,
+    })
+}
+
+/// Creates topics `(name, partitions, compacted)`; one that already exists is fine (another
+/// instance may have won the race).
+pub fn create(clients: &Clients, replication: i32, topics: &[(String, u32, bool)]) -> Result<(), KafkaError> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        clients.admin().create().context(|| "creating an admin client".into())?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions, compacted)| {
+            let t = NewTopic::new(name, *partitions as i32, TopicReplication::Fixed(replication));
+            if *compacted {
+                t.set("cleanup.policy", "compact")
+            } else {
+                t
+            }
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        KafkaError::Topics(format!("cannot start the admin runtime: {e}"))
+    })?;
+    let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    let results = rt
+        .block_on(admin.create_topics(new.iter(), &opts))
+        .context(|| "creating topics".into())?;
+    for r in results {
+        match r {
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::Topics(format!(
+                    "cannot create topic {name:?}: {code}; create it yourself (see the README's Kafka \
+                     section for partitions and cleanup.policy), or fix the broker permissions"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn wait_for(consumer: &BaseConsumer, topic: &str) -> Result<(), KafkaError> {
+    let start = Instant::now();
+    while start.elapsed() < METADATA_TIMEOUT {
+        if partition_count(consumer, topic)?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(KafkaError::Topics(format!("topic {topic:?} was created but does not show in the metadata")))
+}

@@ -1,0 +1,234 @@
+//! Shared helpers of the Kafka integration tests: a real tansu broker per test (a separate
+//! server process over TCP, memory storage), topic creation, producing generated events into
+//! the input topics, reading output topics, and running the `shopscore` binary.
+#![allow(dead_code)]
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const INPUTS: [&str; 4] = ["orders", "logistics", "refunds", "service"];
+pub const OUTPUTS: [&str; 4] = ["shop-metrics", "compensations", "shop-alerts", "dead-letters"];
+
+/// The tansu binary: `SHOPSCORE_TANSU` (set by scripts/test.sh), else the cached install.
+fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SHOPSCORE_TANSU") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let p = PathBuf::from(home).join(".cache/shopscore/tools/bin/tansu");
+    assert!(p.exists(), "tansu is not installed: run `bash scripts/test.sh` (it installs it) or `bash scripts/tansu.sh`");
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A tansu broker process, killed on drop.
+pub struct Tansu {
+    child: Child,
+    pub brokers: String,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let t = Tansu { child, brokers: format!("127.0.0.1:{port}") };
+        let start = Instant::now();
+        loop {
+            let c: BaseConsumer = client(&t.brokers).create().unwrap();
+            if c.fetch_metadata(None, Duration::from_secs(1)).is_ok() {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "tansu did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        t
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    c
+}
+
+pub fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = client(brokers).create().unwrap();
+    let new: Vec<NewTopic<'_>> =
+        topics.iter().map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1))).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for r in rt.block_on(admin.create_topics(new.iter(), &AdminOptions::new())).unwrap() {
+        r.unwrap();
+    }
+}
+
+/// The input topic of a JSON-lines event (by its `type`); lines that are not JSON objects
+/// with a known type go to `orders` (poison records).
+pub fn topic_of(line: &str) -> &'static str {
+    let ty = serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    match ty.split('.').next().unwrap_or("") {
+        "logistics" => "logistics",
+        "refund" => "refunds",
+        "service" => "service",
+        _ => "orders",
+    }
+}
+
+/// Produces `lines` into the input topics, spreading each topic's records round-robin over
+/// `partitions` partitions (not by shop: inputs may be keyed any way), keyed by line number.
+pub fn produce_lines(brokers: &str, lines: &[String], partitions: i32) {
+    let producer: ThreadedProducer<DefaultProducerContext> = client(brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut next: BTreeMap<&str, i32> = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        let topic = topic_of(line);
+        let n = next.entry(topic).or_default();
+        let p = *n % partitions;
+        *n += 1;
+        let key = format!("k{i}");
+        let mut rec = BaseRecord::to(topic).partition(p).key(&key).payload(line.as_bytes());
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Generated sample events (with malformed and duplicated lines), as lines.
+pub fn gen_lines(events: u64, shops: u32, days: u32, seed: u64) -> Vec<String> {
+    let opts = shopscore::gen::GenOptions { seed, events, shops, days, ..Default::default() };
+    let mut buf = Vec::new();
+    shopscore::gen::generate(&opts, &mut buf).unwrap();
+    String::from_utf8_lossy(&buf).lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+}
+
+/// One consumed record.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rec {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Rec {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("JSON payload")
+    }
+    pub fn header(&self, k: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n == k).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Every record of `topic` (all partitions, from the beginning until quiet for 1.5 s: tansu
+/// 0.6 reports wrong end offsets, so the end is found by waiting).
+pub fn read_all(brokers: &str, topic: &str, read_committed: bool) -> Vec<Rec> {
+    let c: BaseConsumer = client(brokers)
+        .set("group.id", "shopscore-tests-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" })
+        .create()
+        .unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let parts = md.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_millis(1500) {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                last = Instant::now();
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|x| (x.key.to_owned(), x.value.unwrap_or_default().to_vec())).collect())
+                    .unwrap_or_default();
+                out.push(Rec {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+        }
+    }
+    out
+}
+
+/// A `shopscore run --brokers` command for this test.
+pub fn processor(brokers: &str, group: &str, data_dir: &Path, transactional: bool) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shopscore"));
+    cmd.args(["run", "--brokers", brokers, "--group", group, "--data-dir"])
+        .arg(data_dir)
+        .env("SHOPSCORE__KAFKA__TRANSACTIONAL", transactional.to_string())
+        .env("SHOPSCORE__KAFKA__REPLICATION_FACTOR", "1")
+        .env("SHOPSCORE__TIME__IDLE_TIMEOUT", "2s")
+        .env("SHOPSCORE__PIPELINE__COMMIT_INTERVAL", "200ms")
+        .env("SHOPSCORE__LOG__FORMAT", "json")
+        .env("RUST_LOG", "shopscore=info,rdkafka=warn")
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// The last snapshot of every shop (highest version), without `as_of`/`version`, which
+/// depend on commit timing.
+pub fn final_snapshots(recs: &[Rec]) -> BTreeMap<String, serde_json::Value> {
+    let mut best: BTreeMap<String, (u64, serde_json::Value)> = BTreeMap::new();
+    for r in recs {
+        let mut v = r.json();
+        let shop = v["shop_id"].as_str().unwrap().to_owned();
+        let version = v["version"].as_u64().unwrap();
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("as_of");
+        obj.remove("version");
+        if best.get(&shop).is_none_or(|(b, _)| version > *b) {
+            best.insert(shop, (version, v));
+        }
+    }
+    best.into_iter().map(|(k, (_, v))| (k, v)).collect()
+}
