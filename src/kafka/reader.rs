@@ -1,7 +1,8 @@
 //! The input consumer of one instance: reads the input partitions its shards need, from
 //! positions shopscore keeps itself (manual assignment: the group's offsets are not used),
-//! and tells when a partition is idle — at its end and quiet for `time.idle_timeout` — so it
-//! stops holding the watermark back (SPEC §3). Wall-clock time enters only here.
+//! and tells when a partition is idle — no record for `time.idle_timeout` — so it stops
+//! holding the watermark back (SPEC §3): it must have reported its end since its last record
+//! and been quiet for `time.idle_timeout`. Wall-clock time enters only here.
 
 use super::topics::Layout;
 use super::{Context, KafkaError};
@@ -18,32 +19,10 @@ pub type InputPartition = (usize, i32);
 
 #[derive(Clone, Copy, Debug)]
 struct PartitionActivity {
+    /// An end-of-partition event came after the last record (necessary, not sufficient:
+    /// tansu 0.6 sends them early, hence also the quiet time).
     at_end: bool,
     last_record: Instant,
-}
-
-/// Marks every input topic's partition `partition` whose position has reached its end (EOF
-/// events carry only the partition number).
-fn mark_ends(
-    consumer: &BaseConsumer,
-    activity: &mut BTreeMap<InputPartition, PartitionActivity>,
-    layout: &Layout,
-    partition: i32,
-) {
-    let Ok(positions) = consumer.position() else { return };
-    for (&(t, p), a) in activity.iter_mut() {
-        if p != partition {
-            continue;
-        }
-        let topic = &layout.inputs[t].name;
-        let pos = positions.find_partition(topic, p).and_then(|e| e.offset().to_raw());
-        let high = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).ok().map(|(_, h)| h);
-        match (pos, high) {
-            (_, Some(0)) => a.at_end = true,
-            (Some(pos), Some(high)) if pos >= high => a.at_end = true,
-            _ => {}
-        }
-    }
 }
 
 /// What one poll returned.
@@ -76,7 +55,8 @@ impl Reader {
         }
         self.consumer.assign(&tpl).context(|| "assigning the input partitions".into())?;
         let now = Instant::now();
-        self.activity = starts.keys().map(|&k| (k, PartitionActivity { at_end: false, last_record: now })).collect();
+        self.activity =
+            starts.keys().map(|&k| (k, PartitionActivity { at_end: false, last_record: now })).collect();
         Ok(())
     }
 
@@ -97,7 +77,12 @@ impl Reader {
                 Ok(Polled::Record { input, message })
             }
             Some(Err(RdError::PartitionEOF(p))) => {
-                mark_ends(consumer, activity, layout, p);
+                // The event names only the partition number: mark it in every input topic.
+                for ((_, q), a) in activity.iter_mut() {
+                    if *q == p {
+                        a.at_end = true;
+                    }
+                }
                 Ok(Polled::Nothing)
             }
             Some(Err(e)) => {
@@ -107,9 +92,13 @@ impl Reader {
         }
     }
 
-    /// Partitions at their end with no record for `idle_after`.
+    /// Partitions at their end that delivered no record for `idle_after`.
     pub fn idle(&self, idle_after: Duration) -> Vec<InputPartition> {
-        self.activity.iter().filter(|(_, a)| a.at_end && a.last_record.elapsed() >= idle_after).map(|(&k, _)| k).collect()
+        self.activity
+            .iter()
+            .filter(|(_, a)| a.at_end && a.last_record.elapsed() >= idle_after)
+            .map(|(&k, _)| k)
+            .collect()
     }
 
     /// True when every assigned partition is idle.

@@ -207,9 +207,10 @@ pub fn processor(brokers: &str, group: &str, data_dir: &Path, transactional: boo
         .arg(data_dir)
         .env("SHOPSCORE__KAFKA__TRANSACTIONAL", transactional.to_string())
         .env("SHOPSCORE__KAFKA__REPLICATION_FACTOR", "1")
-        .env("SHOPSCORE__TIME__IDLE_TIMEOUT", "2s")
+        .env("SHOPSCORE__TIME__IDLE_TIMEOUT", "8s")
         .env("SHOPSCORE__PIPELINE__COMMIT_INTERVAL", "200ms")
         .env("SHOPSCORE__LOG__FORMAT", "json")
+        .env("SHOPSCORE__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
         .env("RUST_LOG", "shopscore=info,rdkafka=warn")
         .stdout(Stdio::null());
     cmd
@@ -231,4 +232,46 @@ pub fn final_snapshots(recs: &[Rec]) -> BTreeMap<String, serde_json::Value> {
         }
     }
     best.into_iter().map(|(k, (_, v))| (k, v)).collect()
+}
+
+/// Runs `cmd --until-idle` to completion (at most `limit`), panicking with its log tail when it
+/// fails or hangs.
+pub fn run_until_idle_within(cmd: &mut Command, limit: Duration) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = cmd.arg("--until-idle").stderr(log.reopen().unwrap()).spawn().expect("run shopscore");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            if status.success() {
+                return;
+            }
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    panic!("shopscore --until-idle failed or hung; log tail:\n{}", tail.join("\n"));
+}
+
+/// Starts `cmd` with its log in `log`, waits until it has acquired `shards` shards (at most
+/// 60 s), then lets it run `ms` more milliseconds and SIGKILLs it.
+pub fn kill_after_acquiring(cmd: &mut Command, log: &Path, shards: usize, ms: u64) {
+    let mut child = cmd.stderr(std::fs::File::create(log).unwrap()).spawn().expect("spawn shopscore");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches("\"shard acquired\"").count() >= shards {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(ms));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
 }

@@ -1,0 +1,70 @@
+//! Kafka mode with transactions (`kafka.transactional = true`, the default) on librdkafka's
+//! mock cluster — an in-process Kafka-protocol broker with a transaction coordinator, reached
+//! over TCP by the `shopscore` processes this test starts and kills. Outputs are read with
+//! `read_committed`, as downstream consumers must.
+
+mod support;
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use std::collections::BTreeSet;
+use std::process::Command;
+use support::*;
+
+const PARTITIONS: i32 = 3;
+const SHARDS: i32 = 4;
+
+fn cluster(group: &str, lines: &[String]) -> MockCluster<'static, DefaultProducerContext> {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    for t in INPUTS {
+        mock.create_topic(t, PARTITIONS, 1).unwrap();
+    }
+    for t in OUTPUTS {
+        mock.create_topic(t, SHARDS, 1).unwrap();
+    }
+    mock.create_topic(&format!("{group}-changelog"), SHARDS, 1).unwrap();
+    produce_lines(&mock.bootstrap_servers(), lines, PARTITIONS);
+    mock
+}
+
+fn run_until_idle(cmd: &mut Command) {
+    run_until_idle_within(cmd, std::time::Duration::from_secs(180));
+}
+
+fn committed(brokers: &str) -> (Vec<String>, usize, std::collections::BTreeMap<String, serde_json::Value>) {
+    let mut comps: Vec<String> = read_all(brokers, "compensations", true)
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+        .collect();
+    comps.sort();
+    let dead = read_all(brokers, "dead-letters", true).len();
+    (comps, dead, final_snapshots(&read_all(brokers, "shop-metrics", true)))
+}
+
+#[test]
+fn transactional_kill_9_loop_is_exactly_once() {
+    let lines = gen_lines(30_000, 30, 30, 31);
+    let reference = {
+        let mock = cluster("ref", &lines);
+        let dir = tempfile::tempdir().unwrap();
+        run_until_idle(&mut processor(&mock.bootstrap_servers(), "ref", &dir.path().join("d"), true));
+        committed(&mock.bootstrap_servers())
+    };
+    assert!(!reference.0.is_empty());
+
+    let mock = cluster("g", &lines);
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    for i in 0..5u64 {
+        let log = dir.path().join(format!("run-{i}.log"));
+        kill_after_acquiring(&mut processor(&brokers, "g", &data, true), &log, 4, 100 + (i * 433) % 900);
+    }
+    run_until_idle(&mut processor(&brokers, "g", &data, true));
+    let got = committed(&brokers);
+    let unique: BTreeSet<&String> = got.0.iter().collect();
+    assert_eq!(unique.len(), got.0.len(), "a compensation was committed twice");
+    assert_eq!(got.0, reference.0);
+    assert_eq!(got.1, reference.1, "dead letters");
+    assert_eq!(got.2, reference.2, "final snapshots");
+}
