@@ -247,6 +247,9 @@ pub fn run_files_on(
         if let Some(live) = &run.live {
             live.set_ready(false);
         }
+        if let Some(m) = &run.metrics {
+            m.set_ready(false);
+        }
     }
     ops.commit(&mut ov, &mut engine, &mut sink, &mut outputs, !stopped_early)?;
     ops.committed(&engine, &positions);

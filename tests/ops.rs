@@ -131,6 +131,16 @@ impl Proc {
     }
 }
 
+impl Drop for Proc {
+    /// A failed assertion must not leave a `--keep-serving` process behind.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A minimal HTTP/1.1 GET: (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
