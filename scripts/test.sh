@@ -17,11 +17,10 @@ done < <(compgen -e | grep '^SHOPSCORE__' || true)
 cargo build --release --all-targets
 
 # ---- Test Kafka broker (tansu) ------------------------------------------------------------
-# TODO(kafka issue): start a throwaway tansu broker here before the tests, export its address
-# for the Kafka integration tests, and stop it when this script exits, e.g.:
-#   tansu broker ... & tansu_pid=$!
-#   trap 'kill "$tansu_pid"' EXIT
-#   export SHOPSCORE_TEST_BROKERS=localhost:9092
+# The Kafka integration tests start their own tansu servers (one per test, memory storage, a
+# free port each); this installs tansu once per machine (cached) and tells them where it is.
+SHOPSCORE_TANSU="$(bash scripts/tansu.sh)"
+export SHOPSCORE_TANSU
 # -------------------------------------------------------------------------------------------
 
 cargo test --release "$@"

@@ -16,7 +16,9 @@
 
 mod alerts;
 mod error;
+mod http;
 mod kafka;
+mod redact;
 mod serde_util;
 mod validate;
 
@@ -34,7 +36,9 @@ use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertMetric, AlertOp, AlertRule};
 pub use error::{ConfigError, Origin};
+pub use http::HttpEnabled;
 pub use kafka::{Encoding, EncodingConfig, KafkaConfig, TopicsConfig};
+pub use redact::{is_secret_key, REDACTED};
 pub use serde_util::WindowDays;
 
 /// The file used when no `--config` is given and it exists in the current directory.
@@ -278,25 +282,35 @@ pub struct PipelineConfig {
     /// …or this much wall-clock time, whichever comes first.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
+    /// After SIGTERM/SIGINT, the batch in flight must be committed within this; else (or on a
+    /// second signal) the process exits non-zero without committing more.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { commit_every_events: 50_000, commit_interval: Duration::from_secs(1) }
+        PipelineConfig {
+            commit_every_events: 50_000,
+            commit_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+        }
     }
 }
 
-/// `[http]`: the metrics/health endpoint.
+/// `[http]`: the health, readiness, metrics and live-snapshot endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// `ip:port` to listen on.
+    /// Whether to serve: `"auto"` (Kafka mode only), `true` or `false`.
+    pub enabled: HttpEnabled,
+    /// `ip:port` to listen on (port 0: any free port, logged at startup).
     pub addr: SocketAddr,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { addr: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+        HttpConfig { enabled: HttpEnabled::Auto, addr: SocketAddr::from(([127, 0, 0, 1], 9464)) }
     }
 }
 

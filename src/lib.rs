@@ -15,7 +15,11 @@
 //! | [`kafka`] | Kafka mode: shards by shop, changelog-backed state that follows its shard, transactional or outbox commits | no (blocking rdkafka calls) |
 //! | [`pipeline`] | the loop that moves records: source → decode → rules → sink, committing state, positions and sink checkpoints in one batch | no |
 //! | [`config`] | typed, layered configuration: defaults → file → `SHOPSCORE__…` env | no |
-//! | [`telemetry`] | `tracing` setup | no |
+//! | [`telemetry`] | `tracing` setup, Prometheus [`telemetry::metrics`], [`telemetry::progress`] reporting | no |
+//! | [`http`] | the operations endpoint: `/healthz`, `/readyz`, `/metrics`, `/v1/shops/{id}` (axum on a background runtime) | yes (own thread) |
+//! | [`live`] | the [`live::LiveView`] trait the endpoint serves (readiness, a shop's committed snapshot) and its state-store implementation | no |
+//! | [`shutdown`] | SIGTERM/SIGINT → a shared stop flag; second signal or timeout → forced exit | no |
+//! | [`diff`] | comparing two output sets (`shopscore diff A B`) from their JSON lines | no |
 //! | [`gen`] | the seeded sample-event generator behind `shopscore gen` | no |
 //! | [`bench`] | the benchmark behind `shopscore bench` | no |
 //!
@@ -23,12 +27,16 @@
 
 pub mod bench;
 pub mod config;
+pub mod diff;
 pub mod domain;
 pub mod gen;
+pub mod http;
 pub mod kafka;
+pub mod live;
 pub mod output;
 pub mod pipeline;
 pub mod rules;
+pub mod shutdown;
 pub mod sinks;
 pub mod sources;
 pub mod state;

@@ -4,15 +4,21 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use shopscore::config::{self, Config};
+use shopscore::diff::{diff, OutputSet};
 use shopscore::domain::decode::DecodeOptions;
 use shopscore::domain::Timestamp;
 use shopscore::gen::{generate, generate_file, GenOptions};
+use shopscore::http::HttpServer;
 use shopscore::kafka::runtime::{run_kafka, KafkaRun};
 use shopscore::kafka::topics::OutputTopics;
+use shopscore::live::{LiveView, StateView};
 use shopscore::pipeline::{run_files, FileRun};
 use shopscore::rules::compensation::CompensationRules;
 use shopscore::rules::satisfaction::SatisfactionRules;
 use shopscore::rules::RulesConfig;
+use shopscore::shutdown::Shutdown;
+use shopscore::telemetry::metrics::Metrics;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -42,6 +48,8 @@ enum Command {
     Gen(GenArgs),
     /// Measure end-to-end throughput and peak memory in file mode.
     Bench(BenchArgs),
+    /// Compare two file-mode output directories; exit 0 when equal, 1 when different, 2 on error.
+    Diff(DiffArgs),
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +73,21 @@ struct RunArgs {
     /// input so far is processed. Without it, Kafka mode runs until SIGTERM/SIGINT.
     #[arg(long)]
     until_idle: bool,
+    /// Serve /healthz, /readyz, /metrics and /v1/shops/{id} on this address (port 0: any
+    /// free port); overrides http.addr and turns http.enabled on.
+    #[arg(long, value_name = "IP:PORT")]
+    http_addr: Option<SocketAddr>,
+    /// File mode: after the input is done, keep serving HTTP until SIGTERM/SIGINT.
+    #[arg(long)]
+    keep_serving: bool,
+}
+
+#[derive(Args, Debug)]
+struct DiffArgs {
+    /// Output directory A (e.g. the live run's).
+    a: PathBuf,
+    /// Output directory B (e.g. a replay's).
+    b: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +158,8 @@ fn main() {
 fn real_main(cli: Cli) -> Result<()> {
     let cfg = config::load(cli.config.as_deref())?;
     shopscore::telemetry::init(&cfg.log);
+    // Debug of the configuration masks secrets (`[kafka.client]` passwords and keys).
+    tracing::debug!(config = ?cfg, "configuration loaded");
     match cli.command {
         Command::Run(args) => cmd_run(&cfg, args),
         Command::Replay(_) => bail!(
@@ -143,6 +168,7 @@ fn real_main(cli: Cli) -> Result<()> {
         ),
         Command::Gen(args) => cmd_gen(args),
         Command::Bench(args) => cmd_bench(&cfg, args),
+        Command::Diff(args) => cmd_diff(args),
     }
 }
 
@@ -179,8 +205,26 @@ fn file_run(cfg: &Config) -> FileRun {
         commit_every_records: cfg.pipeline.commit_every_events,
         commit_interval: cfg.pipeline.commit_interval,
         progress_every: Some(Duration::from_secs(10)),
-        stop_after: None,
+        ..FileRun::new(Vec::new(), PathBuf::new(), PathBuf::new())
     }
+}
+
+/// Starts the HTTP endpoint when `http.enabled` (or `--http-addr`) says so, and prints the
+/// bound address as `shopscore: http listening on IP:PORT` on stderr.
+fn serve_http(
+    cfg: &Config,
+    addr_flag: Option<SocketAddr>,
+    kafka_mode: bool,
+    metrics: &Arc<Metrics>,
+    view: Arc<dyn LiveView>,
+) -> Result<Option<HttpServer>> {
+    if addr_flag.is_none() && !cfg.http.enabled.serves(kafka_mode) {
+        return Ok(None);
+    }
+    let server = HttpServer::start(addr_flag.unwrap_or(cfg.http.addr), metrics.clone(), view)?;
+    tracing::info!(addr = %server.addr(), "http listening");
+    eprintln!("shopscore: http listening on {}", server.addr());
+    Ok(Some(server))
 }
 
 fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
@@ -201,6 +245,16 @@ fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
     if run.inputs.is_empty() {
         bail!("no input: give --input FILE (repeatable) or set file.inputs in the config");
     }
+    let shutdown = Shutdown::install(cfg.pipeline.shutdown_timeout)?;
+    let metrics = Arc::new(Metrics::new());
+    let live = Arc::new(StateView::new(run.rules.windows.clone()));
+    let server = serve_http(cfg, args.http_addr, false, &metrics, live.clone())?;
+    if args.keep_serving && server.is_none() {
+        bail!("--keep-serving needs the HTTP endpoint: give --http-addr IP:PORT or set http.enabled = true");
+    }
+    run.stop = Some(shutdown.clone());
+    run.metrics = Some(metrics);
+    run.live = Some(live);
     let summary = run_files(&run)?;
     let t = &summary.totals;
     tracing::info!(
@@ -224,6 +278,39 @@ fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
         t.snapshots,
         run.output.display()
     );
+    if summary.stopped {
+        eprintln!(
+            "shopscore: stopped on request after {} records; everything read is committed and the next run continues from there",
+            summary.records
+        );
+    } else if args.keep_serving {
+        eprintln!("shopscore: input done; serving HTTP until SIGTERM/SIGINT");
+        while !shutdown.is_requested() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    drop(server);
+    Ok(())
+}
+
+/// `shopscore diff A B`: prints the differences; exits 1 when there are any, 2 on error.
+fn cmd_diff(args: DiffArgs) -> Result<()> {
+    let read = |dir: &PathBuf| OutputSet::read_dir(dir);
+    let (a, b) = match (read(&args.a), read(&args.b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("shopscore: error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let d = diff(&a, &b);
+    println!("A = {}\nB = {}", args.a.display(), args.b.display());
+    print!("{d}");
+    if !d.is_empty() {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(1);
+    }
     Ok(())
 }
 
@@ -245,6 +332,7 @@ fn kafka_run(cfg: &Config, brokers: String, group: Option<String>, data_dir: Opt
         exit_when_idle: false,
         stop: Arc::new(AtomicBool::new(false)),
         progress_every: Some(Duration::from_secs(10)),
+        live: None,
     }
 }
 
@@ -254,6 +342,12 @@ fn cmd_run_kafka(cfg: &Config, args: RunArgs, brokers: String) -> Result<()> {
     }
     let mut run = kafka_run(cfg, brokers, args.group, args.data_dir);
     run.exit_when_idle = args.until_idle;
+    let shutdown = Shutdown::install(cfg.pipeline.shutdown_timeout)?;
+    run.stop = shutdown.flag();
+    let metrics = Arc::new(Metrics::new());
+    let live = Arc::new(StateView::new(run.rules.windows.clone()));
+    let _server = serve_http(cfg, args.http_addr, true, &metrics, live.clone())?;
+    run.live = Some(live);
     let summary = run_kafka(&run)?;
     let t = &summary.totals;
     eprintln!(

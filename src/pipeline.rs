@@ -10,9 +10,11 @@
 
 use crate::domain::decode::{decode_json, DecodeOptions};
 use crate::domain::Timestamp;
+use crate::live::{Freshness, StateView};
 use crate::output::{DeadLetter, Output, SourcePos};
 use crate::rules::retention::Retention;
-use crate::rules::{Counters, Engine, RulesConfig};
+use crate::rules::{ApplyOutcome, Counters, Engine, RulesConfig};
+use crate::shutdown::Shutdown;
 use crate::sinks::file::FileSink;
 use crate::sinks::{Sink, SinkError};
 use crate::sources::file::{FilePosition, FileSource, SourceError};
@@ -20,6 +22,8 @@ use crate::state::keys::{Key, MetaKey};
 use crate::state::overlay::Overlay;
 use crate::state::rocks::RocksStore;
 use crate::state::{KvStore, StateError, WriteBatch};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::progress::{Position, Progress};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,17 +52,26 @@ pub struct FileRun {
     pub commit_every_records: u64,
     /// …or after this much time, whichever comes first.
     pub commit_interval: Duration,
-    /// Log progress this often (None: never).
+    /// Report progress ([`Progress`]: a bar on a terminal, else log lines) this often
+    /// (None: never).
     pub progress_every: Option<Duration>,
     /// Stop (committing, without ending the input) after this many records — a graceful
     /// stop; the next run continues from there.
     pub stop_after: Option<u64>,
+    /// The same graceful stop when this is requested (SIGTERM/SIGINT): the record in flight
+    /// is finished and the batch committed.
+    pub stop: Option<Shutdown>,
+    /// Metrics to update (None: none kept).
+    pub metrics: Option<Arc<Metrics>>,
+    /// The live view to feed (the store once open, readiness, freshness after each commit).
+    pub live: Option<Arc<StateView>>,
 }
 
 impl FileRun {
     /// A run with default rules and decoding that commits only by record count (every
     /// 1 000 000 records, no time-based commits — so batch boundaries, and with them the
-    /// intermediate snapshots, do not depend on machine speed), without progress logs.
+    /// intermediate snapshots, do not depend on machine speed), without progress logs,
+    /// metrics, live view or stop flag.
     pub fn new(inputs: Vec<PathBuf>, output: PathBuf, data_dir: PathBuf) -> FileRun {
         FileRun {
             inputs,
@@ -70,6 +83,9 @@ impl FileRun {
             commit_interval: Duration::MAX,
             progress_every: None,
             stop_after: None,
+            stop: None,
+            metrics: None,
+            live: None,
         }
     }
 }
@@ -84,14 +100,28 @@ pub struct RunSummary {
     /// Totals over the life of the data directory.
     pub totals: Counters,
     pub watermark: Option<Timestamp>,
+    /// The run stopped on request ([`FileRun::stop`]) before the end of its input.
+    pub stopped: bool,
 }
 
 /// Runs file mode on a RocksDB store in `run.data_dir`, whose compactions drop what the
 /// retention policy declares dead.
 pub fn run_files(run: &FileRun) -> Result<RunSummary, PipelineError> {
     let retention = Arc::new(Retention::new(&run.rules));
-    let store = RocksStore::open_with_expiry(&run.data_dir, Some(retention.clone()))?;
-    run_files_on(&store, run, Some(&retention))
+    let store = Arc::new(RocksStore::open_with_expiry(&run.data_dir, Some(retention.clone()))?);
+    if let Some(live) = &run.live {
+        live.attach(store.clone());
+    }
+    run_files_on(store.as_ref(), run, Some(&retention))
+}
+
+/// One input file of a run.
+struct Input {
+    path: PathBuf,
+    shown: String,
+    canon: String,
+    start: FilePosition,
+    len: u64,
 }
 
 /// Runs file mode on any store; `retention` (if any) is told each committed watermark.
@@ -113,39 +143,68 @@ pub fn run_files_on(
 
     let mut ov = Overlay::new(store);
     let mut engine = Engine::load(&mut ov, run.rules.clone())?;
-    let committed = |engine: &Engine| {
-        if let Some(r) = retention {
-            r.set_watermark(engine.watermark());
-        }
-    };
-    committed(&engine);
+    let mut inputs = Vec::with_capacity(run.inputs.len());
+    for path in &run.inputs {
+        let io = |source| SourceError::Io { path: path.display().to_string(), source };
+        let canon = std::fs::canonicalize(path).map_err(io)?.display().to_string();
+        let len = std::fs::metadata(path).map_err(io)?.len();
+        let start: FilePosition = ov.get(&Key::Meta(MetaKey::FilePosition(&canon)))?.unwrap_or_default();
+        inputs.push(Input { path: path.clone(), shown: path.display().to_string(), canon, start, len });
+    }
+    // Where every input stands (committed offsets; updated at each commit).
+    let mut positions: Vec<Position> = inputs
+        .iter()
+        .map(|i| Position { source: i.shown.clone(), offset: i.start.offset, end: Some(i.len) })
+        .collect();
+    let ops = Ops { store, retention, metrics: run.metrics.as_deref(), live: run.live.as_deref() };
+    ops.committed(&engine, &positions);
+    if let Some(live) = &run.live {
+        live.set_ready(true);
+    }
+    if let Some(m) = &run.metrics {
+        m.set_ready(true);
+    }
+    let total: u64 = inputs.iter().map(|i| i.len.saturating_sub(i.start.offset)).sum();
+    let mut progress = run.progress_every.map(|every| Progress::new(Some(total), every));
+    let mut done_before = 0u64; // bytes consumed in this run from inputs already finished
+
     let mut outputs = Vec::new();
-    let mut summary = RunSummary { records: 0, commits: 0, totals: Counters::default(), watermark: None };
-    let started = Instant::now();
+    let mut summary =
+        RunSummary { records: 0, commits: 0, totals: Counters::default(), watermark: None, stopped: false };
     let mut last_commit = Instant::now();
-    let mut last_progress = Instant::now();
     let mut since_commit = 0u64;
     let mut buf = Vec::with_capacity(4096);
     let mut stopped_early = false;
+    let stop_requested = || run.stop.as_ref().is_some_and(Shutdown::is_requested);
 
-    'files: for path in &run.inputs {
-        let canon = std::fs::canonicalize(path)
-            .map_err(|source| SourceError::Io { path: path.display().to_string(), source })?
-            .display()
-            .to_string();
-        let pos_key = Key::Meta(MetaKey::FilePosition(&canon));
-        let start: FilePosition = ov.get(&pos_key)?.unwrap_or_default();
-        let mut src = FileSource::open(path, start)?;
-        let shown = path.display().to_string();
+    'files: for (idx, input) in inputs.iter().enumerate() {
+        if stop_requested() {
+            summary.stopped = true;
+            stopped_early = true;
+            break;
+        }
+        let pos_key = Key::Meta(MetaKey::FilePosition(&input.canon));
+        let mut src = FileSource::open(&input.path, input.start)?;
         while let Some(line) = src.next_record(&mut buf)? {
             summary.records += 1;
             since_commit += 1;
-            let source = SourcePos::File { file: shown.clone(), line };
+            let source = SourcePos::File { file: input.shown.clone(), line };
             match decode_json(&buf, None, &run.decode) {
                 Ok(ev) => {
-                    engine.apply(&mut ov, &ev, 0, &source)?;
+                    let outcome = engine.apply(&mut ov, &ev, 0, &source)?;
+                    if let Some(m) = &run.metrics {
+                        m.event_in(ev.event_type().stream().as_str());
+                        match outcome {
+                            ApplyOutcome::Duplicate => m.duplicate(),
+                            ApplyOutcome::Applied { late: true } => m.late_event(),
+                            ApplyOutcome::Applied { late: false } => {}
+                        }
+                    }
                 }
                 Err(e) => {
+                    if let Some(m) = &run.metrics {
+                        m.event_in("unknown");
+                    }
                     engine.note_dead_letter();
                     outputs.push(Output::DeadLetter(DeadLetter {
                         reason: e.to_string(),
@@ -158,33 +217,48 @@ pub fn run_files_on(
             }
             if since_commit >= run.commit_every_records || last_commit.elapsed() >= run.commit_interval {
                 ov.put(&pos_key, &src.position());
-                commit(store, &mut ov, &mut engine, &mut sink, &mut outputs, false)?;
-                committed(&engine);
+                ops.commit(&mut ov, &mut engine, &mut sink, &mut outputs, false)?;
+                positions[idx].offset = src.position().offset;
+                ops.committed(&engine, &positions);
                 summary.commits += 1;
                 since_commit = 0;
                 last_commit = Instant::now();
             }
-            if run.stop_after.is_some_and(|n| summary.records >= n) {
+            let stop = stop_requested();
+            if stop || run.stop_after.is_some_and(|n| summary.records >= n) {
                 ov.put(&pos_key, &src.position());
+                positions[idx].offset = src.position().offset;
+                summary.stopped = stop;
                 stopped_early = true;
                 break 'files;
             }
-            if let Some(every) = run.progress_every {
-                if last_progress.elapsed() >= every {
-                    last_progress = Instant::now();
-                    let rate = summary.records as f64 / started.elapsed().as_secs_f64();
-                    tracing::info!(
-                        file = %shown, line, records = summary.records, records_per_s = rate as u64,
-                        watermark = ?engine.watermark().map(|w| w.to_rfc3339()),
-                        "progress"
-                    );
-                }
+            if let Some(p) = progress.as_mut().filter(|p| p.due()) {
+                let offset = src.position().offset;
+                let mut now = positions.clone();
+                now[idx].offset = offset;
+                p.update(done_before + offset.saturating_sub(input.start.offset), summary.records, &now);
             }
         }
         ov.put(&pos_key, &src.position());
+        positions[idx].offset = src.position().offset;
+        done_before += src.position().offset.saturating_sub(input.start.offset);
     }
-    commit(store, &mut ov, &mut engine, &mut sink, &mut outputs, !stopped_early)?;
-    committed(&engine);
+    if summary.stopped {
+        tracing::info!(records = summary.records, "stop requested: committing the batch in flight");
+        if let Some(live) = &run.live {
+            live.set_ready(false);
+        }
+        if let Some(m) = &run.metrics {
+            m.set_ready(false);
+        }
+    }
+    ops.commit(&mut ov, &mut engine, &mut sink, &mut outputs, !stopped_early)?;
+    ops.committed(&engine, &positions);
+    if let Some(p) = progress.as_mut() {
+        let done = positions.iter().zip(&inputs).map(|(p, i)| p.offset.saturating_sub(i.start.offset)).sum();
+        p.update(done, summary.records, &positions);
+        p.finish();
+    }
     summary.commits += 1;
     summary.totals = engine.counters().clone();
     summary.watermark = engine.watermark();
@@ -203,24 +277,56 @@ pub fn compact_state(run: &FileRun) -> Result<u64, PipelineError> {
     Ok(store.size_bytes())
 }
 
-/// Flushes the rules, writes and syncs their outputs, then commits state, positions and
-/// the sink checkpoint in one batch.
-fn commit(
-    store: &dyn KvStore,
-    ov: &mut Overlay<'_>,
-    engine: &mut Engine,
-    sink: &mut FileSink,
-    outputs: &mut Vec<Output>,
-    end_of_input: bool,
-) -> Result<(), PipelineError> {
-    engine.flush(ov, end_of_input, outputs)?;
-    for o in outputs.drain(..) {
-        sink.write(&o)?;
+/// What a commit touches besides the rules: the store, and whoever is told about it.
+struct Ops<'a> {
+    store: &'a dyn KvStore,
+    retention: Option<&'a Retention>,
+    metrics: Option<&'a Metrics>,
+    live: Option<&'a StateView>,
+}
+
+impl Ops<'_> {
+    /// Flushes the rules, writes and syncs their outputs, then commits state, positions
+    /// and the sink checkpoint in one batch.
+    fn commit(
+        &self,
+        ov: &mut Overlay<'_>,
+        engine: &mut Engine,
+        sink: &mut FileSink,
+        outputs: &mut Vec<Output>,
+        end_of_input: bool,
+    ) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        engine.flush(ov, end_of_input, outputs)?;
+        for o in outputs.iter() {
+            sink.write(o)?;
+        }
+        let checkpoint = sink.flush()?;
+        ov.put_raw(Key::Meta(MetaKey::SinkCheckpoint).encode(), Some(checkpoint));
+        let mut batch = WriteBatch::new();
+        ov.drain_into(&mut batch);
+        self.store.write(batch)?;
+        if let Some(m) = self.metrics {
+            for o in outputs.iter() {
+                m.record_out(o);
+            }
+            m.commit_took(started.elapsed());
+        }
+        outputs.clear();
+        Ok(())
     }
-    let checkpoint = sink.flush()?;
-    ov.put_raw(Key::Meta(MetaKey::SinkCheckpoint).encode(), Some(checkpoint));
-    let mut batch = WriteBatch::new();
-    ov.drain_into(&mut batch);
-    store.write(batch)?;
-    Ok(())
+
+    /// Tells retention, metrics and the live view what is now committed.
+    fn committed(&self, engine: &Engine, positions: &[Position]) {
+        if let Some(r) = self.retention {
+            r.set_watermark(engine.watermark());
+        }
+        if let Some(m) = self.metrics {
+            m.set_watermark(engine.watermark());
+            m.set_state_size(self.store.size_bytes());
+        }
+        if let Some(live) = self.live {
+            live.committed(Freshness { watermark: engine.watermark(), positions: positions.to_vec() });
+        }
+    }
 }

@@ -1,6 +1,12 @@
 //! `tracing` setup: logs go to stderr (stdout stays free for command output), human-readable
 //! on a terminal and JSON lines otherwise (or always with `log.format = "json"`). The filter is
 //! `RUST_LOG` when set and valid, else `log.level`.
+//!
+//! [`metrics`] holds the Prometheus metrics and [`progress`] the progress reporting of long
+//! runs; both are passed explicitly to whoever updates them (no global state).
+
+pub mod metrics;
+pub mod progress;
 
 use std::io::IsTerminal;
 

@@ -53,7 +53,8 @@ fn end_to_end_every_output_and_poison_records() {
     let dl = read_all(&t.brokers, "dead-letters", false);
     assert_eq!(dl.len(), file["dead_letters"].len());
     assert!(!dl.is_empty());
-    let want: BTreeSet<String> = file["dead_letters"].iter().map(|v| v["raw"].as_str().unwrap_or("").to_owned()).collect();
+    let want: BTreeSet<String> =
+        file["dead_letters"].iter().map(|v| v["raw"].as_str().unwrap_or("").to_owned()).collect();
     for r in &dl {
         assert!(want.contains(&String::from_utf8_lossy(&r.payload).into_owned()));
         assert!(r.header("shopscore.reason").is_some_and(|s| !s.is_empty()));
@@ -70,10 +71,16 @@ fn end_to_end_every_output_and_poison_records() {
         assert!(ids.insert(format!("{}:{}", v["order_id"], v["kind"])), "duplicate compensation {v}");
     }
     assert!(!comps.is_empty());
-    let key = |v: &serde_json::Value| format!("{}|{}|{}|{}", v["order_id"], v["kind"], v["amount_fen"], v["decided_at"]);
+    let key = |v: &serde_json::Value| {
+        format!("{}|{}|{}|{}", v["order_id"], v["kind"], v["amount_fen"], v["decided_at"])
+    };
     let kafka_set: BTreeSet<String> = comps.iter().map(|r| key(&r.json())).collect();
     let file_set: BTreeSet<String> = file["compensations"].iter().map(key).collect();
-    assert!(kafka_set.is_subset(&file_set), "Kafka-only: {:?}", kafka_set.difference(&file_set).collect::<Vec<_>>());
+    assert!(
+        kafka_set.is_subset(&file_set),
+        "Kafka-only: {:?}",
+        kafka_set.difference(&file_set).collect::<Vec<_>>()
+    );
     assert!(kafka_set.len() * 10 >= file_set.len() * 9, "{} of {}", kafka_set.len(), file_set.len());
     // Snapshots: compacted topic keyed by shop; every shop has one.
     let snaps = read_all(&t.brokers, "shop-metrics", false);
@@ -114,7 +121,11 @@ fn outputs(brokers: &str) -> Outputs {
         })
         .collect();
     dead_letters.sort();
-    Outputs { compensations, dead_letters, snapshots: final_snapshots(&read_all(brokers, "shop-metrics", false)) }
+    Outputs {
+        compensations,
+        dead_letters,
+        snapshots: final_snapshots(&read_all(brokers, "shop-metrics", false)),
+    }
 }
 
 /// Each compensation and each dead letter at most once in the topics.
@@ -174,7 +185,10 @@ fn kill_9_many_times_emits_each_output_at_most_once() {
     assert!(!got.compensations.is_empty());
     assert_no_duplicates(&got);
     // Every poison record reached the dead-letter topic exactly once.
-    let poison = lines.iter().filter(|l| shopscore::domain::decode::decode_json(l.as_bytes(), None, &Default::default()).is_err()).count();
+    let poison = lines
+        .iter()
+        .filter(|l| shopscore::domain::decode::decode_json(l.as_bytes(), None, &Default::default()).is_err())
+        .count();
     assert_eq!(got.dead_letters.len(), poison);
 }
 

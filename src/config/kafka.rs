@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::serde_util;
 
-/// `[kafka]`: Kafka mode (SPEC §7, §10).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[kafka]`: Kafka mode (SPEC §7, §10). `Debug` is in `redact.rs`: it masks secrets.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]`; empty means file mode.

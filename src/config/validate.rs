@@ -140,7 +140,8 @@ impl Config {
         ensure(p.commit_every_events >= 1, "pipeline.commit_every_events", || {
             format!("must be at least 1, got {}", p.commit_every_events)
         })?;
-        duration_in("pipeline.commit_interval", p.commit_interval, MS, DAY)
+        duration_in("pipeline.commit_interval", p.commit_interval, MS, DAY)?;
+        duration_in("pipeline.shutdown_timeout", p.shutdown_timeout, MS, DAY)
     }
 
     fn validate_kafka(&self) -> Check {

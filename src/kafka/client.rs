@@ -41,7 +41,9 @@ impl Clients {
     /// overridden in `[kafka.client]`.
     pub fn member(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "1000").set("max.poll.interval.ms", "300000");
+        c.set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("max.poll.interval.ms", "300000");
         for (k, v) in &self.extra {
             c.set(k, v);
         }

@@ -38,7 +38,10 @@ pub fn record_id(shard: u32, seq: u64, index: usize) -> Vec<u8> {
 }
 
 /// Reads the end offsets of every partition of the topics `records` go to.
-pub fn end_offsets(consumer: &BaseConsumer, records: &[KafkaRecord]) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+pub fn end_offsets(
+    consumer: &BaseConsumer,
+    records: &[KafkaRecord],
+) -> Result<Vec<(String, i32, i64)>, KafkaError> {
     let topics: BTreeSet<&str> = records.iter().map(|r| r.topic.as_str()).collect();
     let mut out = Vec::new();
     for topic in topics {
@@ -63,10 +66,12 @@ const SCAN_QUIET: Duration = Duration::from_millis(1500);
 
 /// The outbox records that are not yet in their topics.
 pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, KafkaError> {
-    let consumer: BaseConsumer = clients.restorer().create().context(|| "creating an outbox reader".into())?;
+    let consumer: BaseConsumer =
+        clients.restorer().create().context(|| "creating an outbox reader".into())?;
     let mut tpl = TopicPartitionList::new();
     for (topic, p, start) in &outbox.starts {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*start)).context(|| "building the outbox scan".into())?;
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*start))
+            .context(|| "building the outbox scan".into())?;
     }
     let mut found: HashSet<Vec<u8>> = HashSet::new();
     let prefix = format!("{}:{}:", outbox.shard, outbox.seq).into_bytes();

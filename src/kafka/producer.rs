@@ -43,7 +43,9 @@ impl ProducerContext for Deliveries {
             Err((e, m)) => {
                 self.failed.fetch_add(1, Ordering::SeqCst);
                 let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-                first.get_or_insert_with(|| format!("{e} (topic {:?} partition {})", m.topic(), m.partition()));
+                first.get_or_insert_with(|| {
+                    format!("{e} (topic {:?} partition {})", m.topic(), m.partition())
+                });
             }
         }
     }
@@ -141,11 +143,16 @@ impl ShardProducer {
 
     /// Waits until everything queued is acknowledged; fails if anything was not.
     pub fn flush(&self) -> Result<(), KafkaError> {
-        self.inner.flush(FLUSH_TIMEOUT).context(|| format!("flushing the producer of shard {}", self.shard))?;
+        self.inner
+            .flush(FLUSH_TIMEOUT)
+            .context(|| format!("flushing the producer of shard {}", self.shard))?;
         let ctx = self.inner.context();
         if ctx.failed.swap(0, Ordering::SeqCst) > 0 {
             let why = ctx.first_error.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
-            return Err(KafkaError::Shard { shard: self.shard, why: format!("a record was not delivered: {why}") });
+            return Err(KafkaError::Shard {
+                shard: self.shard,
+                why: format!("a record was not delivered: {why}"),
+            });
         }
         Ok(())
     }

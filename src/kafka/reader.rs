@@ -27,7 +27,10 @@ struct PartitionActivity {
 
 /// What one poll returned.
 pub enum Polled<'a> {
-    Record { input: InputPartition, message: BorrowedMessage<'a> },
+    Record {
+        input: InputPartition,
+        message: BorrowedMessage<'a>,
+    },
     /// Nothing within the timeout, or only bookkeeping events.
     Nothing,
 }

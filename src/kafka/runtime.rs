@@ -38,6 +38,8 @@ pub struct KafkaRun {
     /// Set by a signal handler: finish the batch in flight, commit, return.
     pub stop: Arc<AtomicBool>,
     pub progress_every: Option<Duration>,
+    /// Told when the instance is ready (owns shards, all restored) for `/readyz`.
+    pub live: Option<Arc<crate::live::StateView>>,
 }
 
 /// What a run did.
@@ -83,6 +85,9 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         let _ = member.poll(Duration::from_millis(if shards.is_empty() { 100 } else { 0 }));
         let assigned = assigned_shards(&member, &layout.changelog)?;
         if assigned != shards.keys().copied().collect::<BTreeSet<u32>>() {
+            if let Some(l) = &run.live {
+                l.set_ready(false);
+            }
             shards.retain(|id, _| {
                 let keep = assigned.contains(id);
                 if !keep {
@@ -102,6 +107,9 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             }
             reader.assign(&reader_starts(&shards))?;
             last_idle.clear();
+            if let Some(l) = &run.live {
+                l.set_ready(!shards.is_empty());
+            }
         }
         if shards.is_empty() {
             if run.stop.load(Ordering::SeqCst) {

@@ -85,7 +85,9 @@ pub struct CommitStats {
 pub enum Taken {
     /// Not this shard's input, or already processed before (position beyond it).
     Skipped,
-    Applied { late: bool },
+    Applied {
+        late: bool,
+    },
     Duplicate,
     /// Another shard's event: only the watermark clock moved.
     Observed,
@@ -125,9 +127,13 @@ impl Shard {
         let producer = ShardProducer::new(&setup.clients, id, setup.transactional)?;
         let retention = Arc::new(Retention::new(&setup.rules));
         let mut store = open_store(&setup, id, &retention)?;
-        let fence = producer.fence(&setup.layout.changelog, FENCE_KEY, &codec::encode(&std::process::id()))?;
+        let fence =
+            producer.fence(&setup.layout.changelog, FENCE_KEY, &codec::encode(&std::process::id()))?;
         if changelog::local_offset(&store)? > fence {
-            tracing::warn!(shard = id, "local state is ahead of the changelog (a new changelog topic?): discarding it");
+            tracing::warn!(
+                shard = id,
+                "local state is ahead of the changelog (a new changelog topic?): discarding it"
+            );
             drop(store);
             std::fs::remove_dir_all(dir_of(&setup, id)).map_err(|e| KafkaError::Shard {
                 shard: id,
@@ -283,11 +289,8 @@ impl Shard {
         self.engine.flush(ov, false, &mut self.outputs)?;
         let seq = self.seq + 1;
         let layout = self.setup.layout.clone();
-        let positions = self
-            .positions
-            .iter()
-            .map(|(&(t, p), &at)| (layout.inputs[t].name.clone(), p, at))
-            .collect();
+        let positions =
+            self.positions.iter().map(|(&(t, p), &at)| (layout.inputs[t].name.clone(), p, at)).collect();
         ov.put(&Key::Meta(MetaKey::KafkaProgress), &StoredProgress { seq, positions });
         let records: Vec<KafkaRecord> = self
             .outputs
@@ -355,7 +358,12 @@ impl Shard {
         Ok(stats)
     }
 
-    fn send_changelog(&mut self, batch: &WriteBatch, seq: u64, stats: &mut CommitStats) -> Result<(), KafkaError> {
+    fn send_changelog(
+        &mut self,
+        batch: &WriteBatch,
+        seq: u64,
+        stats: &mut CommitStats,
+    ) -> Result<(), KafkaError> {
         let topic = self.setup.layout.changelog.clone();
         for key in std::mem::take(&mut self.torn) {
             let value = self.store.get(&key)?;

@@ -196,13 +196,12 @@ pub fn create(clients: &Clients, replication: i32, topics: &[(String, u32, bool)
             }
         })
         .collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-        KafkaError::Topics(format!("cannot start the admin runtime: {e}"))
-    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| KafkaError::Topics(format!("cannot start the admin runtime: {e}")))?;
     let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-    let results = rt
-        .block_on(admin.create_topics(new.iter(), &opts))
-        .context(|| "creating topics".into())?;
+    let results = rt.block_on(admin.create_topics(new.iter(), &opts)).context(|| "creating topics".into())?;
     for r in results {
         match r {
             Ok(name) => tracing::info!(topic = %name, "created topic"),

@@ -26,7 +26,10 @@ fn tansu_bin() -> PathBuf {
     }
     let home = std::env::var("HOME").unwrap_or_default();
     let p = PathBuf::from(home).join(".cache/shopscore/tools/bin/tansu");
-    assert!(p.exists(), "tansu is not installed: run `bash scripts/test.sh` (it installs it) or `bash scripts/tansu.sh`");
+    assert!(
+        p.exists(),
+        "tansu is not installed: run `bash scripts/test.sh` (it installs it) or `bash scripts/tansu.sh`"
+    );
     p
 }
 
@@ -188,7 +191,9 @@ pub fn read_all(brokers: &str, topic: &str, read_committed: bool) -> Vec<Rec> {
                 last = Instant::now();
                 let headers = m
                     .headers()
-                    .map(|h| h.iter().map(|x| (x.key.to_owned(), x.value.unwrap_or_default().to_vec())).collect())
+                    .map(|h| {
+                        h.iter().map(|x| (x.key.to_owned(), x.value.unwrap_or_default().to_vec())).collect()
+                    })
                     .unwrap_or_default();
                 out.push(Rec {
                     partition: m.partition(),
