@@ -250,6 +250,7 @@ mod tests {
                 reason_code: code,
                 source: SourcePos::File { file: "f".into(), line: 1 },
                 raw: vec![],
+                key: None,
             })
         };
         m.record_out(&dl("malformed_json"));
