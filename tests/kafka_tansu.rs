@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use support::*;
 
 const PARTITIONS: i32 = 3;
@@ -15,10 +14,6 @@ const PARTITIONS: i32 = 3;
 fn setup_inputs(t: &Tansu, lines: &[String]) {
     create_topics(&t.brokers, &INPUTS.map(|n| (n, PARTITIONS)));
     produce_lines(&t.brokers, lines, PARTITIONS);
-}
-
-fn run_until_idle(cmd: &mut Command) {
-    run_until_idle_within(cmd, std::time::Duration::from_secs(180));
 }
 
 /// File mode on the same lines, for cross-checks.
@@ -93,80 +88,13 @@ fn end_to_end_every_output_and_poison_records() {
     assert_eq!(shops, file_shops);
 }
 
-/// Everything a run left in the output topics, in comparable form.
-#[derive(Debug, PartialEq)]
-struct Outputs {
-    /// Compensation payloads, sorted (duplicates would show twice).
-    compensations: Vec<String>,
-    /// Dead-letter (source offset header, payload), sorted.
-    dead_letters: Vec<(String, String, String, Vec<u8>)>,
-    snapshots: BTreeMap<String, serde_json::Value>,
-}
-
-fn outputs(brokers: &str) -> Outputs {
-    let mut compensations: Vec<String> = read_all(brokers, "compensations", false)
-        .iter()
-        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
-        .collect();
-    compensations.sort();
-    let mut dead_letters: Vec<_> = read_all(brokers, "dead-letters", false)
-        .into_iter()
-        .map(|r| {
-            (
-                r.header("shopscore.source.topic").unwrap(),
-                r.header("shopscore.source.partition").unwrap(),
-                r.header("shopscore.source.offset").unwrap(),
-                r.payload,
-            )
-        })
-        .collect();
-    dead_letters.sort();
-    Outputs {
-        compensations,
-        dead_letters,
-        snapshots: final_snapshots(&read_all(brokers, "shop-metrics", false)),
-    }
-}
-
-/// Each compensation and each dead letter at most once in the topics.
-fn assert_no_duplicates(got: &Outputs) {
-    let mut seen = BTreeSet::new();
-    for c in &got.compensations {
-        let v: serde_json::Value = serde_json::from_str(c).unwrap();
-        assert!(seen.insert(v["compensation_id"].to_string()), "compensation emitted twice: {c}");
-    }
-    let mut seen = BTreeSet::new();
-    for d in &got.dead_letters {
-        assert!(seen.insert((&d.0, &d.1, &d.2)), "dead letter emitted twice: {d:?}");
-    }
-}
-
-fn assert_same(got: &Outputs, want: &Outputs) {
-    assert_no_duplicates(got);
-    let g: BTreeSet<&String> = got.compensations.iter().collect();
-    let w: BTreeSet<&String> = want.compensations.iter().collect();
-    for c in g.difference(&w).take(3) {
-        eprintln!("only in this run: {c}");
-    }
-    for c in w.difference(&g).take(3) {
-        eprintln!("only in the reference: {c}");
-    }
-    assert_eq!(got.compensations.len(), want.compensations.len(), "compensation count");
-    assert_eq!(got.compensations, want.compensations);
-    assert_eq!(got.dead_letters, want.dead_letters);
-    assert_eq!(got.snapshots.len(), want.snapshots.len());
-    for (shop, v) in &want.snapshots {
-        assert_eq!(got.snapshots.get(shop), Some(v), "final snapshot of {shop}");
-    }
-}
-
 /// Lines for the restart tests, and the outputs of one uninterrupted run on them.
 fn reference(lines: &[String]) -> Outputs {
     let t = Tansu::start();
     setup_inputs(&t, lines);
     let dir = tempfile::tempdir().unwrap();
     run_until_idle(&mut processor(&t.brokers, "ref", &dir.path().join("data"), false));
-    outputs(&t.brokers)
+    outputs(&t.brokers, false)
 }
 
 #[test]
@@ -181,7 +109,7 @@ fn kill_9_many_times_emits_each_output_at_most_once() {
         kill_after_acquiring(&mut processor(&t.brokers, "g", &data, false), &log, 4, 100 + (i * 379) % 900);
     }
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));
-    let got = outputs(&t.brokers);
+    let got = outputs(&t.brokers, false);
     assert!(!got.compensations.is_empty());
     assert_no_duplicates(&got);
     // Every poison record reached the dead-letter topic exactly once.
@@ -207,7 +135,7 @@ fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
         kill_after_acquiring(&mut processor(&t.brokers, "g", &data, false), &log, 4, 100 + (i * 379) % 900);
     }
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));
-    assert_same(&outputs(&t.brokers), &want);
+    assert_same(&outputs(&t.brokers, false), &want);
 }
 
 #[test]
@@ -240,7 +168,7 @@ fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
     c.wait().unwrap();
     // A replacement on a new, empty data directory finishes the job alone.
     run_until_idle(&mut processor(&t.brokers, "g", &dir.path().join("d"), false));
-    assert_same(&outputs(&t.brokers), &want);
+    assert_same(&outputs(&t.brokers, false), &want);
 }
 
 extern "C" {

@@ -7,8 +7,6 @@ mod support;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use std::collections::BTreeSet;
-use std::process::Command;
 use support::*;
 
 const PARTITIONS: i32 = 3;
@@ -27,20 +25,6 @@ fn cluster(group: &str, lines: &[String]) -> MockCluster<'static, DefaultProduce
     mock
 }
 
-fn run_until_idle(cmd: &mut Command) {
-    run_until_idle_within(cmd, std::time::Duration::from_secs(180));
-}
-
-fn committed(brokers: &str) -> (Vec<String>, usize, std::collections::BTreeMap<String, serde_json::Value>) {
-    let mut comps: Vec<String> = read_all(brokers, "compensations", true)
-        .iter()
-        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
-        .collect();
-    comps.sort();
-    let dead = read_all(brokers, "dead-letters", true).len();
-    (comps, dead, final_snapshots(&read_all(brokers, "shop-metrics", true)))
-}
-
 #[test]
 fn transactional_kill_9_loop_is_exactly_once() {
     let lines = gen_lines(30_000, 30, 30, 31);
@@ -48,9 +32,9 @@ fn transactional_kill_9_loop_is_exactly_once() {
         let mock = cluster("ref", &lines);
         let dir = tempfile::tempdir().unwrap();
         run_until_idle(&mut processor(&mock.bootstrap_servers(), "ref", &dir.path().join("d"), true));
-        committed(&mock.bootstrap_servers())
+        outputs(&mock.bootstrap_servers(), true)
     };
-    assert!(!reference.0.is_empty());
+    assert!(!reference.compensations.is_empty());
 
     let mock = cluster("g", &lines);
     let brokers = mock.bootstrap_servers();
@@ -61,10 +45,5 @@ fn transactional_kill_9_loop_is_exactly_once() {
         kill_after_acquiring(&mut processor(&brokers, "g", &data, true), &log, 4, 100 + (i * 433) % 900);
     }
     run_until_idle(&mut processor(&brokers, "g", &data, true));
-    let got = committed(&brokers);
-    let unique: BTreeSet<&String> = got.0.iter().collect();
-    assert_eq!(unique.len(), got.0.len(), "a compensation was committed twice");
-    assert_eq!(got.0, reference.0);
-    assert_eq!(got.1, reference.1, "dead letters");
-    assert_eq!(got.2, reference.2, "final snapshots");
+    assert_same(&outputs(&brokers, true), &reference);
 }

@@ -22,10 +22,6 @@ impl Clients {
         }
     }
 
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-
     fn base(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         for (k, v) in &self.extra {

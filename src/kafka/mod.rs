@@ -42,7 +42,6 @@ pub mod runtime;
 pub mod shard;
 pub mod topics;
 
-use crate::pipeline::PipelineError;
 use crate::state::StateError;
 use rdkafka::error::KafkaError as RdError;
 use thiserror::Error;
@@ -56,8 +55,6 @@ pub enum KafkaError {
     Topics(String),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
     #[error("shard {shard}: {why}")]
     Shard { shard: u32, why: String },
 }

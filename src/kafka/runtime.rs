@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct KafkaRun {
     pub kafka: KafkaConfig,
-    /// Where outputs go (the configured topics, or prefixed ones for a replay).
+    /// Where outputs go.
     pub outputs: OutputTopics,
     pub rules: RulesConfig,
     pub decode: DecodeOptions,
@@ -96,9 +96,9 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
                 keep
             });
             for &id in &assigned {
-                if !shards.contains_key(&id) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = shards.entry(id) {
                     let t = Instant::now();
-                    shards.insert(id, Shard::open(setup.clone(), id)?);
+                    slot.insert(Shard::open(setup.clone(), id)?);
                     tracing::info!(shard = id, ms = t.elapsed().as_millis() as u64, "shard acquired");
                 }
             }
@@ -185,9 +185,9 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         }
     }
     for shard in shards.values() {
-        add_counters(&mut summary.totals, shard.engine().counters());
+        summary.totals.add(shard.engine().counters());
     }
-    let _ = member.unsubscribe();
+    member.unsubscribe();
     Ok(summary)
 }
 
@@ -215,18 +215,6 @@ fn reader_starts(shards: &BTreeMap<u32, Shard>) -> BTreeMap<InputPartition, i64>
         }
     }
     starts
-}
-
-fn add_counters(total: &mut Counters, c: &Counters) {
-    total.applied += c.applied;
-    total.duplicates += c.duplicates;
-    total.late_events += c.late_events;
-    total.beyond_allowed_lateness += c.beyond_allowed_lateness;
-    total.dead_letters += c.dead_letters;
-    total.snapshots += c.snapshots;
-    total.timers_fired += c.timers_fired;
-    total.compensations += c.compensations;
-    total.alerts += c.alerts;
 }
 
 fn log_progress(shards: &BTreeMap<u32, Shard>, reader: &Reader, records: u64, started: Instant) {

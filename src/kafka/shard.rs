@@ -150,19 +150,20 @@ impl Shard {
             "shard state restored"
         );
         let store = Arc::new(store);
+        let inputs = setup.layout.shard_inputs(id);
         let (engine, progress, outbox) = {
             let mut ov = Overlay::new(store.as_ref());
             let mut engine = Engine::load(&mut ov, setup.rules.clone())?;
             let progress: StoredProgress = ov.get(&Key::Meta(MetaKey::KafkaProgress))?.unwrap_or_default();
             let outbox: Option<Outbox> = ov.get(&Key::Meta(MetaKey::Outbox))?;
-            for &(t, p) in &setup.layout.shard_inputs(id) {
+            for &(t, p) in &inputs {
                 engine.register_partition(Layout::clock_id(t, p));
             }
             (engine, progress, outbox)
         };
         retention.set_watermark(engine.watermark());
         let mut positions = BTreeMap::new();
-        for (t, p) in setup.layout.shard_inputs(id) {
+        for (t, p) in inputs {
             let name = &setup.layout.inputs[t].name;
             let at = progress.positions.iter().find(|(n, q, _)| n == name && *q == p).map_or(0, |e| e.2);
             positions.insert((t, p), at);
@@ -238,13 +239,14 @@ impl Shard {
         *pos = r.offset + 1;
         let clock = Layout::clock_id(r.input.0, r.input.1);
         let mine = r.owner == self.id;
+        let source = || SourcePos::Kafka {
+            topic: self.setup.layout.inputs[r.input.0].name.clone(),
+            partition: r.input.1,
+            offset: r.offset,
+        };
         match (r.decoded, mine) {
             (Ok(ev), true) => {
-                let source = SourcePos::Kafka {
-                    topic: self.setup.layout.inputs[r.input.0].name.clone(),
-                    partition: r.input.1,
-                    offset: r.offset,
-                };
+                let source = source();
                 Ok(match self.engine.apply(ov, ev, clock, &source)? {
                     ApplyOutcome::Applied { late } => Taken::Applied { late },
                     ApplyOutcome::Duplicate => Taken::Duplicate,
@@ -255,15 +257,12 @@ impl Shard {
                 Ok(Taken::Observed)
             }
             (Err(e), true) => {
+                let source = source();
                 self.engine.note_dead_letter();
                 self.outputs.push(Output::DeadLetter(DeadLetter {
                     reason: e.to_string(),
                     reason_code: e.code(),
-                    source: SourcePos::Kafka {
-                        topic: self.setup.layout.inputs[r.input.0].name.clone(),
-                        partition: r.input.1,
-                        offset: r.offset,
-                    },
+                    source,
                     raw: r.raw.to_vec(),
                     key: r.key.map(<[u8]>::to_vec),
                 }));

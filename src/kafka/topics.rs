@@ -53,16 +53,6 @@ impl OutputTopics {
             (&self.dead_letters, "kafka.topics.dead_letters", false),
         ]
     }
-
-    /// The same topics with a prefix (replay into side topics).
-    pub fn prefixed(&self, prefix: &str) -> OutputTopics {
-        OutputTopics {
-            metrics: format!("{prefix}{}", self.metrics),
-            compensations: format!("{prefix}{}", self.compensations),
-            alerts: format!("{prefix}{}", self.alerts),
-            dead_letters: format!("{prefix}{}", self.dead_letters),
-        }
-    }
 }
 
 /// Everything the runtime needs to know about the topics.

@@ -77,6 +77,21 @@ pub struct Counters {
     pub alerts: u64,
 }
 
+impl Counters {
+    /// Adds another engine's totals (several shards' engines, one report).
+    pub fn add(&mut self, c: &Counters) {
+        self.applied += c.applied;
+        self.duplicates += c.duplicates;
+        self.late_events += c.late_events;
+        self.beyond_allowed_lateness += c.beyond_allowed_lateness;
+        self.dead_letters += c.dead_letters;
+        self.snapshots += c.snapshots;
+        self.timers_fired += c.timers_fired;
+        self.compensations += c.compensations;
+        self.alerts += c.alerts;
+    }
+}
+
 /// What [`Engine::apply`] did with an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {

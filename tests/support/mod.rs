@@ -10,7 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Headers;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -284,4 +284,77 @@ pub fn kill_after_acquiring(cmd: &mut Command, log: &Path, shards: usize, ms: u6
     std::thread::sleep(Duration::from_millis(ms));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+}
+
+/// Runs `cmd --until-idle` to completion (at most 3 minutes).
+pub fn run_until_idle(cmd: &mut Command) {
+    run_until_idle_within(cmd, Duration::from_secs(180));
+}
+
+/// Everything a run left in the output topics, in comparable form (`read_committed`: only
+/// committed transactions, as downstream consumers read them).
+#[derive(Debug, PartialEq)]
+pub struct Outputs {
+    /// Compensation payloads, sorted (duplicates would show twice).
+    pub compensations: Vec<String>,
+    /// Dead-letter (source offset header, payload), sorted.
+    pub dead_letters: Vec<(String, String, String, Vec<u8>)>,
+    pub snapshots: BTreeMap<String, serde_json::Value>,
+}
+
+pub fn outputs(brokers: &str, read_committed: bool) -> Outputs {
+    let mut compensations: Vec<String> = read_all(brokers, "compensations", read_committed)
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+        .collect();
+    compensations.sort();
+    let mut dead_letters: Vec<_> = read_all(brokers, "dead-letters", read_committed)
+        .into_iter()
+        .map(|r| {
+            (
+                r.header("shopscore.source.topic").unwrap(),
+                r.header("shopscore.source.partition").unwrap(),
+                r.header("shopscore.source.offset").unwrap(),
+                r.payload,
+            )
+        })
+        .collect();
+    dead_letters.sort();
+    Outputs {
+        compensations,
+        dead_letters,
+        snapshots: final_snapshots(&read_all(brokers, "shop-metrics", read_committed)),
+    }
+}
+
+/// Each compensation and each dead letter at most once in the topics.
+pub fn assert_no_duplicates(got: &Outputs) {
+    let mut seen = BTreeSet::new();
+    for c in &got.compensations {
+        let v: serde_json::Value = serde_json::from_str(c).unwrap();
+        assert!(seen.insert(v["compensation_id"].to_string()), "compensation emitted twice: {c}");
+    }
+    let mut seen = BTreeSet::new();
+    for d in &got.dead_letters {
+        assert!(seen.insert((&d.0, &d.1, &d.2)), "dead letter emitted twice: {d:?}");
+    }
+}
+
+pub fn assert_same(got: &Outputs, want: &Outputs) {
+    assert_no_duplicates(got);
+    let g: BTreeSet<&String> = got.compensations.iter().collect();
+    let w: BTreeSet<&String> = want.compensations.iter().collect();
+    for c in g.difference(&w).take(3) {
+        eprintln!("only in this run: {c}");
+    }
+    for c in w.difference(&g).take(3) {
+        eprintln!("only in the reference: {c}");
+    }
+    assert_eq!(got.compensations.len(), want.compensations.len(), "compensation count");
+    assert_eq!(got.compensations, want.compensations);
+    assert_eq!(got.dead_letters, want.dead_letters);
+    assert_eq!(got.snapshots.len(), want.snapshots.len());
+    for (shop, v) in &want.snapshots {
+        assert_eq!(got.snapshots.get(shop), Some(v), "final snapshot of {shop}");
+    }
 }
