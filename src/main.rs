@@ -9,6 +9,7 @@ use shopscore::domain::decode::DecodeOptions;
 use shopscore::domain::Timestamp;
 use shopscore::gen::{generate, generate_file, GenOptions};
 use shopscore::http::HttpServer;
+use shopscore::kafka::replay::{run_replay, ReplayFrom, ReplayRun, ReplayTarget};
 use shopscore::kafka::runtime::{run_kafka, KafkaRun};
 use shopscore::kafka::topics::OutputTopics;
 use shopscore::live::{LiveView, StateView};
@@ -91,17 +92,33 @@ struct DiffArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["output", "topic_prefix"])))]
 struct ReplayArgs {
+    /// Kafka bootstrap servers.
     #[arg(long, value_name = "HOST:PORT")]
     brokers: String,
+    /// Start at the beginning of every input partition, or at the first record whose Kafka
+    /// timestamp is at or after this time.
     #[arg(long, value_name = "earliest|RFC3339")]
     from: String,
+    /// Stop before the first record whose Kafka timestamp is after this time (default: at the
+    /// end offsets when the replay starts).
     #[arg(long, value_name = "RFC3339")]
     to: Option<String>,
+    /// Write the outputs as JSON-lines files into this (new or empty) directory.
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
+    /// Write the outputs to the configured output topics with this prefix (created when
+    /// missing); compensations already in the destination topic are not sent again.
     #[arg(long, value_name = "P")]
     topic_prefix: Option<String>,
+    /// The replay's state directory (new or empty; removed after success). Default: a new
+    /// directory under the system's temporary directory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Consumer group whose topic names and live-group check apply (default: kafka.group).
+    #[arg(long, value_name = "ID")]
+    group: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -162,10 +179,7 @@ fn real_main(cli: Cli) -> Result<()> {
     tracing::debug!(config = ?cfg, "configuration loaded");
     match cli.command {
         Command::Run(args) => cmd_run(&cfg, args),
-        Command::Replay(_) => bail!(
-            "`shopscore replay` needs the Kafka runtime, which this build does not have yet; \
-             to recompute from files, run `shopscore run --input … --output NEW_DIR --data-dir NEW_DIR`"
-        ),
+        Command::Replay(args) => cmd_replay(&cfg, args),
         Command::Gen(args) => cmd_gen(args),
         Command::Bench(args) => cmd_bench(&cfg, args),
         Command::Diff(args) => cmd_diff(args),
@@ -354,6 +368,101 @@ fn cmd_run_kafka(cfg: &Config, args: RunArgs, brokers: String) -> Result<()> {
         "shopscore: read {} records in {} commits; outputs {:?}; owned shards' totals: {} applied, {} duplicates, {} dead letters, {} late",
         summary.records, summary.commits, summary.outputs, t.applied, t.duplicates, t.dead_letters, t.late_events
     );
+    Ok(())
+}
+
+fn cmd_replay(cfg: &Config, args: ReplayArgs) -> Result<()> {
+    let from = ReplayFrom::parse(&args.from).map_err(anyhow::Error::msg)?;
+    let to = match &args.to {
+        None => None,
+        Some(s) => Some(
+            Timestamp::parse_rfc3339(s)
+                .map_err(|e| anyhow::anyhow!("--to {s:?}: give an RFC 3339 time ({e})"))?,
+        ),
+    };
+    if let (ReplayFrom::Time(f), Some(t)) = (from, to) {
+        if t < f {
+            bail!("--to {} is before --from {}: nothing to replay", t.to_rfc3339(), f.to_rfc3339());
+        }
+    }
+    let live = kafka_run(cfg, args.brokers, args.group, None);
+    let target = match (&args.output, &args.topic_prefix) {
+        (Some(dir), None) => ReplayTarget::Files(dir.clone()),
+        (None, Some(prefix)) => ReplayTarget::Topics(live.outputs.prefixed(prefix)),
+        _ => bail!("give exactly one of --output DIR and --topic-prefix P"),
+    };
+    let data_dir = args.data_dir.unwrap_or_else(|| {
+        let ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        std::env::temp_dir().join(format!("shopscore-replay-{}-{ms}", std::process::id()))
+    });
+    let shutdown = Shutdown::install(cfg.pipeline.shutdown_timeout)?;
+    let run = ReplayRun {
+        kafka: live.kafka,
+        from,
+        to,
+        target: target.clone(),
+        rules: live.rules,
+        decode: live.decode,
+        data_dir,
+        commit_every_records: cfg.pipeline.commit_every_events,
+        stop: shutdown.flag(),
+        progress_every: Some(Duration::from_secs(10)),
+    };
+    let s = run_replay(&run)?;
+    let t = &s.totals;
+    tracing::info!(
+        records = s.records,
+        applied = t.applied,
+        duplicates = t.duplicates,
+        dead_letters = t.dead_letters,
+        late_events = t.late_events,
+        compensations_already_emitted = s.compensations_already_emitted,
+        seconds = s.elapsed.as_secs_f64(),
+        "replay finished"
+    );
+    eprintln!("shopscore replay: {} records in {:.1} s", s.records, s.elapsed.as_secs_f64());
+    for r in &s.ranges {
+        eprintln!(
+            "  {}/{}: offsets {}..{} ({} records)",
+            r.topic,
+            r.partition,
+            r.start,
+            r.end,
+            r.end - r.start
+        );
+    }
+    eprintln!(
+        "  totals: {} applied, {} duplicates, {} dead letters, {} late; watermark {}",
+        t.applied,
+        t.duplicates,
+        t.dead_letters,
+        t.late_events,
+        s.watermark.map(Timestamp::to_rfc3339).unwrap_or_else(|| "none".into())
+    );
+    let outputs: Vec<String> = s.outputs.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let place = match &target {
+        ReplayTarget::Files(dir) => dir.display().to_string(),
+        ReplayTarget::Topics(t) => {
+            format!("topics {}, {}, {}, {}", t.metrics, t.compensations, t.alerts, t.dead_letters)
+        }
+    };
+    eprintln!("  outputs: {} → {place}", if outputs.is_empty() { "none".into() } else { outputs.join(", ") });
+    if s.compensations_already_emitted > 0 {
+        eprintln!(
+            "  {} compensations were already in the destination topic and were not sent again",
+            s.compensations_already_emitted
+        );
+    }
+    if s.outside_time_range > 0 {
+        eprintln!(
+            "  {} records in the offset ranges had a timestamp outside --from/--to and were skipped",
+            s.outside_time_range
+        );
+    }
+    if s.stopped {
+        eprintln!("shopscore replay: stopped on request; the outputs are incomplete — run the replay again into new outputs");
+    }
     Ok(())
 }
 

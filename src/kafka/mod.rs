@@ -28,6 +28,8 @@
 //! | [`reader`] | the input consumer: positions, end-of-partition and idle detection |
 //! | [`shard`] | one shard: store, engine, positions, and its commit protocol |
 //! | [`runtime`] | the loop: group membership, shard moves, dispatch, commit cadence, stop |
+//! | [`replay`] | `shopscore replay`: a time range of the inputs into fresh state, chosen outputs |
+//! | [`sink`] | a replay's topic output, which never re-sends a compensation already there |
 //!
 //! The commit protocol is described in [`shard`] and in the README.
 
@@ -38,8 +40,10 @@ pub mod outbox;
 pub mod producer;
 pub mod reader;
 pub mod records;
+pub mod replay;
 pub mod runtime;
 pub mod shard;
+pub mod sink;
 pub mod topics;
 
 use crate::state::StateError;

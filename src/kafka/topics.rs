@@ -44,6 +44,16 @@ impl OutputTopics {
         }
     }
 
+    /// The same topics with `prefix` in front of each name (a replay's outputs).
+    pub fn prefixed(&self, prefix: &str) -> OutputTopics {
+        OutputTopics {
+            metrics: format!("{prefix}{}", self.metrics),
+            compensations: format!("{prefix}{}", self.compensations),
+            alerts: format!("{prefix}{}", self.alerts),
+            dead_letters: format!("{prefix}{}", self.dead_letters),
+        }
+    }
+
     /// `(topic, config key, compacted)` for each output.
     pub fn all(&self) -> [(&str, &'static str, bool); 4] {
         [
@@ -115,9 +125,38 @@ pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<Option<u3
 /// Checks the inputs and makes sure the outputs and the changelog exist.
 pub fn prepare(clients: &Clients, cfg: &KafkaConfig, outputs: &OutputTopics) -> Result<Layout, KafkaError> {
     let consumer: BaseConsumer = clients.admin().create().context(|| "creating a metadata client".into())?;
+    let inputs = check_inputs(&consumer, cfg)?;
+    let changelog = cfg.changelog_topic();
+    let mut wanted = missing_outputs(&consumer, cfg, outputs)?;
+    match partition_count(&consumer, &changelog)? {
+        None => wanted.push((changelog.clone(), cfg.shards, true)),
+        Some(p) if p != cfg.shards => {
+            return Err(KafkaError::Topics(format!(
+                "the changelog topic {changelog:?} of group {:?} has {p} partitions but kafka.shards = {}: \
+                 the shard count is fixed for the life of a group; set kafka.shards = {p}, or start a new \
+                 group (kafka.group) to re-shard",
+                cfg.group, cfg.shards
+            )))
+        }
+        Some(_) => {}
+    }
+    create_and_wait(clients, &consumer, cfg.replication_factor, &wanted)?;
+    Ok(Layout {
+        inputs,
+        outputs: outputs.clone(),
+        changelog,
+        shards: cfg.shards,
+        co_partitioned: cfg.co_partitioned,
+    })
+}
+
+/// The input topics of the configuration as found on the brokers; a missing one (or, with
+/// `kafka.co_partitioned`, one whose partition count is not `kafka.shards`) is an error that
+/// names the config key and the fix.
+pub fn check_inputs(consumer: &BaseConsumer, cfg: &KafkaConfig) -> Result<Vec<InputTopic>, KafkaError> {
     let mut inputs = Vec::new();
     for (name, key, stream, encoding) in input_topics(cfg) {
-        let Some(partitions) = partition_count(&consumer, name)? else {
+        let Some(partitions) = partition_count(consumer, name)? else {
             return Err(KafkaError::Topics(format!(
                 "input topic {name:?} ({key}) does not exist on {}: create it, or set {key} to the \
                  topic that carries the {} events",
@@ -135,36 +174,47 @@ pub fn prepare(clients: &Clients, cfg: &KafkaConfig, outputs: &OutputTopics) -> 
         }
         inputs.push(InputTopic { name: name.to_owned(), stream, encoding, partitions });
     }
-    let changelog = cfg.changelog_topic();
+    Ok(inputs)
+}
+
+/// The output topics that do not exist yet, as `(name, partitions, compacted)`.
+fn missing_outputs(
+    consumer: &BaseConsumer,
+    cfg: &KafkaConfig,
+    outputs: &OutputTopics,
+) -> Result<Vec<(String, u32, bool)>, KafkaError> {
     let mut wanted = Vec::new();
     for (topic, _, compacted) in outputs.all() {
-        if partition_count(&consumer, topic)?.is_none() {
+        if partition_count(consumer, topic)?.is_none() {
             wanted.push((topic.to_owned(), cfg.shards, compacted));
         }
     }
-    match partition_count(&consumer, &changelog)? {
-        None => wanted.push((changelog.clone(), cfg.shards, true)),
-        Some(p) if p != cfg.shards => {
-            return Err(KafkaError::Topics(format!(
-                "the changelog topic {changelog:?} of group {:?} has {p} partitions but kafka.shards = {}: \
-                 the shard count is fixed for the life of a group; set kafka.shards = {p}, or start a new \
-                 group (kafka.group) to re-shard",
-                cfg.group, cfg.shards
-            )))
-        }
-        Some(_) => {}
+    Ok(wanted)
+}
+
+/// Creates the output topics that are missing (a replay's): `kafka.shards` partitions, the
+/// snapshot topic compacted.
+pub fn ensure_outputs(
+    clients: &Clients,
+    cfg: &KafkaConfig,
+    outputs: &OutputTopics,
+) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = clients.admin().create().context(|| "creating a metadata client".into())?;
+    let wanted = missing_outputs(&consumer, cfg, outputs)?;
+    create_and_wait(clients, &consumer, cfg.replication_factor, &wanted)
+}
+
+fn create_and_wait(
+    clients: &Clients,
+    consumer: &BaseConsumer,
+    replication: i32,
+    wanted: &[(String, u32, bool)],
+) -> Result<(), KafkaError> {
+    create(clients, replication, wanted)?;
+    for (topic, _, _) in wanted {
+        wait_for(consumer, topic)?;
     }
-    create(clients, cfg.replication_factor, &wanted)?;
-    for (topic, _, _) in &wanted {
-        wait_for(&consumer, topic)?;
-    }
-    Ok(Layout {
-        inputs,
-        outputs: outputs.clone(),
-        changelog,
-        shards: cfg.shards,
-        co_partitioned: cfg.co_partitioned,
-    })
+    Ok(())
 }
 
 /// Creates topics `(name, partitions, compacted)`; one that already exists is fine (another

@@ -183,6 +183,7 @@ impl Engine {
         let seen = Key::Seen(&ev.event_id);
         if ov.contains(&seen)? {
             self.meta.counters.duplicates += 1;
+            self.refine_duplicate_source(ov, ev, source)?;
             return Ok(ApplyOutcome::Duplicate);
         }
         ov.put(&seen, &ev.event_time);
@@ -238,6 +239,33 @@ impl Engine {
         }
         self.mark_dirty(shop);
         Ok(ApplyOutcome::Applied { late })
+    }
+
+    /// A duplicate of an order event read from Kafka: its order's facts keep the smaller
+    /// source position of the two copies (see [`OrderFacts::refine_source`]).
+    fn refine_duplicate_source(
+        &mut self,
+        ov: &mut Overlay<'_>,
+        ev: &Event,
+        source: &SourcePos,
+    ) -> Result<(), StateError> {
+        if !matches!(source, SourcePos::Kafka { .. }) {
+            return Ok(());
+        }
+        let order = match &ev.body {
+            EventBody::OrderPaid(p) => &p.order_id,
+            EventBody::OrderCompleted(r) | EventBody::OrderClosed(r) => &r.order_id,
+            EventBody::OrderRated(r) => &r.order_id,
+            EventBody::Logistics(l) => &l.order_id,
+            EventBody::Refund(_) | EventBody::ServiceRated(_) => return Ok(()),
+        };
+        let key = Key::Order { shop: &ev.shop_id, order };
+        if let Some(mut o) = ov.get::<OrderFacts>(&key)? {
+            if o.refine_source(&ev.event_id, source) {
+                ov.put(&key, &o);
+            }
+        }
+        Ok(())
     }
 
     /// Updates an order's facts with `change` and moves every count that depends on them.

@@ -32,6 +32,17 @@ impl Fact {
     }
 }
 
+/// `a` is a Kafka position before Kafka position `b` by (topic, partition, offset).
+fn kafka_before(a: &SourcePos, b: &SourcePos) -> bool {
+    match (a, b) {
+        (
+            SourcePos::Kafka { topic: ta, partition: pa, offset: oa },
+            SourcePos::Kafka { topic: tb, partition: pb, offset: ob },
+        ) => (ta, pa, oa) < (tb, pb, ob),
+        _ => false,
+    }
+}
+
 /// A fact with a payload, ordered like [`Fact`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct With<T> {
@@ -119,6 +130,41 @@ impl OrderFacts {
             (Some(p), Some(s)) => Some(if s.is_before(p) { s } else { p }),
             (p, s) => p.or(s),
         }
+    }
+
+    /// A second copy of an already applied event, read at `source`: when both copies came from
+    /// Kafka, the fact keeps the smaller position (topic, partition, offset) for its lineage.
+    /// Copies in different partitions arrive in any interleaving; this makes the lineage the
+    /// same whichever came first. (In file mode the first copy in stream order stays.)
+    /// Returns whether a fact changed.
+    pub fn refine_source(&mut self, event_id: &str, source: &SourcePos) -> bool {
+        let mut changed = false;
+        let mut refine = |f: &mut Fact| {
+            if f.event_id == event_id && kafka_before(source, &f.source) {
+                f.source = source.clone();
+                changed = true;
+            }
+        };
+        fn slot<T>(w: &mut Option<With<T>>) -> Option<&mut Fact> {
+            w.as_mut().map(|w| &mut w.fact)
+        }
+        let singles = [
+            slot(&mut self.paid),
+            slot(&mut self.closed),
+            slot(&mut self.completed),
+            slot(&mut self.rated),
+            slot(&mut self.picked_up),
+            slot(&mut self.outbound),
+            slot(&mut self.delivered),
+            slot(&mut self.door_delivered),
+        ];
+        for f in singles.into_iter().flatten() {
+            refine(f);
+        }
+        for f in &mut self.sorting {
+            refine(f);
+        }
+        changed
     }
 
     /// Closed at or before `t`.
@@ -242,6 +288,23 @@ impl RefundFacts {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_duplicate_from_a_smaller_kafka_position_becomes_the_lineage_source() {
+        let at = |partition, offset| SourcePos::Kafka { topic: "orders".into(), partition, offset };
+        let mut o = OrderFacts::default();
+        let fact = Fact::new(Timestamp(5), "e1", &at(2, 40));
+        keep_earliest(&mut o.picked_up, fact, ());
+        assert!(!o.refine_source("e1", &at(2, 41)), "a later position changes nothing");
+        assert!(!o.refine_source("e2", &at(0, 1)), "another event changes nothing");
+        assert!(o.refine_source("e1", &at(1, 99)));
+        assert_eq!(o.picked_up.as_ref().unwrap().fact.source, at(1, 99));
+        // File positions keep the first copy in stream order.
+        let line = |line| SourcePos::File { file: "f".into(), line };
+        let mut o = OrderFacts::default();
+        keep_earliest(&mut o.closed, Fact::new(Timestamp(5), "e1", &line(9)), ());
+        assert!(!o.refine_source("e1", &line(1)));
+    }
+
     use super::*;
 
     fn f(t: i64, id: &str) -> Fact {

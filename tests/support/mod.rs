@@ -303,12 +303,18 @@ pub struct Outputs {
 }
 
 pub fn outputs(brokers: &str, read_committed: bool) -> Outputs {
-    let mut compensations: Vec<String> = read_all(brokers, "compensations", read_committed)
+    outputs_prefixed(brokers, "", read_committed)
+}
+
+/// [`outputs`] of the default output topics with `prefix` in front of their names.
+pub fn outputs_prefixed(brokers: &str, prefix: &str, read_committed: bool) -> Outputs {
+    let topic = |name: &str| format!("{prefix}{name}");
+    let mut compensations: Vec<String> = read_all(brokers, &topic("compensations"), read_committed)
         .iter()
         .map(|r| String::from_utf8(r.payload.clone()).unwrap())
         .collect();
     compensations.sort();
-    let mut dead_letters: Vec<_> = read_all(brokers, "dead-letters", read_committed)
+    let mut dead_letters: Vec<_> = read_all(brokers, &topic("dead-letters"), read_committed)
         .into_iter()
         .map(|r| {
             (
@@ -323,8 +329,43 @@ pub fn outputs(brokers: &str, read_committed: bool) -> Outputs {
     Outputs {
         compensations,
         dead_letters,
-        snapshots: final_snapshots(&read_all(brokers, "shop-metrics", read_committed)),
+        snapshots: final_snapshots(&read_all(brokers, &topic("shop-metrics"), read_committed)),
     }
+}
+
+/// [`outputs`] of a file-mode style output directory (a replay's `--output`).
+pub fn outputs_in_dir(dir: &Path) -> Outputs {
+    let lines = |f: &str| -> Vec<String> {
+        std::fs::read_to_string(dir.join(f)).unwrap().lines().map(str::to_owned).collect()
+    };
+    let mut compensations = lines("compensations.jsonl");
+    compensations.sort();
+    let mut dead_letters: Vec<_> = lines("dead_letters.jsonl")
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let s = &v["source"];
+            (
+                s["topic"].as_str().unwrap().to_owned(),
+                s["partition"].to_string(),
+                s["offset"].to_string(),
+                match v["raw"].as_str() {
+                    Some(raw) => raw.as_bytes().to_vec(),
+                    None => {
+                        use base64::Engine;
+                        let b64 = v["raw_base64"].as_str().expect("raw or raw_base64");
+                        base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+                    }
+                },
+            )
+        })
+        .collect();
+    dead_letters.sort();
+    let snapshots: Vec<Rec> = lines("snapshots.jsonl")
+        .into_iter()
+        .map(|l| Rec { partition: 0, offset: 0, key: None, payload: l.into_bytes(), headers: Vec::new() })
+        .collect();
+    Outputs { compensations, dead_letters, snapshots: final_snapshots(&snapshots) }
 }
 
 /// Each compensation and each dead letter at most once in the topics.

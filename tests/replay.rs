@@ -1,0 +1,136 @@
+//! `shopscore replay` against a real broker (tansu): replaying the same history twice gives the
+//! same outputs, and the outputs of the live run; a replay never touches the live group's
+//! changelog; a replay into the live compensation topic sends no compensation twice; `--from`
+//! and `--to` cut the input by record time.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use support::*;
+
+const PARTITIONS: i32 = 3;
+
+/// A `shopscore replay` command with the test's settings (as [`processor`]).
+fn replay(brokers: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shopscore"));
+    cmd.args(["replay", "--brokers", brokers, "--group", "live"])
+        .args(args)
+        .env("SHOPSCORE__KAFKA__TRANSACTIONAL", "false")
+        .env("SHOPSCORE__KAFKA__REPLICATION_FACTOR", "1")
+        .env("SHOPSCORE__LOG__FORMAT", "json")
+        .env("RUST_LOG", "shopscore=info,rdkafka=warn")
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out: Output = cmd.stderr(Stdio::piped()).output().expect("run shopscore replay");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "replay failed:\n{err}");
+    err
+}
+
+/// The number in the summary line `shopscore replay: N records in …`.
+fn replayed_records(stderr: &str) -> u64 {
+    let line = stderr.lines().find(|l| l.starts_with("shopscore replay: ")).expect("summary line");
+    line["shopscore replay: ".len()..].split(' ').next().unwrap().parse().unwrap()
+}
+
+fn changelog_end(brokers: &str) -> usize {
+    read_all(brokers, "live-changelog", false).len()
+}
+
+#[test]
+fn replays_are_deterministic_equal_the_live_run_and_never_resend_a_compensation() {
+    let t = Tansu::start();
+    let lines = gen_lines(5_000, 15, 10, 23);
+    create_topics(&t.brokers, &INPUTS.map(|n| (n, PARTITIONS)));
+    produce_lines(&t.brokers, &lines, PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    run_until_idle(&mut processor(&t.brokers, "live", &dir.path().join("live"), false));
+    let live = outputs(&t.brokers, false);
+    assert!(!live.compensations.is_empty() && !live.dead_letters.is_empty());
+    let changelog_before = changelog_end(&t.brokers);
+
+    // Twice into files, once into prefixed topics: the same outputs, and the live run's.
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let err = run_ok(replay(&t.brokers, &["--from", "earliest", "--output"]).arg(&a));
+    assert_eq!(replayed_records(&err), lines.len() as u64, "{err}");
+    run_ok(replay(&t.brokers, &["--from", "earliest", "--output"]).arg(&b));
+    let (in_a, in_b) = (outputs_in_dir(&a), outputs_in_dir(&b));
+    assert_same(&in_a, &in_b);
+    assert_eq!(
+        std::fs::read_to_string(a.join("compensations.jsonl")).unwrap().lines().count(),
+        live.compensations.len()
+    );
+    assert_same(&in_a, &live);
+    run_ok(&mut replay(&t.brokers, &["--from", "earliest", "--topic-prefix", "r1-"]));
+    assert_same(&outputs_prefixed(&t.brokers, "r1-", false), &live);
+
+    // A second replay into the same topics sends no compensation again.
+    let err = run_ok(&mut replay(&t.brokers, &["--from", "earliest", "--topic-prefix", "r1-"]));
+    assert!(
+        err.contains(&format!("{} compensations were already in the destination", live.compensations.len())),
+        "{err}"
+    );
+    // (Other outputs are sent again: snapshots and alerts are states, dead letters a log.)
+    let r1 = outputs_prefixed(&t.brokers, "r1-", false);
+    assert_eq!(r1.compensations, live.compensations);
+
+    // Into the live topics (the live job is stopped): nothing is emitted twice.
+    run_ok(&mut replay(&t.brokers, &["--from", "earliest", "--topic-prefix", ""]));
+    let after = outputs(&t.brokers, false);
+    assert_eq!(after.compensations, live.compensations);
+
+    // No replay wrote to the live group's changelog, and the live job still continues from
+    // where it stopped: it reads nothing again.
+    assert_eq!(changelog_end(&t.brokers), changelog_before);
+    run_until_idle(&mut processor(&t.brokers, "live", &dir.path().join("live"), false));
+    assert_eq!(outputs(&t.brokers, false).compensations, live.compensations);
+
+    // A non-empty output directory is refused with the fix.
+    let out = replay(&t.brokers, &["--from", "earliest", "--output"])
+        .arg(&a)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
+}
+
+/// Produces `lines` with the record timestamps the broker gives them now.
+fn produce_now(brokers: &str, lines: &[String]) -> i64 {
+    produce_lines(brokers, lines, PARTITIONS);
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn rfc3339(ms: i64) -> String {
+    shopscore::domain::Timestamp(ms).to_rfc3339()
+}
+
+#[test]
+fn from_and_to_cut_by_record_time() {
+    let t = Tansu::start();
+    let lines = gen_lines(1_200, 5, 5, 5);
+    let (first, second) = lines.split_at(600);
+    create_topics(&t.brokers, &INPUTS.map(|n| (n, PARTITIONS)));
+    let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let t1 = produce_now(&t.brokers, first);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let t2 = produce_now(&t.brokers, second);
+    let dir = tempfile::tempdir().unwrap();
+    let count = |name: &str, args: &[&str]| {
+        let out = dir.path().join(name);
+        let mut cmd = replay(&t.brokers, args);
+        replayed_records(&run_ok(cmd.arg("--output").arg(&out)))
+    };
+    let mid = rfc3339(t1 + 700);
+    assert_eq!(count("all", &["--from", &rfc3339(t0)]), lines.len() as u64);
+    assert_eq!(count("first", &["--from", "earliest", "--to", &mid]), first.len() as u64);
+    assert_eq!(count("second", &["--from", &mid]), second.len() as u64);
+    assert_eq!(count("none", &["--from", &rfc3339(t2 + 60_000)]), 0);
+    assert!(Path::new(&dir.path().join("none").join("compensations.jsonl")).exists());
+}
