@@ -149,6 +149,10 @@ async fn shop(State(s): State<AppState>, Path(shop_id): Path<String>) -> Respons
     match lookup {
         Lookup::Restoring => error(StatusCode::SERVICE_UNAVAILABLE, "state is being restored; retry shortly"),
         Lookup::NotFound => error(StatusCode::NOT_FOUND, &format!("no committed state for shop {shop_id:?}")),
+        Lookup::Elsewhere { shard } => error(
+            StatusCode::NOT_FOUND,
+            &format!("shop {shop_id:?} is in shard {shard}, which another instance owns; ask that instance"),
+        ),
         Lookup::Failed(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         Lookup::Found { snapshot, freshness } => {
             json(StatusCode::OK, shop_json(&Output::Snapshot(snapshot).to_json(), &freshness))

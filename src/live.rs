@@ -13,8 +13,9 @@ use crate::rules::snapshot::LastSnapshot;
 use crate::state::keys::Key;
 use crate::state::{codec, KvStore, StateError};
 use crate::telemetry::progress::Position;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// How fresh the served state is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub enum Lookup {
     NotFound,
     /// The shop's current snapshot and the freshness it reflects.
     Found { snapshot: Snapshot, freshness: Freshness },
+    /// Kafka mode: the shop belongs to a shard another instance owns.
+    Elsewhere { shard: u32 },
     /// Reading state failed.
     Failed(StateError),
 }
@@ -127,6 +130,95 @@ impl LiveView for StateView {
     }
 }
 
+/// Which shard holds a shop (None: unknown, e.g. co-partitioned inputs; every owned shard is
+/// asked).
+pub type ShardOf = Box<dyn Fn(&str) -> Option<u32> + Send + Sync>;
+
+/// The [`LiveView`] of Kafka mode: one [`StateView`] per owned shard, a shop looked up in its
+/// shard's store.
+pub struct ShardsView {
+    window_days: Vec<u32>,
+    shard_of: ShardOf,
+    shards: RwLock<BTreeMap<u32, Arc<StateView>>>,
+    ready: AtomicBool,
+}
+
+impl ShardsView {
+    pub fn new(window_days: Vec<u32>, shard_of: ShardOf) -> ShardsView {
+        ShardsView {
+            window_days,
+            shard_of,
+            shards: RwLock::new(BTreeMap::new()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The shards this instance now owns, with their (restored) stores.
+    pub fn set_shards(&self, stores: BTreeMap<u32, Arc<dyn KvStore>>) {
+        let views = stores
+            .into_iter()
+            .map(|(id, store)| {
+                let view = StateView::new(self.window_days.clone());
+                view.attach(store);
+                view.set_ready(true);
+                (id, Arc::new(view))
+            })
+            .collect();
+        *self.shards.write().unwrap_or_else(|e| e.into_inner()) = views;
+    }
+
+    /// Publishes what shard `id`'s last commit made durable.
+    pub fn committed(&self, id: u32, freshness: Freshness) {
+        if let Some(v) = self.shards.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            v.committed(freshness);
+        }
+    }
+
+    /// Ready: owns shards, all restored, processing.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for ShardsView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shards: Vec<u32> =
+            self.shards.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        f.debug_struct("ShardsView")
+            .field("shards", &shards)
+            .field("ready", &self.ready.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveView for ShardsView {
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    fn shop(&self, shop_id: &str) -> Lookup {
+        if !self.ready() {
+            return Lookup::Restoring;
+        }
+        let shards = self.shards.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match (self.shard_of)(shop_id) {
+            Some(id) => match shards.get(&id) {
+                Some(view) => view.shop(shop_id),
+                None => Lookup::Elsewhere { shard: id },
+            },
+            None => {
+                for view in shards.values() {
+                    match view.shop(shop_id) {
+                        Lookup::NotFound => {}
+                        other => return other,
+                    }
+                }
+                Lookup::NotFound
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +259,21 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(view.shop("nope"), Lookup::NotFound));
+    }
+
+    #[test]
+    fn shards_view_routes_a_shop_to_its_shard() {
+        let store = Arc::new(MemStore::default());
+        let values = ShopValues { windows: vec![Default::default()], ..Default::default() };
+        let mut b = WriteBatch::new();
+        b.put(Key::Snapshot { shop: "a" }.encode(), codec::encode(&LastSnapshot { version: 1, values }));
+        store.write(b).unwrap();
+        let view = ShardsView::new(vec![1], Box::new(|shop| Some(if shop == "b" { 1 } else { 0 })));
+        assert!(matches!(view.shop("a"), Lookup::Restoring));
+        view.set_shards(BTreeMap::from([(0, store as Arc<dyn KvStore>)]));
+        view.set_ready(true);
+        assert!(matches!(view.shop("a"), Lookup::Found { .. }));
+        assert!(matches!(view.shop("b"), Lookup::Elsewhere { shard: 1 }));
+        assert!(matches!(view.shop("c"), Lookup::NotFound));
     }
 }

@@ -9,10 +9,11 @@ use shopscore::domain::decode::DecodeOptions;
 use shopscore::domain::Timestamp;
 use shopscore::gen::{generate, generate_file, GenOptions};
 use shopscore::http::HttpServer;
+use shopscore::kafka::murmur::partition_for;
 use shopscore::kafka::replay::{run_replay, ReplayFrom, ReplayRun, ReplayTarget};
 use shopscore::kafka::runtime::{run_kafka, KafkaRun};
 use shopscore::kafka::topics::OutputTopics;
-use shopscore::live::{LiveView, StateView};
+use shopscore::live::{LiveView, ShardOf, ShardsView, StateView};
 use shopscore::pipeline::{run_files, FileRun};
 use shopscore::rules::compensation::CompensationRules;
 use shopscore::rules::satisfaction::SatisfactionRules;
@@ -347,6 +348,7 @@ fn kafka_run(cfg: &Config, brokers: String, group: Option<String>, data_dir: Opt
         stop: Arc::new(AtomicBool::new(false)),
         progress_every: Some(Duration::from_secs(10)),
         live: None,
+        metrics: None,
     }
 }
 
@@ -359,9 +361,15 @@ fn cmd_run_kafka(cfg: &Config, args: RunArgs, brokers: String) -> Result<()> {
     let shutdown = Shutdown::install(cfg.pipeline.shutdown_timeout)?;
     run.stop = shutdown.flag();
     let metrics = Arc::new(Metrics::new());
-    let live = Arc::new(StateView::new(run.rules.windows.clone()));
+    let (shards, co_partitioned) = (run.kafka.shards, run.kafka.co_partitioned);
+    let shard_of: ShardOf = Box::new(move |shop: &str| {
+        // Co-partitioned inputs place shops by their partition, unknown here.
+        (!co_partitioned).then(|| partition_for(shop.as_bytes(), shards))
+    });
+    let live = Arc::new(ShardsView::new(run.rules.windows.clone(), shard_of));
     let _server = serve_http(cfg, args.http_addr, true, &metrics, live.clone())?;
     run.live = Some(live);
+    run.metrics = Some(metrics);
     let summary = run_kafka(&run)?;
     let t = &summary.totals;
     eprintln!(

@@ -10,9 +10,13 @@ use super::topics::{self, Layout, OutputTopics};
 use super::{Context, KafkaError};
 use crate::config::{Encoding, KafkaConfig};
 use crate::domain::decode::{decode_json, decode_proto, DecodeOptions};
+use crate::live::{Freshness, ShardsView};
 use crate::rules::{Counters, RulesConfig};
 use crate::state::overlay::Overlay;
 use crate::state::rocks::RocksStore;
+use crate::state::KvStore;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::progress::Position;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,8 +42,10 @@ pub struct KafkaRun {
     /// Set by a signal handler: finish the batch in flight, commit, return.
     pub stop: Arc<AtomicBool>,
     pub progress_every: Option<Duration>,
-    /// Told when the instance is ready (owns shards, all restored) for `/readyz`.
-    pub live: Option<Arc<crate::live::StateView>>,
+    /// Told which shards are owned and what each committed (`/readyz`, `/v1/shops/{id}`).
+    pub live: Option<Arc<ShardsView>>,
+    /// Prometheus metrics to feed.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What a run did.
@@ -70,6 +76,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         data_dir: run.data_dir.clone(),
         clients: clients.clone(),
         layout: layout.clone(),
+        metrics: run.metrics.clone(),
     });
     let member: BaseConsumer = clients.member().create().context(|| "creating the group member".into())?;
     member.subscribe(&[&layout.changelog]).context(|| format!("joining group {:?}", run.kafka.group))?;
@@ -79,6 +86,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut last_idle: BTreeSet<InputPartition> = BTreeSet::new();
+    let mut last_gauges = Instant::now();
 
     loop {
         // Group membership: serve rebalances, then follow the assignment.
@@ -87,6 +95,9 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         if assigned != shards.keys().copied().collect::<BTreeSet<u32>>() {
             if let Some(l) = &run.live {
                 l.set_ready(false);
+            }
+            if let Some(m) = &run.metrics {
+                m.set_ready(false);
             }
             shards.retain(|id, _| {
                 let keep = assigned.contains(id);
@@ -108,7 +119,14 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             reader.assign(&reader_starts(&shards))?;
             last_idle.clear();
             if let Some(l) = &run.live {
+                l.set_shards(shards.iter().map(|(&id, s)| (id, s.store() as Arc<dyn KvStore>)).collect());
+                for (&id, shard) in &shards {
+                    l.committed(id, freshness(&layout, shard));
+                }
                 l.set_ready(!shards.is_empty());
+            }
+            if let Some(m) = &run.metrics {
+                m.set_ready(!shards.is_empty());
             }
         }
         if shards.is_empty() {
@@ -137,6 +155,9 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
                         Encoding::Json => decode_json(raw, Some(t.stream), &run.decode),
                         Encoding::Protobuf => decode_proto(t.stream, raw, &run.decode),
                     };
+                    if let Some(m) = &run.metrics {
+                        m.event_in(&t.name);
+                    }
                     let owner = owner_of(&layout, input, decoded.as_ref().ok().map(|e| e.shop_id.as_str()));
                     let offered = Offered {
                         input,
@@ -147,7 +168,14 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
                         owner,
                     };
                     for (shard, ov) in shards.values_mut().zip(ovs.iter_mut()) {
-                        let _: Taken = shard.offer(ov, &offered)?;
+                        let taken = shard.offer(ov, &offered)?;
+                        if let Some(m) = &run.metrics {
+                            match taken {
+                                Taken::Applied { late: true } => m.late_event(),
+                                Taken::Duplicate => m.duplicate(),
+                                _ => {}
+                            }
+                        }
                     }
                 }
                 Polled::Nothing => {
@@ -162,6 +190,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         let idle_changed = idle != last_idle;
         if records > 0 || idle_changed || drained || shards.values().any(Shard::needs_commit) {
             let idle_list: Vec<InputPartition> = idle.iter().copied().collect();
+            let committing = Instant::now();
             for (shard, ov) in shards.values_mut().zip(ovs.iter_mut()) {
                 shard.set_idle(&idle_list);
                 let stats = shard.commit(ov)?;
@@ -169,11 +198,23 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
                     *summary.outputs.entry(k).or_default() += n;
                 }
             }
+            if let Some(m) = &run.metrics {
+                m.commit_took(committing.elapsed());
+            }
+            if let Some(l) = &run.live {
+                for (&id, shard) in &shards {
+                    l.committed(id, freshness(&layout, shard));
+                }
+            }
             summary.commits += 1;
             last_idle = idle;
         }
         drop(ovs);
         summary.records += records;
+        if let Some(m) = run.metrics.as_deref().filter(|_| last_gauges.elapsed() >= GAUGES_EVERY) {
+            last_gauges = Instant::now();
+            update_gauges(m, &layout, &shards, &reader);
+        }
         if let Some(every) = run.progress_every {
             if last_progress.elapsed() >= every {
                 last_progress = Instant::now();
@@ -189,6 +230,38 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
     }
     member.unsubscribe();
     Ok(summary)
+}
+
+/// How often the watermark, consumer-lag and state-size gauges are refreshed.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// What shard `shard` has committed: its watermark and input positions.
+fn freshness(layout: &Layout, shard: &Shard) -> Freshness {
+    Freshness {
+        watermark: shard.engine().watermark(),
+        positions: shard
+            .positions()
+            .iter()
+            .map(|(&(t, p), &at)| Position {
+                source: format!("{}/{p}", layout.inputs[t].name),
+                offset: at.max(0) as u64,
+                end: None,
+            })
+            .collect(),
+    }
+}
+
+/// Watermark (the lowest of the owned shards'), consumer lag per input partition (end offset
+/// − the lowest position of the owned shards) and the size of the owned shards' stores.
+fn update_gauges(m: &Metrics, layout: &Layout, shards: &BTreeMap<u32, Shard>, reader: &Reader) {
+    m.set_watermark(shards.values().filter_map(|s| s.engine().watermark()).min());
+    let starts = reader_starts(shards);
+    for (k, end) in reader.end_offsets() {
+        if let Some(&at) = starts.get(&k) {
+            m.set_consumer_lag(&layout.inputs[k.0].name, k.1, (end - at).max(0));
+        }
+    }
+    m.set_state_size(shards.values().map(|s| s.store().size_bytes()).sum());
 }
 
 /// The shard a record belongs to: its shop's (or, co-partitioned, its partition's); a record

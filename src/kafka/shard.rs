@@ -53,6 +53,8 @@ pub struct ShardSetup {
     pub data_dir: PathBuf,
     pub clients: Clients,
     pub layout: Arc<Layout>,
+    /// Committed outputs and aborted transactions are counted here.
+    pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
 }
 
 /// A shard's progress as stored (topics by name, so renaming a topic starts it afresh).
@@ -336,6 +338,9 @@ impl Shard {
         });
         if let Err(e) = sent {
             if txn {
+                if let Some(m) = &self.setup.metrics {
+                    m.transaction_aborted();
+                }
                 if let Err(abort) = self.producer.abort() {
                     tracing::error!(shard = self.id, error = %abort, "aborting the failed transaction failed too");
                 }
@@ -350,6 +355,11 @@ impl Shard {
                 self.producer.send(r, None)?;
             }
             self.producer.flush()?;
+        }
+        if let Some(m) = &self.setup.metrics {
+            for o in &self.outputs {
+                m.record_out(o);
+            }
         }
         self.seq = seq;
         self.outputs.clear();
