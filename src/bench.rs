@@ -1,6 +1,8 @@
 //! The benchmark behind `shopscore bench`: generate N events, run file mode on RocksDB
 //! state end to end, and report events/s and peak memory. It is a measurement, not a
-//! test: nothing asserts a speed.
+//! test: nothing asserts a speed. [`kafka`] measures the same through a Kafka broker.
+
+pub mod kafka;
 
 use crate::gen::{generate_file, GenOptions};
 use crate::pipeline::{run_files, FileRun, PipelineError, RunSummary};

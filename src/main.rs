@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use shopscore::bench::kafka::admin_create;
 use shopscore::config::{self, Config};
 use shopscore::diff::{diff, OutputSet};
 use shopscore::domain::decode::DecodeOptions;
@@ -159,6 +160,18 @@ struct BenchArgs {
     /// Work directory (default: a temporary directory, removed afterwards).
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
+    /// Measure through this Kafka broker instead of file mode (fresh `bench-…` topics and group).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "mock_cluster")]
+    brokers: Option<String>,
+    /// Measure through librdkafka's in-process mock cluster (supports transactions).
+    #[arg(long)]
+    mock_cluster: bool,
+    /// Partitions per input topic (Kafka benchmark).
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Kafka benchmark with transactions on or off (default: kafka.transactional).
+    #[arg(long, value_name = "BOOL")]
+    transactional: Option<bool>,
 }
 
 fn main() {
@@ -309,6 +322,104 @@ fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
 }
 
 /// `shopscore diff A B`: prints the differences; exits 1 when there are any, 2 on error.
+/// `shopscore bench --brokers …` / `--mock-cluster`: produce, consume and end-to-end rates.
+fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions) -> Result<()> {
+    let mock = if args.mock_cluster {
+        Some(rdkafka::mocking::MockCluster::new(1).context("starting the mock cluster")?)
+    } else {
+        None
+    };
+    let (brokers, broker_name) = match (&mock, &args.brokers) {
+        (Some(m), _) => (m.bootstrap_servers(), "librdkafka mock cluster (in this process)".to_owned()),
+        (None, Some(b)) => (b.clone(), b.clone()),
+        (None, None) => unreachable!("called with --brokers or --mock-cluster"),
+    };
+    let work = match &args.work_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("shopscore-bench-{}", std::process::id())),
+    };
+    let mut run = kafka_run(cfg, brokers, None, Some(work.clone()));
+    if let Some(t) = args.transactional {
+        run.kafka.transactional = t;
+    }
+    if mock.is_some() {
+        run.kafka.replication_factor = 1;
+    }
+    // Idle detection ends the run; shorter than the 60 s default so the run ends soon after the
+    // input, long enough that no partition looks idle while it still has records.
+    run.idle_timeout = Duration::from_secs(5);
+    run.progress_every = None;
+    let transactional = run.kafka.transactional;
+    let shards = run.kafka.shards;
+    let r = match &mock {
+        Some(m) => {
+            let create = |wanted: &[(String, u32, bool)]| {
+                for (name, partitions, _) in wanted {
+                    m.create_topic(name, *partitions as i32, 1).map_err(|e| {
+                        shopscore::kafka::KafkaError::Topics(format!("mock cluster: creating {name}: {e}"))
+                    })?;
+                }
+                Ok(())
+            };
+            shopscore::bench::kafka::run_kafka_bench(gen, run, args.partitions, &create)?
+        }
+        None => {
+            let admin = run.clone();
+            let create = admin_create(&admin);
+            shopscore::bench::kafka::run_kafka_bench(gen, run, args.partitions, &create)?
+        }
+    };
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let t = &r.summary.totals;
+    println!("shopscore bench: Kafka mode through {broker_name}");
+    println!(
+        "  input      {} records ({:.1} MiB), {} shops, {} days, seed {}; {} partitions per input topic, {} shards, transactions {}",
+        r.records,
+        r.bytes as f64 / 1048576.0,
+        args.shops,
+        args.days,
+        args.seed,
+        args.partitions,
+        shards,
+        if transactional { "on" } else { "off" }
+    );
+    println!(
+        "  produce    {:>10.0} records/s  (broker alone, shopscore's producer settings)",
+        r.per_second(r.produce_seconds)
+    );
+    println!(
+        "  consume    {:>10.0} records/s  (broker alone, shopscore's reader settings)",
+        r.per_second(r.consume_seconds)
+    );
+    println!(
+        "  end to end {:>10.0} events/s   ({:.2} s from the first record read to the last commit; whole run {:.2} s incl. startup and a 5 s idle wait)",
+        r.per_second(r.process_seconds),
+        r.process_seconds,
+        r.run_seconds
+    );
+    println!(
+        "  applied    {} events ({} late), {} duplicates, {} dead letters; {} commits; outputs {:?}",
+        t.applied, t.late_events, t.duplicates, t.dead_letters, r.summary.commits, r.summary.outputs
+    );
+    println!(
+        "  commits    {:.2} s of it committing; {} changelog records ({:.1} per input record)",
+        r.summary.commit_time.as_secs_f64(),
+        r.summary.changelog_records,
+        r.summary.changelog_records as f64 / r.records.max(1) as f64
+    );
+    match r.peak_rss_bytes {
+        Some(b) => println!(
+            "  peak RSS   {:.1} MiB (the whole process{})",
+            b as f64 / 1048576.0,
+            if mock.is_some() { ", mock broker included" } else { "" }
+        ),
+        None => println!("  peak RSS   unknown (no /proc/self/status)"),
+    }
+    Ok(())
+}
+
 fn cmd_diff(args: DiffArgs) -> Result<()> {
     let read = |dir: &PathBuf| OutputSet::read_dir(dir);
     let (a, b) = match (read(&args.a), read(&args.b)) {
@@ -515,6 +626,9 @@ fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
         days: args.days,
         ..GenOptions::default()
     };
+    if args.brokers.is_some() || args.mock_cluster {
+        return cmd_bench_kafka(cfg, &args, &gen);
+    }
     let work = match &args.work_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("shopscore-bench-{}", std::process::id())),

@@ -78,3 +78,39 @@ fn bench_reports_throughput_and_peak_memory() {
     assert!(figure("peak RSS") > 0.0, "{text}");
     assert!(text.contains("20000 lines"), "{text}");
 }
+
+#[test]
+fn kafka_bench_on_the_mock_cluster_reports_every_phase() {
+    let out = shopscore(&[
+        "bench",
+        "--mock-cluster",
+        "--transactional",
+        "true",
+        "--events",
+        "5000",
+        "--shops",
+        "20",
+        "--days",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let figure = |label: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{text}"));
+        line.trim_start()[label.len()..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    for phase in ["produce", "consume", "end to end", "peak RSS"] {
+        assert!(figure(phase) > 0.0, "{phase}: {text}");
+    }
+    // Every generated record went through Kafka mode: applied + duplicates + dead letters.
+    let applied = text.lines().find(|l| l.trim_start().starts_with("applied")).unwrap();
+    let n: Vec<u64> = applied
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    // "applied    A events (L late), D duplicates, X dead letters; …"
+    assert_eq!(n[0] + n[2] + n[3], 5000, "{applied}");
+    assert!(text.contains("transactions on"), "{text}");
+}

@@ -11,6 +11,9 @@
 use super::client::Clients;
 use super::records::{KafkaRecord, ID_HEADER};
 use super::{Context, KafkaError};
+use crate::state::keys::{Key, MetaKey};
+use crate::state::overlay::Overlay;
+use crate::state::StateError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Headers;
@@ -30,6 +33,75 @@ pub struct Outbox {
     /// the records go to.
     pub starts: Vec<(String, i32, i64)>,
     pub records: Vec<KafkaRecord>,
+}
+
+/// Records of one outbox chunk: each chunk is one changelog record, and brokers refuse records
+/// over `message.max.bytes` (1 MB by default), so an outbox of a large commit is split.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The outbox as stored under [`MetaKey::Outbox`]; its records are in `chunks` chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct OutboxHead {
+    shard: u32,
+    seq: u64,
+    starts: Vec<(String, i32, i64)>,
+    chunks: u32,
+}
+
+fn head(ov: &mut Overlay<'_>) -> Result<Option<OutboxHead>, StateError> {
+    ov.get(&Key::Meta(MetaKey::Outbox))
+}
+
+/// Puts `outbox` into the state delta (replacing the previous one).
+pub fn save(ov: &mut Overlay<'_>, outbox: &Outbox) -> Result<(), StateError> {
+    let old_chunks = head(ov)?.map_or(0, |h| h.chunks);
+    let mut chunks: Vec<Vec<KafkaRecord>> = Vec::new();
+    let mut size = usize::MAX;
+    for r in &outbox.records {
+        let len = r.payload.len() + r.key.as_ref().map_or(0, Vec::len) + 64;
+        if size.saturating_add(len) > CHUNK_BYTES {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        chunks.last_mut().expect("pushed above").push(r.clone());
+    }
+    for (i, chunk) in chunks.iter().enumerate() {
+        ov.put(&Key::Meta(MetaKey::OutboxChunk(i as u32)), chunk);
+    }
+    for i in chunks.len() as u32..old_chunks {
+        ov.delete(&Key::Meta(MetaKey::OutboxChunk(i)));
+    }
+    let head = OutboxHead {
+        shard: outbox.shard,
+        seq: outbox.seq,
+        starts: outbox.starts.clone(),
+        chunks: chunks.len() as u32,
+    };
+    ov.put(&Key::Meta(MetaKey::Outbox), &head);
+    Ok(())
+}
+
+/// The stored outbox, if any.
+pub fn load(ov: &mut Overlay<'_>) -> Result<Option<Outbox>, StateError> {
+    let Some(h) = head(ov)? else { return Ok(None) };
+    let mut records = Vec::new();
+    for i in 0..h.chunks {
+        let chunk: Vec<KafkaRecord> = ov.get(&Key::Meta(MetaKey::OutboxChunk(i)))?.unwrap_or_default();
+        records.extend(chunk);
+    }
+    Ok(Some(Outbox { shard: h.shard, seq: h.seq, starts: h.starts, records }))
+}
+
+/// Removes the stored outbox from the state delta.
+pub fn clear(ov: &mut Overlay<'_>) -> Result<(), StateError> {
+    if let Some(h) = head(ov)? {
+        for i in 0..h.chunks {
+            ov.delete(&Key::Meta(MetaKey::OutboxChunk(i)));
+        }
+        ov.delete(&Key::Meta(MetaKey::Outbox));
+    }
+    Ok(())
 }
 
 /// The id of record `index` of commit `seq` of `shard`.
@@ -113,4 +185,65 @@ pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, K
         .filter(|r| r.header(ID_HEADER).is_none_or(|id| !found.contains(id)))
         .cloned()
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::memory::MemStore;
+    use crate::state::{KvStore, WriteBatch};
+
+    fn record(i: usize, bytes: usize) -> KafkaRecord {
+        KafkaRecord {
+            topic: "compensations".into(),
+            key: Some(format!("o{i}").into_bytes()),
+            payload: vec![b'x'; bytes],
+            headers: vec![(ID_HEADER.into(), record_id(0, 1, i))],
+        }
+    }
+
+    fn commit(store: &MemStore, ov: Overlay<'_>) {
+        let mut ov = ov;
+        let mut b = WriteBatch::new();
+        ov.drain_into(&mut b);
+        store.write(b).unwrap();
+    }
+
+    #[test]
+    fn a_large_outbox_is_chunked_and_a_smaller_one_leaves_no_stale_chunk() {
+        let store = MemStore::default();
+        let big = Outbox {
+            shard: 0,
+            seq: 1,
+            starts: vec![("compensations".into(), 0, 7)],
+            records: (0..300).map(|i| record(i, 4000)).collect(),
+        };
+        let mut ov = Overlay::new(&store);
+        save(&mut ov, &big).unwrap();
+        commit(&store, ov);
+        let chunk_keys = |store: &MemStore| {
+            (0..100u32)
+                .filter(|&i| store.get(&Key::Meta(MetaKey::OutboxChunk(i)).encode()).unwrap().is_some())
+                .count()
+        };
+        // 300 × ~4 KB = ~1.2 MB: more than one 256 KiB chunk, every chunk under the limit.
+        assert!(chunk_keys(&store) >= 5);
+        for i in 0..chunk_keys(&store) as u32 {
+            let v = store.get(&Key::Meta(MetaKey::OutboxChunk(i)).encode()).unwrap().unwrap();
+            assert!(v.len() < 2 * CHUNK_BYTES, "chunk {i}: {} bytes", v.len());
+        }
+        let mut ov = Overlay::new(&store);
+        assert_eq!(load(&mut ov).unwrap(), Some(big));
+
+        let small = Outbox { shard: 0, seq: 2, starts: Vec::new(), records: vec![record(0, 10)] };
+        save(&mut ov, &small).unwrap();
+        commit(&store, ov);
+        assert_eq!(chunk_keys(&store), 1);
+        let mut ov = Overlay::new(&store);
+        assert_eq!(load(&mut ov).unwrap(), Some(small));
+        clear(&mut ov).unwrap();
+        commit(&store, ov);
+        assert_eq!(chunk_keys(&store), 0);
+        assert_eq!(load(&mut Overlay::new(&store)).unwrap(), None);
+    }
 }

@@ -6,8 +6,9 @@
 
 use super::topics::Layout;
 use super::{Context, KafkaError};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError as RdError;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -35,16 +36,34 @@ pub enum Polled<'a> {
     Nothing,
 }
 
+/// The reader's client context: an end-of-partition report is routine here (it drives idle
+/// detection), so librdkafka's global-error callback does not log it as an error.
+pub struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: RdError, reason: &str) {
+        match error {
+            RdError::PartitionEOF(_) | RdError::Global(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!(reason, "end of partition")
+            }
+            e => tracing::error!(error = %e, reason, "librdkafka error"),
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 /// The input consumer.
 pub struct Reader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<QuietEof>,
     layout: Arc<Layout>,
     activity: BTreeMap<InputPartition, PartitionActivity>,
 }
 
 impl Reader {
     pub fn new(config: &ClientConfig, layout: Arc<Layout>) -> Result<Reader, KafkaError> {
-        let consumer: BaseConsumer = config.create().context(|| "creating the input consumer".into())?;
+        let consumer: BaseConsumer<QuietEof> =
+            config.create_with_context(QuietEof).context(|| "creating the input consumer".into())?;
         Ok(Reader { consumer, layout, activity: BTreeMap::new() })
     }
 
@@ -92,6 +111,15 @@ impl Reader {
                 tracing::warn!(error = %e, "input consumer error (librdkafka retries)");
                 Ok(Polled::Nothing)
             }
+        }
+    }
+
+    /// Time spent elsewhere (a commit) does not count as quiet: a partition whose records
+    /// simply were not polled for `d` must not look idle.
+    pub fn discount(&mut self, d: Duration) {
+        let now = Instant::now();
+        for a in self.activity.values_mut() {
+            a.last_record = (a.last_record + d).min(now);
         }
     }
 

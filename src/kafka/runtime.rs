@@ -56,6 +56,14 @@ pub struct KafkaSummary {
     pub outputs: BTreeMap<&'static str, u64>,
     /// Totals of the shards owned at the end.
     pub totals: Counters,
+    /// Records written to the changelog (state changes and markers).
+    pub changelog_records: u64,
+    /// Time spent committing (flushing rules, changelog, outputs, local state).
+    pub commit_time: Duration,
+    /// When the first input record was read (benchmark).
+    pub first_record: Option<Instant>,
+    /// When the last commit that followed input records finished (benchmark).
+    pub last_commit: Option<Instant>,
 }
 
 /// Runs Kafka mode until stopped (or, with `exit_when_idle`, until all input is consumed).
@@ -149,6 +157,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             match reader.poll(Duration::from_millis(50))? {
                 Polled::Record { input, message } => {
                     records += 1;
+                    summary.first_record.get_or_insert_with(Instant::now);
                     let t = &layout.inputs[input.0];
                     let raw = message.payload().unwrap_or_default();
                     let decoded = match t.encoding {
@@ -194,10 +203,13 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             for (shard, ov) in shards.values_mut().zip(ovs.iter_mut()) {
                 shard.set_idle(&idle_list);
                 let stats = shard.commit(ov)?;
+                summary.changelog_records += stats.changelog_records;
                 for (k, n) in stats.outputs {
                     *summary.outputs.entry(k).or_default() += n;
                 }
             }
+            reader.discount(committing.elapsed());
+            summary.commit_time += committing.elapsed();
             if let Some(m) = &run.metrics {
                 m.commit_took(committing.elapsed());
             }
@@ -207,6 +219,9 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
                 }
             }
             summary.commits += 1;
+            if records > 0 {
+                summary.last_commit = Some(Instant::now());
+            }
             last_idle = idle;
         }
         drop(ovs);

@@ -157,7 +157,7 @@ impl Shard {
             let mut ov = Overlay::new(store.as_ref());
             let mut engine = Engine::load(&mut ov, setup.rules.clone())?;
             let progress: StoredProgress = ov.get(&Key::Meta(MetaKey::KafkaProgress))?.unwrap_or_default();
-            let outbox: Option<Outbox> = ov.get(&Key::Meta(MetaKey::Outbox))?;
+            let outbox: Option<Outbox> = outbox::load(&mut ov)?;
             for &(t, p) in &inputs {
                 engine.register_partition(Layout::clock_id(t, p));
             }
@@ -309,15 +309,15 @@ impl Shard {
             if !records.is_empty() {
                 let starts = outbox::end_offsets(&self.meta_consumer, &records)?;
                 let outbox = Outbox { shard: self.id, seq, starts, records: records.clone() };
-                ov.put(&Key::Meta(MetaKey::Outbox), &outbox);
+                outbox::save(ov, &outbox)?;
                 self.outbox_pending = true;
             } else if self.outbox_pending {
-                ov.delete(&Key::Meta(MetaKey::Outbox));
+                outbox::clear(ov)?;
                 self.outbox_pending = false;
             }
         } else if self.outbox_pending {
             // Left by a run without transactions: its records were re-sent on open.
-            ov.delete(&Key::Meta(MetaKey::Outbox));
+            outbox::clear(ov)?;
             self.outbox_pending = false;
         }
         let mut batch = WriteBatch::new();

@@ -82,8 +82,11 @@ pub enum MetaKey<'a> {
     FilePosition(&'a str),
     /// Kafka mode: the shard's input positions and commit sequence number.
     KafkaProgress,
-    /// Kafka mode without transactions: the outputs of the last commit, until delivered.
+    /// Kafka mode without transactions: the head of the last commit's outputs, until
+    /// delivered (the records are in [`MetaKey::OutboxChunk`]s).
     Outbox,
+    /// One chunk of the outbox's records (chunks keep each changelog record small).
+    OutboxChunk(u32),
     /// Kafka mode: the changelog offset this local store has applied up to. Local only:
     /// never written to the changelog itself.
     ChangelogOffset,
@@ -156,6 +159,10 @@ impl Key<'_> {
                     MetaKey::KafkaProgress => out.push(5),
                     MetaKey::Outbox => out.push(6),
                     MetaKey::ChangelogOffset => out.push(7),
+                    MetaKey::OutboxChunk(i) => {
+                        out.push(8);
+                        out.extend_from_slice(&i.to_be_bytes());
+                    }
                 }
             }
             Key::Seen(id) => {
