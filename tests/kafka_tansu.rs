@@ -140,34 +140,75 @@ fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
 
 #[test]
 fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
-    // Three instances in one group, one of them killed mid-stream, and each new instance on a
-    // fresh data directory: every shard that moves is rebuilt from the changelog.
+    // Three instances in one group; once the group has handed out the shards and work is under
+    // way, the instance owning the most shards is SIGKILLed, the others take its shards over
+    // (restoring them from the changelog) and are then stopped; a replacement on a fresh data
+    // directory finishes alone: every shard it gets is rebuilt from the changelog.
     let lines = gen_lines(30_000, 30, 30, 29);
     let want = reference(&lines);
 
     let t = Tansu::start();
     setup_inputs(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
+    let log = |name: &str| dir.path().join(format!("{name}.log"));
+    let acquired = |name: &str| {
+        std::fs::read_to_string(log(name)).unwrap_or_default().matches("\"shard acquired\"").count()
+    };
     let spawn = |name: &str| {
         processor(&t.brokers, "g", &dir.path().join(name), false)
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log(name)).unwrap())
             .spawn()
             .expect("spawn shopscore")
     };
-    let mut a = spawn("a");
-    let mut b = spawn("b");
-    let mut c = spawn("c");
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    b.kill().unwrap(); // SIGKILL mid-stream: its shards move once its session expires
-    b.wait().unwrap();
+    let names = ["a", "b", "c"];
+    let mut procs: Vec<std::process::Child> = names.iter().map(|n| spawn(n)).collect();
+    let wait_until = |what: &str, ok: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !ok() && start.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(ok(), "timed out waiting for {what}");
+    };
+    wait_until("all four shards acquired", &|| names.iter().map(|n| acquired(n)).sum::<usize>() >= 4);
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    for child in [&mut a, &mut c] {
-        unsafe { libc_kill(child.id() as i32, 15) };
+    let victim = (0..3).max_by_key(|&i| acquired(names[i])).unwrap();
+    let before: Vec<usize> = names.iter().map(|n| acquired(n)).collect();
+    procs[victim].kill().unwrap(); // SIGKILL mid-stream: its shards move once its session expires
+    procs[victim].wait().unwrap();
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    wait_until("the survivors to take over a shard", &|| {
+        survivors.iter().any(|&i| acquired(names[i]) > before[i])
+    });
+    // A replacement on a new, empty data directory joins; once it owns a shard the survivors
+    // stop, and it finishes the job alone. (It joins while the others still run: on tansu
+    // 0.6.0 an instance that joins a group whose members have all gone — one of them killed —
+    // got no assignment within 3 minutes in every attempt.)
+    let mut d = processor(&t.brokers, "g", &dir.path().join("d"), false)
+        .arg("--until-idle")
+        .stderr(std::fs::File::create(log("d")).unwrap())
+        .spawn()
+        .expect("spawn the replacement");
+    wait_until("the replacement to own a shard", &|| acquired("d") >= 1);
+    for &i in &survivors {
+        unsafe { libc_kill(procs[i].id() as i32, 15) };
     }
-    a.wait().unwrap();
-    c.wait().unwrap();
-    // A replacement on a new, empty data directory finishes the job alone.
-    run_until_idle(&mut processor(&t.brokers, "g", &dir.path().join("d"), false));
+    // Both ran (a failed start, e.g. a port clash, would exit 1) and stopped cleanly.
+    for &i in &survivors {
+        assert!(procs[i].wait().unwrap().success(), "{}", std::fs::read_to_string(log(names[i])).unwrap());
+    }
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = d.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(180) {
+            let _ = d.kill();
+            panic!("the replacement did not finish:\n{}", std::fs::read_to_string(log("d")).unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{}", std::fs::read_to_string(log("d")).unwrap());
+    assert!(acquired("d") >= 4, "the replacement ended owning every shard");
     assert_same(&outputs(&t.brokers, false), &want);
 }
 

@@ -221,6 +221,9 @@ pub fn processor(brokers: &str, group: &str, data_dir: &Path, transactional: boo
         .env("SHOPSCORE__PIPELINE__COMMIT_INTERVAL", "200ms")
         .env("SHOPSCORE__LOG__FORMAT", "json")
         .env("SHOPSCORE__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
+        // Kafka mode serves HTTP on a fixed port by default: parallel processes would collide
+        // (a test that wants the endpoint passes --http-addr 127.0.0.1:0).
+        .env("SHOPSCORE__HTTP__ENABLED", "false")
         .env("RUST_LOG", "shopscore=info,rdkafka=warn")
         .stdout(Stdio::null());
     cmd
