@@ -2,11 +2,24 @@
 //! mock cluster — an in-process Kafka-protocol broker with a transaction coordinator, reached
 //! over TCP by the `shopscore` processes this test starts and kills. Outputs are read with
 //! `read_committed`, as downstream consumers must.
+//!
+//! The mock accepts the transactional API but does not isolate transactions (pinned by
+//! `mock_cluster_has_no_transaction_isolation`): records of open and aborted transactions are
+//! visible to `read_committed` readers, shopscore's restorer included. So a kill inside a
+//! transaction is not rolled back here as on Kafka. What the kill loop can still check on the
+//! mock is that nothing is emitted twice (a shard queues its outputs after its changelog
+//! records and commit marker, so a killed transaction's outputs become visible without its
+//! marker only if librdkafka delivers an output batch before the changelog's last one); exactly
+//! once against an uninterrupted run needs a broker with transactions (the ignored test).
 
 mod support;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
 use support::*;
 
 const PARTITIONS: i32 = 3;
@@ -25,6 +38,15 @@ fn cluster(group: &str, lines: &[String]) -> MockCluster<'static, DefaultProduce
     mock
 }
 
+/// A transactional `shopscore run` whose HTTP endpoint takes any free port: Kafka mode serves
+/// HTTP on 127.0.0.1:9464 by default, and another process holding that port (a parallel test,
+/// another checkout's tests on the same machine) would stop this one at startup.
+fn txn_processor(brokers: &str, group: &str, data_dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = processor(brokers, group, data_dir, true);
+    cmd.env("SHOPSCORE__HTTP__ADDR", "127.0.0.1:0");
+    cmd
+}
+
 #[test]
 fn transactional_kill_9_loop_commits_each_output_at_most_once() {
     let lines = gen_lines(30_000, 30, 30, 37);
@@ -34,25 +56,38 @@ fn transactional_kill_9_loop_commits_each_output_at_most_once() {
     let data = dir.path().join("d");
     for i in 0..5u64 {
         let log = dir.path().join(format!("run-{i}.log"));
-        kill_after_acquiring(&mut processor(&brokers, "g", &data, true), &log, 4, 100 + (i * 433) % 900);
+        kill_after_acquiring(&mut txn_processor(&brokers, "g", &data), &log, 4, 100 + (i * 433) % 900);
     }
-    run_until_idle(&mut processor(&brokers, "g", &data, true));
+    run_until_idle(&mut txn_processor(&brokers, "g", &data));
     let got = outputs(&brokers, true);
     assert!(!got.compensations.is_empty());
     assert_no_duplicates(&got);
 }
 
-/// KNOWN GAP (found in the last full run of session 2, cause not found yet): after SIGKILLs
-/// with transactions on the mock cluster, the committed compensations can differ from an
-/// uninterrupted run's (never duplicated). The same comparison passes on tansu.
+/// Exactly once across SIGKILLs, compared with an uninterrupted run. **Ignored: the mock
+/// cluster cannot run it** — it has no transaction isolation
+/// ([`mock_cluster_has_no_transaction_isolation`]). A SIGKILL inside a shard's transaction
+/// after its changelog records and commit marker reached the broker, but before all its outputs
+/// did, leaves that transaction neither committed nor aborted, and visible: the next owner's
+/// `read_committed` restore applies it (state and input positions of the unfinished commit) and
+/// its missing outputs are never produced — compensations lost, none duplicated, which is what
+/// this test saw fail now and then. Reproduced deterministically with a crash injected right
+/// after the marker's delivery (a temporary diagnostic, not kept): the restart logged
+/// `last_commit` = the crashed transaction's number, nothing was ever emitted under that
+/// commit's output ids, and 48 compensations, all of that shard's shops, were missing; none was
+/// extra or different. On a broker with
+/// transactions the next owner's `init_transactions` aborts that transaction, `read_committed`
+/// hides it, and the commit is redone from the previous one. Run it against such a broker
+/// (Kafka, Redpanda) when one is available; the same comparison on tansu (outbox protocol,
+/// no transactions) runs in `kafka_tansu`.
 #[test]
-#[ignore = "known gap: transactional restarts on the mock cluster can change which compensations are decided"]
+#[ignore = "needs a broker with transaction isolation: librdkafka's mock cluster shows open and aborted transactions to read_committed consumers"]
 fn transactional_kill_9_loop_is_exactly_once() {
     let lines = gen_lines(30_000, 30, 30, 31);
     let reference = {
         let mock = cluster("ref", &lines);
         let dir = tempfile::tempdir().unwrap();
-        run_until_idle(&mut processor(&mock.bootstrap_servers(), "ref", &dir.path().join("d"), true));
+        run_until_idle(&mut txn_processor(&mock.bootstrap_servers(), "ref", &dir.path().join("d")));
         outputs(&mock.bootstrap_servers(), true)
     };
     assert!(!reference.compensations.is_empty());
@@ -63,8 +98,63 @@ fn transactional_kill_9_loop_is_exactly_once() {
     let data = dir.path().join("d");
     for i in 0..5u64 {
         let log = dir.path().join(format!("run-{i}.log"));
-        kill_after_acquiring(&mut processor(&brokers, "g", &data, true), &log, 4, 100 + (i * 433) % 900);
+        kill_after_acquiring(&mut txn_processor(&brokers, "g", &data), &log, 4, 100 + (i * 433) % 900);
     }
-    run_until_idle(&mut processor(&brokers, "g", &data, true));
+    run_until_idle(&mut txn_processor(&brokers, "g", &data));
     assert_same(&outputs(&brokers, true), &reference);
+}
+
+/// Pins what the mock cluster does with transactions (librdkafka 2.12.1, `rdkafka_mock_handlers.c`:
+/// `EndTxn` only checks the producer id, writing no commit or abort marker; `Fetch` reads the
+/// isolation level but ignores it, reports the high watermark as the last stable offset and
+/// never lists aborted transactions). So on the mock a `read_committed` consumer sees aborted
+/// and still-open transactions' records, and offsets stay contiguous (no control records).
+/// Kafka would return only `committed`, at offset 2. If this starts failing, the mock isolates
+/// transactions: enable `transactional_kill_9_loop_is_exactly_once`.
+#[test]
+fn mock_cluster_has_no_transaction_isolation() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("t", 1, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let p: ThreadedProducer<DefaultProducerContext> =
+        client(&brokers).set("transactional.id", "canary").create().unwrap();
+    let timeout = Duration::from_secs(30);
+    p.init_transactions(timeout).unwrap();
+    for (payload, end) in [("aborted", "abort"), ("committed", "commit"), ("open", "none")] {
+        p.begin_transaction().unwrap();
+        p.send(BaseRecord::<str, str>::to("t").key(payload).payload(payload)).map_err(|e| e.0).unwrap();
+        p.flush(timeout).unwrap();
+        match end {
+            "abort" => p.abort_transaction(timeout).unwrap(),
+            "commit" => p.commit_transaction(timeout).unwrap(),
+            _ => {}
+        }
+    }
+    let c: BaseConsumer = client(&brokers)
+        .set("group.id", "canary")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("t", 0, Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                seen.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap()).into_owned()))
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) if seen.len() >= 3 => break,
+            _ => {}
+        }
+    }
+    let expected: Vec<(i64, String)> =
+        [(0, "aborted"), (1, "committed"), (2, "open")].map(|(o, p)| (o, p.to_owned())).to_vec();
+    assert_eq!(
+        seen, expected,
+        "the mock cluster's transactions changed: if it now isolates them (read_committed sees only \
+         `committed`), enable transactional_kill_9_loop_is_exactly_once"
+    );
 }
