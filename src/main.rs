@@ -559,7 +559,7 @@ fn cmd_replay(cfg: &Config, args: ReplayArgs) -> Result<()> {
         t.late_events,
         s.watermark.map(Timestamp::to_rfc3339).unwrap_or_else(|| "none".into())
     );
-    let outputs: Vec<String> = s.outputs.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let outputs: Vec<String> = s.outputs.iter().map(|(k, n)| format!("{k}: {n}")).collect();
     let place = match &target {
         ReplayTarget::Files(dir) => dir.display().to_string(),
         ReplayTarget::Topics(t) => {

@@ -3,6 +3,7 @@
 //! Rules produce [`Output`]s; sinks only serialize and move them. The JSON field order
 //! follows SPEC §8 so files are stable and diffable.
 
+use crate::domain::decode::DecodeError;
 use crate::domain::Timestamp;
 use crate::rules::metrics::{rate, WindowCounts, SERVICE_SLOT_NAMES};
 use crate::rules::snapshot::ShopValues;
@@ -22,6 +23,16 @@ pub enum OutputKind {
 impl OutputKind {
     pub const ALL: [OutputKind; 4] =
         [OutputKind::Snapshot, OutputKind::Compensation, OutputKind::Alert, OutputKind::DeadLetter];
+
+    /// The kind's name in summaries and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputKind::Snapshot => "snapshot",
+            OutputKind::Compensation => "compensation",
+            OutputKind::Alert => "alert",
+            OutputKind::DeadLetter => "dead_letter",
+        }
+    }
 
     /// File name in file mode (SPEC §8).
     pub fn file_name(self) -> &'static str {
@@ -354,6 +365,18 @@ pub struct DeadLetter {
     pub raw: Vec<u8>,
     /// The record's Kafka key, if any (the dead-letter topic keeps it; files have none).
     pub key: Option<Vec<u8>>,
+}
+
+impl DeadLetter {
+    /// The dead letter of a record that failed to decode with `error`.
+    pub fn from_decode(
+        error: &DecodeError,
+        source: SourcePos,
+        raw: Vec<u8>,
+        key: Option<Vec<u8>>,
+    ) -> DeadLetter {
+        DeadLetter { reason: error.to_string(), reason_code: error.code(), source, raw, key }
+    }
 }
 
 impl Serialize for DeadLetter {

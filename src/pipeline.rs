@@ -206,13 +206,7 @@ pub fn run_files_on(
                         m.event_in("unknown");
                     }
                     engine.note_dead_letter();
-                    outputs.push(Output::DeadLetter(DeadLetter {
-                        reason: e.to_string(),
-                        reason_code: e.code(),
-                        source,
-                        raw: buf.clone(),
-                        key: None,
-                    }));
+                    outputs.push(Output::DeadLetter(DeadLetter::from_decode(&e, source, buf.clone(), None)));
                 }
             }
             if since_commit >= run.commit_every_records || last_commit.elapsed() >= run.commit_interval {

@@ -21,10 +21,10 @@ use super::client::Clients;
 use super::sink::{emitted_compensations, TopicSink};
 use super::topics::{self, InputTopic, Layout, OutputTopics};
 use super::{Context, KafkaError};
-use crate::config::{Encoding, KafkaConfig};
-use crate::domain::decode::{decode_json, decode_proto, DecodeOptions};
+use crate::config::KafkaConfig;
+use crate::domain::decode::DecodeOptions;
 use crate::domain::Timestamp;
-use crate::output::{DeadLetter, Output, OutputKind, SourcePos};
+use crate::output::{DeadLetter, Output, SourcePos};
 use crate::rules::retention::Retention;
 use crate::rules::{ApplyOutcome, Counters, Engine, RulesConfig};
 use crate::sinks::file::FileSink;
@@ -95,6 +95,8 @@ pub struct ReplayRun {
 /// One input partition's range.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionRange {
+    /// Index of the input topic (in the configuration's order).
+    pub input: usize,
     pub topic: String,
     pub partition: i32,
     pub start: i64,
@@ -163,12 +165,9 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
     {
         let mut ov = Overlay::new(&store);
         let mut engine = Engine::load(&mut ov, run.rules.clone())?;
-        let index: BTreeMap<(String, i32), usize> =
-            ranges.iter().enumerate().map(|(i, r)| ((r.topic.clone(), r.partition), i)).collect();
-        let clock = |r: &PartitionRange| {
-            let t = inputs.iter().position(|t| t.name == r.topic).expect("ranges come from the inputs");
-            Layout::clock_id(t, r.partition)
-        };
+        let index: BTreeMap<(usize, i32), usize> =
+            ranges.iter().enumerate().map(|(i, r)| ((r.input, r.partition), i)).collect();
+        let clock = |r: &PartitionRange| Layout::clock_id(r.input, r.partition);
         let mut tpl = TopicPartitionList::new();
         for r in &ranges {
             engine.register_partition(clock(r));
@@ -201,7 +200,8 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
                 }
                 Some(Ok(m)) => m,
             };
-            let Some(&i) = index.get(&(message.topic().to_owned(), message.partition())) else { continue };
+            let Some(t) = inputs.iter().position(|t| t.name == message.topic()) else { continue };
+            let Some(&i) = index.get(&(t, message.partition())) else { continue };
             let r = &mut ranges[i];
             let offset = message.offset();
             if offset < r.at || r.at >= r.end {
@@ -210,35 +210,29 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
             let in_time = message.timestamp().to_millis().is_none_or(|ts| {
                 !matches!(run.from, ReplayFrom::Time(f) if ts < f.0) && run.to.is_none_or(|t| ts <= t.0)
             });
+            if offset < r.end {
+                done += (offset + 1 - r.at) as u64;
+            }
             if offset < r.end && !in_time {
                 summary.outside_time_range += 1;
-                done += (offset + 1 - r.at) as u64;
             } else if offset < r.end {
                 summary.records += 1;
                 since_commit += 1;
-                done += (offset + 1 - r.at) as u64;
-                let t = inputs.iter().position(|t| t.name == r.topic).expect("known input");
-                let input: &InputTopic = &inputs[t];
                 let raw = message.payload().unwrap_or_default();
-                let decoded = match input.encoding {
-                    Encoding::Json => decode_json(raw, Some(input.stream), &run.decode),
-                    Encoding::Protobuf => decode_proto(input.stream, raw, &run.decode),
-                };
                 let source = SourcePos::Kafka { topic: r.topic.clone(), partition: r.partition, offset };
-                match decoded {
+                match inputs[t].decode(raw, &run.decode) {
                     Ok(ev) => {
-                        let _: ApplyOutcome =
-                            engine.apply(&mut ov, &ev, Layout::clock_id(t, r.partition), &source)?;
+                        let _: ApplyOutcome = engine.apply(&mut ov, &ev, clock(r), &source)?;
                     }
                     Err(e) => {
                         engine.note_dead_letter();
-                        outputs.push(Output::DeadLetter(DeadLetter {
-                            reason: e.to_string(),
-                            reason_code: e.code(),
+                        let key = message.key().map(<[u8]>::to_vec);
+                        outputs.push(Output::DeadLetter(DeadLetter::from_decode(
+                            &e,
                             source,
-                            raw: raw.to_vec(),
-                            key: message.key().map(<[u8]>::to_vec),
-                        }));
+                            raw.to_vec(),
+                            key,
+                        )));
                     }
                 }
             }
@@ -291,7 +285,7 @@ fn commit(
     engine.flush(ov, false, outputs)?;
     for o in outputs.iter() {
         sink.write(o).map_err(sink_err)?;
-        *summary.outputs.entry(kind_name(o.kind())).or_default() += 1;
+        *summary.outputs.entry(o.kind().name()).or_default() += 1;
     }
     sink.flush().map_err(sink_err)?;
     outputs.clear();
@@ -299,15 +293,6 @@ fn commit(
     ov.drain_into(&mut batch);
     store.write(batch)?;
     Ok(())
-}
-
-fn kind_name(kind: OutputKind) -> &'static str {
-    match kind {
-        OutputKind::Snapshot => "snapshots",
-        OutputKind::Compensation => "compensations",
-        OutputKind::Alert => "alerts",
-        OutputKind::DeadLetter => "dead_letters",
-    }
 }
 
 fn positions(ranges: &[PartitionRange]) -> Vec<Position> {
@@ -329,7 +314,7 @@ fn plan(
     to: Option<Timestamp>,
 ) -> Result<Vec<PartitionRange>, KafkaError> {
     let mut ranges = Vec::new();
-    for t in inputs {
+    for (input, t) in inputs.iter().enumerate() {
         for p in 0..t.partitions as i32 {
             let (low, high) = consumer
                 .fetch_watermarks(&t.name, p, OFFSETS_TIMEOUT)
@@ -342,7 +327,7 @@ fn plan(
                 None => high,
                 Some(ts) => offset_for_time(consumer, &t.name, p, ts.0 + 1, high)?.min(high),
             };
-            ranges.push(PartitionRange { topic: t.name.clone(), partition: p, start, end, at: start });
+            ranges.push(PartitionRange { input, topic: t.name.clone(), partition: p, start, end, at: start });
         }
     }
     Ok(ranges)

@@ -8,8 +8,8 @@ use super::reader::{InputPartition, Polled, Reader};
 use super::shard::{Offered, Shard, ShardSetup, Taken};
 use super::topics::{self, Layout, OutputTopics};
 use super::{Context, KafkaError};
-use crate::config::{Encoding, KafkaConfig};
-use crate::domain::decode::{decode_json, decode_proto, DecodeOptions};
+use crate::config::KafkaConfig;
+use crate::domain::decode::DecodeOptions;
 use crate::live::{Freshness, ShardsView};
 use crate::rules::{Counters, RulesConfig};
 use crate::state::overlay::Overlay;
@@ -128,9 +128,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             last_idle.clear();
             if let Some(l) = &run.live {
                 l.set_shards(shards.iter().map(|(&id, s)| (id, s.store() as Arc<dyn KvStore>)).collect());
-                for (&id, shard) in &shards {
-                    l.committed(id, freshness(&layout, shard));
-                }
+                publish_committed(l, &layout, &shards);
                 l.set_ready(!shards.is_empty());
             }
             if let Some(m) = &run.metrics {
@@ -160,10 +158,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
                     summary.first_record.get_or_insert_with(Instant::now);
                     let t = &layout.inputs[input.0];
                     let raw = message.payload().unwrap_or_default();
-                    let decoded = match t.encoding {
-                        Encoding::Json => decode_json(raw, Some(t.stream), &run.decode),
-                        Encoding::Protobuf => decode_proto(t.stream, raw, &run.decode),
-                    };
+                    let decoded = t.decode(raw, &run.decode);
                     if let Some(m) = &run.metrics {
                         m.event_in(&t.name);
                     }
@@ -214,9 +209,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
                 m.commit_took(committing.elapsed());
             }
             if let Some(l) = &run.live {
-                for (&id, shard) in &shards {
-                    l.committed(id, freshness(&layout, shard));
-                }
+                publish_committed(l, &layout, &shards);
             }
             summary.commits += 1;
             if records > 0 {
@@ -250,11 +243,10 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
 /// How often the watermark, consumer-lag and state-size gauges are refreshed.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 
-/// What shard `shard` has committed: its watermark and input positions.
-fn freshness(layout: &Layout, shard: &Shard) -> Freshness {
-    Freshness {
-        watermark: shard.engine().watermark(),
-        positions: shard
+/// Tells the live view what each shard has committed: its watermark and input positions.
+fn publish_committed(live: &ShardsView, layout: &Layout, shards: &BTreeMap<u32, Shard>) {
+    for (&id, shard) in shards {
+        let positions = shard
             .positions()
             .iter()
             .map(|(&(t, p), &at)| Position {
@@ -262,7 +254,8 @@ fn freshness(layout: &Layout, shard: &Shard) -> Freshness {
                 offset: at.max(0) as u64,
                 end: None,
             })
-            .collect(),
+            .collect();
+        live.committed(id, Freshness { watermark: shard.engine().watermark(), positions });
     }
 }
 

@@ -31,7 +31,7 @@ use super::topics::Layout;
 use super::{Context, KafkaError};
 use crate::domain::decode::{DecodeError, DecodeOptions};
 use crate::domain::Event;
-use crate::output::{DeadLetter, Output, OutputKind, SourcePos};
+use crate::output::{DeadLetter, Output, SourcePos};
 use crate::rules::retention::Retention;
 use crate::rules::{ApplyOutcome, Engine, RulesConfig};
 use crate::state::keys::{Key, MetaKey};
@@ -261,13 +261,13 @@ impl Shard {
             (Err(e), true) => {
                 let source = source();
                 self.engine.note_dead_letter();
-                self.outputs.push(Output::DeadLetter(DeadLetter {
-                    reason: e.to_string(),
-                    reason_code: e.code(),
+                let key = r.key.map(<[u8]>::to_vec);
+                self.outputs.push(Output::DeadLetter(DeadLetter::from_decode(
+                    e,
                     source,
-                    raw: r.raw.to_vec(),
-                    key: r.key.map(<[u8]>::to_vec),
-                }));
+                    r.raw.to_vec(),
+                    key,
+                )));
                 Ok(Taken::DeadLetter)
             }
             (Err(_), false) => Ok(Taken::Ignored),
@@ -298,7 +298,7 @@ impl Shard {
             .iter()
             .enumerate()
             .map(|(i, o)| {
-                *stats.outputs.entry(kind_name(o.kind())).or_default() += 1;
+                *stats.outputs.entry(o.kind().name()).or_default() += 1;
                 let mut r = to_record(o, &layout.outputs);
                 r.headers.push((ID_HEADER.to_owned(), record_id(self.id, seq, i)));
                 r
@@ -387,14 +387,5 @@ impl Shard {
         }
         self.producer.send_marker(&topic, MARKER_KEY, &marker_payload(seq))?;
         Ok(())
-    }
-}
-
-fn kind_name(kind: OutputKind) -> &'static str {
-    match kind {
-        OutputKind::Snapshot => "snapshot",
-        OutputKind::Compensation => "compensation",
-        OutputKind::Alert => "alert",
-        OutputKind::DeadLetter => "dead_letter",
     }
 }

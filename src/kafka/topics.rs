@@ -6,7 +6,9 @@
 use super::client::Clients;
 use super::{Context, KafkaError};
 use crate::config::{Encoding, KafkaConfig};
+use crate::domain::decode::{decode_json, decode_proto, DecodeError, DecodeOptions};
 use crate::domain::event::Stream;
+use crate::domain::Event;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -22,6 +24,16 @@ pub struct InputTopic {
     pub stream: Stream,
     pub encoding: Encoding,
     pub partitions: u32,
+}
+
+impl InputTopic {
+    /// Decodes one of this topic's records in the topic's encoding.
+    pub fn decode(&self, raw: &[u8], opts: &DecodeOptions) -> Result<Event, DecodeError> {
+        match self.encoding {
+            Encoding::Json => decode_json(raw, Some(self.stream), opts),
+            Encoding::Protobuf => decode_proto(self.stream, raw, opts),
+        }
+    }
 }
 
 /// The output topics by role.

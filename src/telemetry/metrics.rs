@@ -159,16 +159,10 @@ impl Metrics {
 
     /// One output record committed (its kind, and its reason code for a dead letter).
     pub fn record_out(&self, output: &Output) {
-        let label = match output {
-            Output::Snapshot(_) => "snapshot",
-            Output::Compensation(_) => "compensation",
-            Output::Alert(_) => "alert",
-            Output::DeadLetter(d) => {
-                self.dead_letters.with_label_values(&[d.reason_code]).inc();
-                "dead_letter"
-            }
-        };
-        self.records_out.with_label_values(&[label]).inc();
+        if let Output::DeadLetter(d) = output {
+            self.dead_letters.with_label_values(&[d.reason_code]).inc();
+        }
+        self.records_out.with_label_values(&[output.kind().name()]).inc();
     }
 
     /// An event that arrived behind the watermark.
