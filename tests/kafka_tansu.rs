@@ -104,10 +104,7 @@ fn kill_9_many_times_emits_each_output_at_most_once() {
     setup_inputs(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    for i in 0..5u64 {
-        let log = dir.path().join(format!("run-{i}.log"));
-        kill_after_acquiring(&mut processor(&t.brokers, "g", &data, false), &log, 4, 100 + (i * 379) % 900);
-    }
+    kill_repeatedly(&t.brokers, "g", &data, false, 5, 379);
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));
     let got = outputs(&t.brokers, false);
     assert!(!got.compensations.is_empty());
@@ -130,10 +127,7 @@ fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
     setup_inputs(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    for i in 0..6u64 {
-        let log = dir.path().join(format!("run-{i}.log"));
-        kill_after_acquiring(&mut processor(&t.brokers, "g", &data, false), &log, 4, 100 + (i * 379) % 900);
-    }
+    kill_repeatedly(&t.brokers, "g", &data, false, 6, 379);
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));
     assert_same(&outputs(&t.brokers, false), &want);
 }
@@ -217,23 +211,6 @@ extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// A minimal HTTP/1.1 GET: (status, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
-}
-
-/// The value of the sample `series` (name with labels) in a Prometheus text body.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[test]
 fn http_endpoints_in_kafka_mode_and_sigterm() {
     let t = Tansu::start();
@@ -263,26 +240,26 @@ fn http_endpoints_in_kafka_mode_and_sigterm() {
         true
     });
     let addr = addr.into_inner();
-    assert_eq!(get(&addr, "/healthz").0, 200);
-    wait_for("readiness", &|| get(&addr, "/readyz").0 == 200);
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    wait_for("readiness", &|| http_get(&addr, "/readyz").0 == 200);
     // Every record read and committed, gauges refreshed (every 5 s) with nothing left to read.
     let total = lines.len() as f64;
     wait_for("all records and zero lag", &|| {
-        let m = get(&addr, "/metrics").1;
+        let m = http_get(&addr, "/metrics").1;
         let read: f64 = ["orders", "logistics", "refunds", "service"]
             .iter()
-            .filter_map(|topic| sample(&m, &format!("shopscore_events_in_total{{topic=\"{topic}\"}}")))
+            .filter_map(|topic| metric(&m, &format!("shopscore_events_in_total{{topic=\"{topic}\"}}")))
             .sum();
-        let lag = sample(&m, "shopscore_consumer_lag{partition=\"0\",topic=\"orders\"}");
+        let lag = metric(&m, "shopscore_consumer_lag{partition=\"0\",topic=\"orders\"}");
         read == total && lag == Some(0.0)
     });
-    let m = get(&addr, "/metrics").1;
-    assert!(sample(&m, "shopscore_duplicates_total").unwrap() > 0.0, "{m}");
+    let m = http_get(&addr, "/metrics").1;
+    assert!(metric(&m, "shopscore_duplicates_total").unwrap() > 0.0, "{m}");
     assert!(m.contains("shopscore_dead_letters_total{reason="), "{m}");
-    assert!(sample(&m, "shopscore_commit_duration_seconds_count").unwrap() > 0.0);
-    assert!(sample(&m, "shopscore_state_size_bytes").unwrap() > 0.0);
-    assert!(sample(&m, "shopscore_watermark_seconds").unwrap() > 0.0);
-    assert_eq!(sample(&m, "shopscore_ready"), Some(1.0));
+    assert!(metric(&m, "shopscore_commit_duration_seconds_count").unwrap() > 0.0);
+    assert!(metric(&m, "shopscore_state_size_bytes").unwrap() > 0.0);
+    assert!(metric(&m, "shopscore_watermark_seconds").unwrap() > 0.0);
+    assert_eq!(metric(&m, "shopscore_ready"), Some(1.0));
     // A shop's live snapshot from its shard's store, with freshness; unknown shop: 404.
     let shop = lines
         .iter()
@@ -290,12 +267,13 @@ fn http_endpoints_in_kafka_mode_and_sigterm() {
             serde_json::from_str::<serde_json::Value>(l).ok()?["shop_id"].as_str().map(str::to_owned)
         })
         .unwrap();
-    wait_for("the shop's snapshot", &|| get(&addr, &format!("/v1/shops/{shop}")).0 == 200);
-    let body: serde_json::Value = serde_json::from_str(&get(&addr, &format!("/v1/shops/{shop}")).1).unwrap();
+    wait_for("the shop's snapshot", &|| http_get(&addr, &format!("/v1/shops/{shop}")).0 == 200);
+    let body: serde_json::Value =
+        serde_json::from_str(&http_get(&addr, &format!("/v1/shops/{shop}")).1).unwrap();
     assert_eq!(body["shop_id"], shop.as_str());
     assert!(body["freshness"]["watermark"].is_string(), "{body}");
     assert!(body["freshness"]["positions"].as_array().is_some_and(|p| !p.is_empty()), "{body}");
-    assert_eq!(get(&addr, "/v1/shops/no-such-shop").0, 404);
+    assert_eq!(http_get(&addr, "/v1/shops/no-such-shop").0, 404);
     // SIGTERM: commit and exit 0.
     unsafe { libc_kill(child.id() as i32, 15) };
     let status = child.wait().unwrap();

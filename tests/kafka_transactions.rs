@@ -38,15 +38,6 @@ fn cluster(group: &str, lines: &[String]) -> MockCluster<'static, DefaultProduce
     mock
 }
 
-/// A transactional `shopscore run` whose HTTP endpoint takes any free port: Kafka mode serves
-/// HTTP on 127.0.0.1:9464 by default, and another process holding that port (a parallel test,
-/// another checkout's tests on the same machine) would stop this one at startup.
-fn txn_processor(brokers: &str, group: &str, data_dir: &std::path::Path) -> std::process::Command {
-    let mut cmd = processor(brokers, group, data_dir, true);
-    cmd.env("SHOPSCORE__HTTP__ADDR", "127.0.0.1:0");
-    cmd
-}
-
 #[test]
 fn transactional_kill_9_loop_commits_each_output_at_most_once() {
     let lines = gen_lines(30_000, 30, 30, 37);
@@ -54,11 +45,8 @@ fn transactional_kill_9_loop_commits_each_output_at_most_once() {
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    for i in 0..5u64 {
-        let log = dir.path().join(format!("run-{i}.log"));
-        kill_after_acquiring(&mut txn_processor(&brokers, "g", &data), &log, 4, 100 + (i * 433) % 900);
-    }
-    run_until_idle(&mut txn_processor(&brokers, "g", &data));
+    kill_repeatedly(&brokers, "g", &data, true, 5, 433);
+    run_until_idle(&mut processor(&brokers, "g", &data, true));
     let got = outputs(&brokers, true);
     assert!(!got.compensations.is_empty());
     assert_no_duplicates(&got);
@@ -87,7 +75,7 @@ fn transactional_kill_9_loop_is_exactly_once() {
     let reference = {
         let mock = cluster("ref", &lines);
         let dir = tempfile::tempdir().unwrap();
-        run_until_idle(&mut txn_processor(&mock.bootstrap_servers(), "ref", &dir.path().join("d")));
+        run_until_idle(&mut processor(&mock.bootstrap_servers(), "ref", &dir.path().join("d"), true));
         outputs(&mock.bootstrap_servers(), true)
     };
     assert!(!reference.compensations.is_empty());
@@ -96,11 +84,8 @@ fn transactional_kill_9_loop_is_exactly_once() {
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    for i in 0..5u64 {
-        let log = dir.path().join(format!("run-{i}.log"));
-        kill_after_acquiring(&mut txn_processor(&brokers, "g", &data), &log, 4, 100 + (i * 433) % 900);
-    }
-    run_until_idle(&mut txn_processor(&brokers, "g", &data));
+    kill_repeatedly(&brokers, "g", &data, true, 5, 433);
+    run_until_idle(&mut processor(&brokers, "g", &data, true));
     assert_same(&outputs(&brokers, true), &reference);
 }
 

@@ -4,17 +4,20 @@
 //! (second signal, shutdown timeout: exit 2, nothing more committed, recovery still exact),
 //! and `shopscore diff`. The in-process part checks the 503s while state is restoring.
 
+mod support;
+
 use shopscore::http::HttpServer;
 use shopscore::live::StateView;
 use shopscore::telemetry::metrics::{Metrics, METRIC_NAMES};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{http_get, metric};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shopscore");
 
@@ -141,23 +144,9 @@ impl Drop for Proc {
     }
 }
 
-/// A minimal HTTP/1.1 GET: (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
-
 /// The value of the sample `series` (name with labels) in a Prometheus text body.
 fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    metric(text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 fn read(path: &Path) -> String {
@@ -222,14 +211,14 @@ fn http_endpoints_of_a_running_process() {
     let mut proc = Proc::spawn(shopscore(&args.iter().map(String::as_str).collect::<Vec<_>>()));
     let addr = proc.http_addr();
     assert_ne!(addr.port(), 0, "the real port is reported");
-    assert_eq!(get(addr, "/healthz").0, 200);
+    assert_eq!(http_get(addr, "/healthz").0, 200);
     proc.wait_line("serving HTTP until");
 
-    assert_eq!(get(addr, "/readyz"), (200, "ready\n".to_owned()));
+    assert_eq!(http_get(addr, "/readyz"), (200, "ready\n".to_owned()));
     let snapshots = last_snapshots(&p("out"));
     assert_eq!(snapshots.len(), 7);
     for (shop, line) in &snapshots {
-        let (status, body) = get(addr, &format!("/v1/shops/{shop}"));
+        let (status, body) = http_get(addr, &format!("/v1/shops/{shop}"));
         assert_eq!(status, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["shop_id"], *shop);
@@ -241,11 +230,11 @@ fn http_endpoints_of_a_running_process() {
         let len = std::fs::metadata(p("in.jsonl")).unwrap().len();
         assert_eq!(fresh["positions"][0]["offset"], len, "the whole input is committed: {fresh}");
     }
-    let (status, body) = get(addr, "/v1/shops/no-such-shop");
+    let (status, body) = http_get(addr, "/v1/shops/no-such-shop");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("no-such-shop"));
 
-    let (status, metrics) = get(addr, "/metrics");
+    let (status, metrics) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
     // Consumer lag has series only once the Kafka runtime sets one per partition.
     for name in METRIC_NAMES.iter().filter(|n| **n != "shopscore_consumer_lag") {
@@ -433,18 +422,18 @@ fn restoring_state_answers_503_in_process() {
     let view = Arc::new(StateView::new(vec![1, 7, 30]));
     let server = HttpServer::start("127.0.0.1:0".parse().unwrap(), metrics, view.clone()).unwrap();
     let addr = server.addr();
-    assert_eq!(get(addr, "/healthz").0, 200);
-    assert_eq!(get(addr, "/readyz").0, 503);
-    let (status, body) = get(addr, "/v1/shops/s1");
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    assert_eq!(http_get(addr, "/readyz").0, 503);
+    let (status, body) = http_get(addr, "/v1/shops/s1");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("restored"));
-    let (status, metrics) = get(addr, "/metrics");
+    let (status, metrics) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
     assert_eq!(sample(&metrics, "shopscore_ready"), 0.0);
     view.attach(Arc::new(shopscore::state::memory::MemStore::new()));
     view.set_ready(true);
-    assert_eq!(get(addr, "/readyz").0, 200);
-    assert_eq!(get(addr, "/v1/shops/s1").0, 404);
+    assert_eq!(http_get(addr, "/readyz").0, 200);
+    assert_eq!(http_get(addr, "/v1/shops/s1").0, 404);
     server.stop();
     assert!(TcpStream::connect(addr).is_err(), "stopped servers release the port");
 }

@@ -289,6 +289,20 @@ pub fn kill_after_acquiring(cmd: &mut Command, log: &Path, shards: usize, ms: u6
     child.wait().unwrap();
 }
 
+/// Starts a processor on `data` and SIGKILLs it `kills` times, each once it has acquired the
+/// four shards and then run 100–999 ms more (varied by `step`); the logs go next to `data`.
+pub fn kill_repeatedly(brokers: &str, group: &str, data: &Path, transactional: bool, kills: u64, step: u64) {
+    for i in 0..kills {
+        let log = data.with_file_name(format!("run-{i}.log"));
+        kill_after_acquiring(
+            &mut processor(brokers, group, data, transactional),
+            &log,
+            4,
+            100 + (i * step) % 900,
+        );
+    }
+}
+
 /// Runs `cmd --until-idle` to completion (at most 3 minutes).
 pub fn run_until_idle(cmd: &mut Command) {
     run_until_idle_within(cmd, Duration::from_secs(180));
@@ -401,4 +415,21 @@ pub fn assert_same(got: &Outputs, want: &Outputs) {
     for (shop, v) in &want.snapshots {
         assert_eq!(got.snapshots.get(shop), Some(v), "final snapshot of {shop}");
     }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: impl std::fmt::Display, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr.to_string()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// The value of the sample `series` (name with labels) in a Prometheus text body.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
