@@ -11,7 +11,8 @@
 //! | [`state`] | the [`state::KvStore`] trait, its RocksDB and in-memory implementations, typed keys, the per-commit overlay | no |
 //! | [`sources`] | where records come from (JSON-lines files) | no |
 //! | [`sinks`] | where outputs go (files), through the [`sinks::Sink`] trait with commit checkpoints | no |
-//! | [`output`] | the output records (snapshot, compensation, alert, dead letter) and their JSON form | no |
+//! | [`output`] | the output records (snapshot, compensation, alert, dead letter), their JSON form and protobuf form | no |
+//! | [`pb`] | the protobuf messages generated from `proto/shopscore/v1/` (inputs and outputs) | no |
 //! | [`kafka`] | Kafka mode: shards by shop, changelog-backed state that follows its shard, transactional or outbox commits | no (blocking rdkafka calls) |
 //! | [`pipeline`] | the loop that moves records: source → decode → rules → sink, committing state, positions and sink checkpoints in one batch | no |
 //! | [`config`] | typed, layered configuration: defaults → file → `SHOPSCORE__…` env | no |
@@ -34,6 +35,7 @@ pub mod http;
 pub mod kafka;
 pub mod live;
 pub mod output;
+pub mod pb;
 pub mod pipeline;
 pub mod rules;
 pub mod shutdown;

@@ -1,7 +1,10 @@
-//! The output records of SPEC §6/§8 and their JSON-lines form.
+//! The output records of SPEC §6/§8 and their JSON-lines form; their protobuf form (Kafka
+//! topics configured so) is in [`proto`].
 //!
 //! Rules produce [`Output`]s; sinks only serialize and move them. The JSON field order
 //! follows SPEC §8 so files are stable and diffable.
+
+pub mod proto;
 
 use crate::domain::decode::DecodeError;
 use crate::domain::Timestamp;

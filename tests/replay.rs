@@ -1,10 +1,12 @@
 //! `shopscore replay` against a real broker (tansu): replaying the same history twice gives the
 //! same outputs, and the outputs of the live run; a replay never touches the live group's
-//! changelog; a replay into the live compensation topic sends no compensation twice; `--from`
-//! and `--to` cut the input by record time.
+//! changelog; a replay into the live compensation topic sends no compensation twice; protobuf
+//! output topics carry the JSON outputs' records, and a replay into them sends no compensation
+//! twice either; `--from` and `--to` cut the input by record time.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use support::*;
@@ -90,6 +92,8 @@ fn replays_are_deterministic_equal_the_live_run_and_never_resend_a_compensation(
     run_until_idle(&mut processor(&t.brokers, "live", &dir.path().join("live"), false));
     assert_eq!(outputs(&t.brokers, false).compensations, live.compensations);
 
+    protobuf_outputs_mean_the_json_ones(&t.brokers, dir.path(), &live);
+
     // A non-empty output directory is refused with the fix.
     let out = replay(&t.brokers, &["--from", "earliest", "--output"])
         .arg(&a)
@@ -98,6 +102,89 @@ fn replays_are_deterministic_equal_the_live_run_and_never_resend_a_compensation(
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
+}
+
+const ALERT_RULES: &str = r#"
+[[alerts]]
+name = "refunds-high"
+metric = "refund_rate"
+window = "30d"
+op = ">"
+threshold = 0.05
+
+[[alerts]]
+name = "not-eligible"
+metric = "campaign_eligible"
+op = "=="
+threshold = false
+"#;
+
+/// Protobuf snapshots, compensations and alerts (`kafka.encoding`), into topics of their own
+/// (`pb-` in front of the default names; dead letters there too, raw as always).
+fn protobuf_outputs(cmd: &mut Command) -> &mut Command {
+    let keys = ["METRICS", "COMPENSATIONS", "ALERTS", "DEAD_LETTERS"];
+    for (key, topic) in keys.into_iter().zip(OUTPUTS) {
+        cmd.env(format!("SHOPSCORE__KAFKA__TOPICS__{key}"), format!("pb-{topic}"));
+        if key != "DEAD_LETTERS" {
+            cmd.env(format!("SHOPSCORE__KAFKA__ENCODING__{key}"), "protobuf");
+        }
+    }
+    cmd
+}
+
+/// The last alert state of each `shop_id/rule`, from alerts in emission order. (Only the state:
+/// an alert's `value` and `as_of` are those of the snapshot that saw the crossing, which depends
+/// on batch boundaries.)
+fn final_alert_states(alerts: impl IntoIterator<Item = serde_json::Value>) -> BTreeMap<String, String> {
+    alerts
+        .into_iter()
+        .map(|v| {
+            let key = format!("{}/{}", v["shop_id"].as_str().unwrap(), v["rule"].as_str().unwrap());
+            (key, v["state"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// A live run of another group with protobuf outputs (and alert rules) gives the JSON run's
+/// outputs by meaning; a replay into those topics reads their protobuf compensations and sends
+/// none again.
+fn protobuf_outputs_mean_the_json_ones(brokers: &str, dir: &Path, live: &Outputs) {
+    let rules = dir.join("alerts.toml");
+    std::fs::write(&rules, ALERT_RULES).unwrap();
+    let mut cmd = processor(brokers, "live-pb", &dir.join("live-pb"), false);
+    run_until_idle(protobuf_outputs(cmd.arg("--config").arg(&rules)));
+    let pb = outputs_protobuf_prefixed(brokers, "pb-", false);
+    assert_same(&pb, &canonical(live));
+
+    // Alerts: the same final states as a JSON replay with the same rules.
+    let json_dir = dir.join("alerts-json");
+    run_ok(replay(brokers, &["--from", "earliest", "--config"]).arg(&rules).arg("--output").arg(&json_dir));
+    let json_alerts = final_alert_states(
+        std::fs::read_to_string(json_dir.join("alerts.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap()),
+    );
+    let pb_alerts: Vec<Rec> = read_all(brokers, "pb-shop-alerts", false)
+        .into_iter()
+        .map(|r| decode_protobuf(shopscore::output::OutputKind::Alert, r))
+        .collect();
+    for r in &pb_alerts {
+        let v = r.json();
+        let key = format!("{}/{}", v["shop_id"].as_str().unwrap(), v["rule"].as_str().unwrap());
+        assert_eq!(r.key.as_deref(), Some(key.as_bytes()));
+    }
+    assert!(!json_alerts.is_empty());
+    assert_eq!(final_alert_states(pb_alerts.iter().map(Rec::json)), json_alerts);
+
+    // A replay into the protobuf topics finds every compensation there and sends none again.
+    let mut cmd = replay(brokers, &["--from", "earliest", "--topic-prefix", ""]);
+    let err = run_ok(protobuf_outputs(cmd.arg("--config").arg(&rules)));
+    assert!(
+        err.contains(&format!("{} compensations were already in the destination", live.compensations.len())),
+        "{err}"
+    );
+    assert_eq!(outputs_protobuf_prefixed(brokers, "pb-", false).compensations, pb.compensations);
 }
 
 /// Produces `lines` with the record timestamps the broker gives them now.

@@ -146,6 +146,9 @@ fn key_fix(key: &str) -> Option<&'static str> {
     }
 }
 
+/// Not a key: the dead-letter topic has no encoding (SPEC §6: the original bytes).
+const DEAD_LETTER_ENCODING: &str = "kafka.encoding.dead_letters";
+
 const DURATION_FIX: &str =
     "write a duration as a string like \"5m\", \"48h\" or \"1d\" (units: ms, s, m, h, d, w)";
 
@@ -160,9 +163,16 @@ impl ConfigError {
         match err.kind {
             Kind::UnknownField(_, expected) => {
                 let parent = &path[..path.len().saturating_sub(1)];
+                let advice = if key == DEAD_LETTER_ENCODING {
+                    "dead letters carry the original record bytes untouched, so no encoding applies to \
+                     them"
+                } else {
+                    "check the spelling"
+                };
                 ConfigError::UnknownKey {
                     fix: format!(
-                        "{verb} it or check the spelling; {}: {}",
+                        "{verb} it{} {advice}; {}: {}",
+                        if key == DEAD_LETTER_ENCODING { ":" } else { " or" },
                         valid_keys_in(parent),
                         expected.join(", ")
                     ),

@@ -112,16 +112,21 @@ impl TopicsConfig {
     }
 }
 
-/// Wire format of an input topic.
+/// Wire format of a topic's record values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
+    /// One JSON object per record (outputs: the file-mode lines).
     #[default]
     Json,
+    /// The messages of `proto/shopscore/v1/` (inputs: one per input topic; outputs:
+    /// `outputs.proto`).
     Protobuf,
 }
 
-/// `[kafka.encoding]`: the encoding of each input topic.
+/// `[kafka.encoding]`: the encoding of each input topic and of each output topic but the
+/// dead letters, which carry the original record bytes untouched whatever their encoding
+/// (SPEC §6), so no encoding applies to them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncodingConfig {
@@ -129,4 +134,10 @@ pub struct EncodingConfig {
     pub logistics: Encoding,
     pub refunds: Encoding,
     pub service: Encoding,
+    /// The metric-snapshot topic (`kafka.topics.metrics`).
+    pub metrics: Encoding,
+    /// The compensation topic (`kafka.topics.compensations`).
+    pub compensations: Encoding,
+    /// The alert topic (`kafka.topics.alerts`).
+    pub alerts: Encoding,
 }

@@ -53,6 +53,9 @@ fn defaults_load_without_file_or_env() {
         assert_eq!(cfg.kafka.topics.alerts, "shop-alerts");
         assert_eq!(cfg.kafka.topics.dead_letters, "dead-letters");
         assert_eq!(cfg.kafka.encoding.service, Encoding::Json);
+        assert_eq!(cfg.kafka.encoding.metrics, Encoding::Json);
+        assert_eq!(cfg.kafka.encoding.compensations, Encoding::Json);
+        assert_eq!(cfg.kafka.encoding.alerts, Encoding::Json);
         assert!(cfg.alerts.is_empty());
         assert_eq!(cfg.http.addr.to_string(), "127.0.0.1:9464");
         assert_eq!(cfg.log.format, LogFormat::Auto);
@@ -89,6 +92,7 @@ fn file_overrides_defaults() {
             brokers = "k1:9092,k2:9092"
             [kafka.encoding]
             refunds = "protobuf"
+            compensations = "protobuf"
             [kafka.client]
             "security.protocol" = "SASL_SSL"
             linger_ms = 5
@@ -117,6 +121,8 @@ fn file_overrides_defaults() {
         assert_eq!(cfg.kafka.brokers, "k1:9092,k2:9092");
         assert_eq!(cfg.kafka.encoding.refunds, Encoding::Protobuf);
         assert_eq!(cfg.kafka.encoding.orders, Encoding::Json);
+        assert_eq!(cfg.kafka.encoding.compensations, Encoding::Protobuf);
+        assert_eq!(cfg.kafka.encoding.metrics, Encoding::Json);
         assert_eq!(cfg.kafka.client.len(), 2);
         assert_eq!(cfg.kafka.client["security.protocol"], "SASL_SSL");
         assert_eq!(cfg.kafka.client["linger.ms"], "5");
@@ -210,6 +216,39 @@ fn unknown_section_and_nested_keys_in_file() {
         let msg = load_err(Some("c.toml")).to_string();
         assert!(msg.contains("`alerts[0].threshhold`"), "{msg}");
         assert!(msg.contains("valid keys in [[alerts]]: name, metric, window, op, threshold"));
+        Ok(())
+    });
+}
+
+#[test]
+fn output_encodings_by_env_and_no_dead_letter_encoding() {
+    jailed(|jail| {
+        jail.set_env("SHOPSCORE__KAFKA__ENCODING__METRICS", "protobuf");
+        jail.set_env("SHOPSCORE__KAFKA__ENCODING__ALERTS", "protobuf");
+        let cfg = load(None).unwrap();
+        assert_eq!(cfg.kafka.encoding.metrics, Encoding::Protobuf);
+        assert_eq!(cfg.kafka.encoding.alerts, Encoding::Protobuf);
+        assert_eq!(cfg.kafka.encoding.compensations, Encoding::Json);
+
+        jail.set_env("SHOPSCORE__KAFKA__ENCODING__COMPENSATIONS", "proto");
+        let msg = load_err(None).to_string();
+        assert_eq!(
+            msg,
+            "bad value for `kafka.encoding.compensations` from environment variable \
+             SHOPSCORE__KAFKA__ENCODING__COMPENSATIONS: \"proto\" is not a valid value; use one of \
+             \"json\", \"protobuf\""
+        );
+
+        jail.clear_env();
+        jail.create_file("c.toml", "[kafka.encoding]\ndead_letters = \"protobuf\"\n")?;
+        let err = load_err(Some("c.toml"));
+        assert_eq!(err.key(), Some("kafka.encoding.dead_letters"));
+        assert_eq!(
+            err.to_string(),
+            "unknown key `kafka.encoding.dead_letters` in c.toml: remove it: dead letters carry the \
+             original record bytes untouched, so no encoding applies to them; valid keys in \
+             [kafka.encoding]: orders, logistics, refunds, service, metrics, compensations, alerts"
+        );
         Ok(())
     });
 }

@@ -1,8 +1,13 @@
-//! Output records as Kafka records (SPEC §6): topic, key, payload and headers. JSON payloads,
-//! the same lines file mode writes; dead letters carry the original bytes and key untouched,
-//! with the reason and the source position in headers.
+//! Output records as Kafka records (SPEC §6): topic, key, payload and headers. Payloads are
+//! encoded as the topic's `kafka.encoding` says: JSON (the same lines file mode writes) or
+//! protobuf (`proto/shopscore/v1/outputs.proto`); dead letters carry the original bytes and
+//! key untouched, with the reason and the source position in headers.
+//!
+//! A record is encoded once, when its commit is prepared; the outbox keeps those bytes, so a
+//! re-send after a crash is byte-identical whatever the configuration then says.
 
 use super::topics::OutputTopics;
+use crate::config::Encoding;
 use crate::output::{Output, SourcePos};
 use serde::{Deserialize, Serialize};
 
@@ -32,25 +37,34 @@ impl KafkaRecord {
     }
 }
 
-/// The Kafka record of an output.
+/// The payload of `output` in `encoding`: its JSON line, or `protobuf()`.
+fn encode(output: &Output, encoding: Encoding, protobuf: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+    match encoding {
+        Encoding::Json => output.to_json().into_bytes(),
+        Encoding::Protobuf => protobuf(),
+    }
+}
+
+/// The Kafka record of an output, encoded as its topic is configured.
 pub fn to_record(output: &Output, topics: &OutputTopics) -> KafkaRecord {
+    let enc = &topics.encoding;
     match output {
         Output::Snapshot(s) => KafkaRecord {
             topic: topics.metrics.clone(),
             key: Some(s.shop_id.as_bytes().to_vec()),
-            payload: output.to_json().into_bytes(),
+            payload: encode(output, enc.metrics, || s.to_protobuf()),
             headers: Vec::new(),
         },
         Output::Compensation(c) => KafkaRecord {
             topic: topics.compensations.clone(),
             key: Some(c.order_id.as_bytes().to_vec()),
-            payload: output.to_json().into_bytes(),
+            payload: encode(output, enc.compensations, || c.to_protobuf()),
             headers: Vec::new(),
         },
         Output::Alert(a) => KafkaRecord {
             topic: topics.alerts.clone(),
             key: Some(format!("{}/{}", a.shop_id, a.rule).into_bytes()),
-            payload: output.to_json().into_bytes(),
+            payload: encode(output, enc.alerts, || a.to_protobuf()),
             headers: Vec::new(),
         },
         Output::DeadLetter(d) => {
@@ -82,16 +96,23 @@ pub fn to_record(output: &Output, topics: &OutputTopics) -> KafkaRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::DeadLetter;
+    use crate::domain::Timestamp;
+    use crate::kafka::topics::OutputEncodings;
+    use crate::output::proto::to_json_value;
+    use crate::output::{Alert, DeadLetter};
 
-    #[test]
-    fn dead_letter_keeps_bytes_and_key_with_reason_headers() {
-        let topics = OutputTopics {
+    fn topics(encoding: Encoding) -> OutputTopics {
+        OutputTopics {
             metrics: "m".into(),
             compensations: "c".into(),
             alerts: "a".into(),
             dead_letters: "d".into(),
-        };
+            encoding: OutputEncodings { metrics: encoding, compensations: encoding, alerts: encoding },
+        }
+    }
+
+    #[test]
+    fn dead_letter_keeps_bytes_and_key_with_reason_headers_in_any_encoding() {
         let out = Output::DeadLetter(DeadLetter {
             reason: "not JSON".into(),
             reason_code: "malformed_json",
@@ -99,13 +120,39 @@ mod tests {
             raw: vec![0xff, b'{'],
             key: Some(b"k1".to_vec()),
         });
-        let r = to_record(&out, &topics);
-        assert_eq!(r.topic, "d");
-        assert_eq!(r.payload, vec![0xff, b'{']);
-        assert_eq!(r.key.as_deref(), Some(&b"k1"[..]));
-        assert_eq!(r.header(REASON_HEADER), Some(&b"not JSON"[..]));
-        assert_eq!(r.header(SOURCE_TOPIC_HEADER), Some(&b"orders"[..]));
-        assert_eq!(r.header(SOURCE_PARTITION_HEADER), Some(&b"2"[..]));
-        assert_eq!(r.header(SOURCE_OFFSET_HEADER), Some(&b"17"[..]));
+        for encoding in [Encoding::Json, Encoding::Protobuf] {
+            let r = to_record(&out, &topics(encoding));
+            assert_eq!(r.topic, "d");
+            assert_eq!(r.payload, vec![0xff, b'{']);
+            assert_eq!(r.key.as_deref(), Some(&b"k1"[..]));
+            assert_eq!(r.header(REASON_HEADER), Some(&b"not JSON"[..]));
+            assert_eq!(r.header(SOURCE_TOPIC_HEADER), Some(&b"orders"[..]));
+            assert_eq!(r.header(SOURCE_PARTITION_HEADER), Some(&b"2"[..]));
+            assert_eq!(r.header(SOURCE_OFFSET_HEADER), Some(&b"17"[..]));
+        }
+    }
+
+    #[test]
+    fn each_topic_gets_its_configured_encoding_with_the_same_key() {
+        let out = Output::Alert(Alert {
+            shop_id: "s1".into(),
+            rule: "r".into(),
+            state: "RAISED",
+            condition: "refund_rate[30d] > 0.05".into(),
+            value: Some(0.5),
+            as_of: Timestamp(1_717_149_600_000),
+        });
+        let json = to_record(&out, &topics(Encoding::Json));
+        assert_eq!(json.payload, out.to_json().into_bytes());
+        let mut mixed = topics(Encoding::Json);
+        mixed.encoding.alerts = Encoding::Protobuf;
+        let proto = to_record(&out, &mixed);
+        assert_eq!((proto.topic.as_str(), proto.key.as_deref()), ("a", Some(&b"s1/r"[..])));
+        assert_eq!(json.key, proto.key);
+        assert_ne!(proto.payload, json.payload);
+        assert_eq!(
+            to_json_value(out.kind(), &proto.payload).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&json.payload).unwrap()
+        );
     }
 }

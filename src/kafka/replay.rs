@@ -139,7 +139,8 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
         ReplayTarget::Topics(outputs) => {
             refuse_live_overlap(&admin, &run.kafka, outputs)?;
             topics::ensure_outputs(&clients, &run.kafka, outputs)?;
-            let emitted = emitted_compensations(&clients, &outputs.compensations)?;
+            let emitted =
+                emitted_compensations(&clients, &outputs.compensations, outputs.encoding.compensations)?;
             tracing::info!(
                 topic = %outputs.compensations,
                 compensations = emitted.len(),

@@ -10,7 +10,8 @@ use super::producer::ShardProducer;
 use super::records::to_record;
 use super::topics::OutputTopics;
 use super::{Context, KafkaError};
-use crate::output::Output;
+use crate::config::Encoding;
+use crate::output::{proto, Output};
 use crate::sinks::{Sink, SinkError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
@@ -24,8 +25,13 @@ const SCAN_QUIET: Duration = Duration::from_millis(1500);
 const SCAN_STALL: Duration = Duration::from_secs(600);
 
 /// The `compensation_id`s already in `topic` (committed records only), read from the start of
-/// every partition to its end.
-pub fn emitted_compensations(clients: &Clients, topic: &str) -> Result<HashSet<String>, KafkaError> {
+/// every partition to its end. `encoding` is the topic's configured one (see
+/// [`compensation_id`] for records in the other).
+pub fn emitted_compensations(
+    clients: &Clients,
+    topic: &str,
+    encoding: Encoding,
+) -> Result<HashSet<String>, KafkaError> {
     let consumer: BaseConsumer = clients
         .restorer()
         .set("enable.partition.eof", "true")
@@ -59,7 +65,7 @@ pub fn emitted_compensations(clients: &Clients, topic: &str) -> Result<HashSet<S
             Some(Ok(m)) => {
                 last = Instant::now();
                 at_end.remove(&m.partition());
-                if let Some(id) = m.payload().and_then(compensation_id) {
+                if let Some(id) = m.payload().and_then(|p| compensation_id(p, encoding)) {
                     ids.insert(id);
                 }
             }
@@ -78,13 +84,23 @@ pub fn emitted_compensations(clients: &Clients, topic: &str) -> Result<HashSet<S
     Ok(ids)
 }
 
-/// The `compensation_id` of a compensation record's JSON payload.
-fn compensation_id(payload: &[u8]) -> Option<String> {
+/// The `compensation_id` of a compensation record's payload, read in the topic's `encoding`
+/// first, then in the other one: a topic whose encoding was changed holds records of both,
+/// and a compensation of either kind must not be sent again. (The two cannot be mistaken for
+/// each other: a protobuf compensation holds raw control bytes — the tag 0x12 of its `kind` —
+/// so it is not JSON; and our JSON lines hold none — no 0x0a, the tag of `compensation_id` —
+/// so read as protobuf they yield no id.)
+fn compensation_id(payload: &[u8], encoding: Encoding) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Id {
         compensation_id: String,
     }
-    serde_json::from_slice::<Id>(payload).ok().map(|r| r.compensation_id)
+    let json = || serde_json::from_slice::<Id>(payload).ok().map(|r| r.compensation_id);
+    let protobuf = || proto::compensation_id(payload);
+    match encoding {
+        Encoding::Json => json().or_else(protobuf),
+        Encoding::Protobuf => protobuf().or_else(json),
+    }
 }
 
 /// Sends outputs to topics; skips compensations whose id is already emitted.
@@ -136,13 +152,45 @@ impl Sink for TopicSink {
 
 #[cfg(test)]
 mod tests {
-    use super::compensation_id;
+    use super::*;
+    use crate::domain::Timestamp;
+    use crate::output::{Compensation, CompensationKind, LineageEvent, SourcePos};
 
     #[test]
-    fn reads_the_id_of_a_compensation_payload() {
+    fn reads_the_id_of_a_json_compensation_payload() {
         let p = br#"{"compensation_id":"o1:LATE_SHIPMENT","kind":"LATE_SHIPMENT","amount_fen":500}"#;
-        assert_eq!(compensation_id(p).as_deref(), Some("o1:LATE_SHIPMENT"));
-        assert_eq!(compensation_id(b"not json"), None);
-        assert_eq!(compensation_id(br#"{"shop_id":"s1"}"#), None);
+        for e in [Encoding::Json, Encoding::Protobuf] {
+            assert_eq!(compensation_id(p, e).as_deref(), Some("o1:LATE_SHIPMENT"));
+            assert_eq!(compensation_id(b"not json", e), None);
+            assert_eq!(compensation_id(br#"{"shop_id":"s1"}"#, e), None);
+        }
+    }
+
+    #[test]
+    fn reads_the_id_of_a_protobuf_compensation_payload() {
+        let c = Compensation {
+            kind: CompensationKind::DeliveryPromiseBreach,
+            order_id: "o7".into(),
+            shop_id: "s1".into(),
+            buyer_id: "b1".into(),
+            amount_fen: 1_000,
+            basis_fen: 1_000,
+            group_id: None,
+            deadline: Timestamp(1_717_149_600_000),
+            shipped_at: None,
+            decided_at: Timestamp(1_717_149_600_000),
+            rule_version: "2024-01".into(),
+            lineage: vec![LineageEvent {
+                role: "paid",
+                event_id: "e1".into(),
+                source: SourcePos::Kafka { topic: "orders".into(), partition: 0, offset: 3 },
+            }],
+        };
+        let payload = c.to_protobuf();
+        // In a protobuf topic, and in a JSON topic that held protobuf records before.
+        for e in [Encoding::Protobuf, Encoding::Json] {
+            assert_eq!(compensation_id(&payload, e).as_deref(), Some("o7:DELIVERY_PROMISE_BREACH"));
+        }
+        assert_eq!(compensation_id(b"\x0a\x05", Encoding::Protobuf), None, "truncated");
     }
 }

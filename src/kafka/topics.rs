@@ -36,33 +36,49 @@ impl InputTopic {
     }
 }
 
-/// The output topics by role.
+/// The output topics by role, and how their records are encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputTopics {
     pub metrics: String,
     pub compensations: String,
     pub alerts: String,
     pub dead_letters: String,
+    pub encoding: OutputEncodings,
+}
+
+/// The encoding of each output topic (`kafka.encoding.{metrics,compensations,alerts}`). Dead
+/// letters have none: they carry the original record bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputEncodings {
+    pub metrics: Encoding,
+    pub compensations: Encoding,
+    pub alerts: Encoding,
 }
 
 impl OutputTopics {
     pub fn from_config(cfg: &KafkaConfig) -> OutputTopics {
-        let t = &cfg.topics;
+        let (t, e) = (&cfg.topics, &cfg.encoding);
         OutputTopics {
             metrics: t.metrics.clone(),
             compensations: t.compensations.clone(),
             alerts: t.alerts.clone(),
             dead_letters: t.dead_letters.clone(),
+            encoding: OutputEncodings {
+                metrics: e.metrics,
+                compensations: e.compensations,
+                alerts: e.alerts,
+            },
         }
     }
 
-    /// The same topics with `prefix` in front of each name (a replay's outputs).
+    /// The same topics with `prefix` in front of each name (a replay's outputs), encoded alike.
     pub fn prefixed(&self, prefix: &str) -> OutputTopics {
         OutputTopics {
             metrics: format!("{prefix}{}", self.metrics),
             compensations: format!("{prefix}{}", self.compensations),
             alerts: format!("{prefix}{}", self.alerts),
             dead_letters: format!("{prefix}{}", self.dead_letters),
+            encoding: self.encoding,
         }
     }
 

@@ -331,7 +331,62 @@ pub fn outputs_prefixed(brokers: &str, prefix: &str, read_committed: bool) -> Ou
         .map(|r| String::from_utf8(r.payload.clone()).unwrap())
         .collect();
     compensations.sort();
-    let mut dead_letters: Vec<_> = read_all(brokers, &topic("dead-letters"), read_committed)
+    Outputs {
+        compensations,
+        dead_letters: dead_letters(brokers, &topic("dead-letters"), read_committed),
+        snapshots: final_snapshots(&read_all(brokers, &topic("shop-metrics"), read_committed)),
+    }
+}
+
+/// `rec` with its protobuf payload of output `kind` replaced by its JSON form (keys sorted);
+/// panics when the payload is JSON or not a protobuf `kind` record.
+pub fn decode_protobuf(kind: shopscore::output::OutputKind, rec: Rec) -> Rec {
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&rec.payload).is_err(),
+        "a JSON payload where protobuf was configured: {}",
+        String::from_utf8_lossy(&rec.payload)
+    );
+    let value = shopscore::output::proto::to_json_value(kind, &rec.payload)
+        .unwrap_or_else(|e| panic!("{kind:?} record at offset {}: {e}", rec.offset));
+    Rec { payload: serde_json::to_vec(&value).unwrap(), ..rec }
+}
+
+/// JSON text with its object keys sorted, so that two encodings of one record compare equal.
+pub fn canonical_json(text: &str) -> String {
+    serde_json::to_string(&serde_json::from_str::<serde_json::Value>(text).unwrap()).unwrap()
+}
+
+/// [`outputs_prefixed`] of topics whose snapshots and compensations are protobuf, decoded into
+/// their JSON form; compensations in [`canonical_json`] form.
+pub fn outputs_protobuf_prefixed(brokers: &str, prefix: &str, read_committed: bool) -> Outputs {
+    use shopscore::output::OutputKind;
+    let topic = |name: &str| format!("{prefix}{name}");
+    let mut compensations: Vec<String> = read_all(brokers, &topic("compensations"), read_committed)
+        .into_iter()
+        .map(|r| String::from_utf8(decode_protobuf(OutputKind::Compensation, r).payload).unwrap())
+        .collect();
+    compensations.sort();
+    let snapshots: Vec<Rec> = read_all(brokers, &topic("shop-metrics"), read_committed)
+        .into_iter()
+        .map(|r| decode_protobuf(OutputKind::Snapshot, r))
+        .collect();
+    Outputs {
+        compensations,
+        dead_letters: dead_letters(brokers, &topic("dead-letters"), read_committed),
+        snapshots: final_snapshots(&snapshots),
+    }
+}
+
+/// `out` with its compensations in [`canonical_json`] form, sorted.
+pub fn canonical(out: &Outputs) -> Outputs {
+    let mut compensations: Vec<String> = out.compensations.iter().map(|c| canonical_json(c)).collect();
+    compensations.sort();
+    Outputs { compensations, dead_letters: out.dead_letters.clone(), snapshots: out.snapshots.clone() }
+}
+
+/// Dead letters of `topic` as (source topic, partition, offset, payload), sorted.
+fn dead_letters(brokers: &str, topic: &str, read_committed: bool) -> Vec<(String, String, String, Vec<u8>)> {
+    let mut dead_letters: Vec<_> = read_all(brokers, topic, read_committed)
         .into_iter()
         .map(|r| {
             (
@@ -343,11 +398,7 @@ pub fn outputs_prefixed(brokers: &str, prefix: &str, read_committed: bool) -> Ou
         })
         .collect();
     dead_letters.sort();
-    Outputs {
-        compensations,
-        dead_letters,
-        snapshots: final_snapshots(&read_all(brokers, &topic("shop-metrics"), read_committed)),
-    }
+    dead_letters
 }
 
 /// [`outputs`] of a file-mode style output directory (a replay's `--output`).

@@ -1,4 +1,4 @@
-//! Protobuf: the prost types generated from `proto/shopscore/v1/*.proto` (by `build.rs`)
+//! Protobuf: the input messages generated from `proto/shopscore/v1/*.proto` ([`crate::pb`])
 //! and their conversions to [`RawEvent`] (decoding) and from [`Event`] (encoding).
 //!
 //! Decoding goes through [`RawEvent`] so protobuf records are validated by exactly the
@@ -12,12 +12,7 @@ use crate::domain::event::{Event, Stream};
 use prost::Message;
 use std::borrow::Cow;
 
-/// The generated message types of package `shopscore.v1`.
-#[allow(missing_docs, clippy::all)]
-pub mod pb {
-    include!(concat!(env!("OUT_DIR"), "/shopscore.v1.rs"));
-}
-
+pub use crate::pb;
 pub use pb::{LogisticsEvent, OrderEvent, RefundEvent, ServiceEvent};
 
 fn s(v: Option<String>) -> RawValue<'static> {
