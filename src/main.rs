@@ -404,10 +404,19 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions) -> Result<(
         t.applied, t.late_events, t.duplicates, t.dead_letters, r.summary.commits, r.summary.outputs
     );
     println!(
-        "  commits    {:.2} s of it committing; {} changelog records ({:.1} per input record)",
+        "  commits    {:.2} s with a commit running (shards commit in parallel, while reading goes on); {} changelog records ({:.1} per input record)",
         r.summary.commit_time.as_secs_f64(),
         r.summary.changelog_records,
         r.summary.changelog_records as f64 / r.records.max(1) as f64
+    );
+    let ph = &r.summary.commit_phases;
+    println!(
+        "             per phase, summed over the shards: rules flush {:.2} s, outbox offsets {:.2} s, changelog {:.2} s, local write {:.2} s, waiting for outputs {:.2} s",
+        ph.rules.as_secs_f64(),
+        ph.outbox.as_secs_f64(),
+        ph.changelog.as_secs_f64(),
+        ph.local.as_secs_f64(),
+        ph.outputs.as_secs_f64()
     );
     match r.peak_rss_bytes {
         Some(b) => println!(

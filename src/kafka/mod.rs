@@ -27,7 +27,8 @@
 //! | [`outbox`] | without transactions: the last commit's outputs, re-sent only where missing |
 //! | [`reader`] | the input consumer: positions, end-of-partition and idle detection |
 //! | [`shard`] | one shard: store, engine, positions, and its commit protocol |
-//! | [`runtime`] | the loop: group membership, shard moves, dispatch, commit cadence, stop |
+//! | [`worker`] | a shard on its own thread: applies batches, commits when told, reports |
+//! | [`runtime`] | the loop: group membership, shard moves, reading and dispatch, commit cadence, stop |
 //! | [`replay`] | `shopscore replay`: a time range of the inputs into fresh state, chosen outputs |
 //! | [`sink`] | a replay's topic output, which never re-sends a compensation already there |
 //!
@@ -45,6 +46,7 @@ pub mod runtime;
 pub mod shard;
 pub mod sink;
 pub mod topics;
+pub mod worker;
 
 use crate::state::StateError;
 use rdkafka::error::KafkaError as RdError;

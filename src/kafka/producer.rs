@@ -11,7 +11,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Message};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -20,6 +20,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 const MARKER: usize = 1;
 /// Opaque tag of a fence record (its offset is remembered).
 const FENCE: usize = 2;
+/// Opaque tag of an output record (the time of the last acknowledgement is remembered).
+const OUTPUT: usize = 3;
 
 /// Delivery reports of one producer.
 #[derive(Default)]
@@ -28,6 +30,7 @@ pub struct Deliveries {
     first_error: Mutex<Option<String>>,
     marker_offset: AtomicI64,
     fence_offset: AtomicI64,
+    last_output_ack: Mutex<Option<Instant>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -39,6 +42,9 @@ impl ProducerContext for Deliveries {
         match result {
             Ok(m) if tag == MARKER => self.marker_offset.store(m.offset(), Ordering::SeqCst),
             Ok(m) if tag == FENCE => self.fence_offset.store(m.offset(), Ordering::SeqCst),
+            Ok(_) if tag == OUTPUT => {
+                *self.last_output_ack.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now())
+            }
             Ok(_) => {}
             Err((e, m)) => {
                 self.failed.fetch_add(1, Ordering::SeqCst);
@@ -84,7 +90,12 @@ impl ShardProducer {
 
     /// Queues one record (waiting while the local queue is full).
     pub fn send(&self, r: &KafkaRecord, partition: Option<i32>) -> Result<(), KafkaError> {
-        self.send_tagged(&r.topic, r.key.as_deref(), Some(&r.payload), &r.headers, partition, 0)
+        self.send_tagged(&r.topic, r.key.as_deref(), Some(&r.payload), &r.headers, partition, OUTPUT)
+    }
+
+    /// When an output record was last acknowledged (the benchmark's end of processing).
+    pub fn last_output_ack(&self) -> Option<Instant> {
+        *self.inner.context().last_output_ack.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues a changelog record: a state key with its value, or a tombstone.

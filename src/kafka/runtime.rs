@@ -5,15 +5,14 @@
 use super::client::Clients;
 use super::murmur::partition_for;
 use super::reader::{InputPartition, Polled, Reader};
-use super::shard::{Offered, Shard, ShardSetup, Taken};
+use super::shard::{CommitPhases, CommitStats, ShardSetup};
 use super::topics::{self, Layout, OutputTopics};
+use super::worker::{Command, Record, Report, ShardView, Worker};
 use super::{Context, KafkaError};
 use crate::config::KafkaConfig;
 use crate::domain::decode::DecodeOptions;
 use crate::live::{Freshness, ShardsView};
 use crate::rules::{Counters, RulesConfig};
-use crate::state::overlay::Overlay;
-use crate::state::rocks::RocksStore;
 use crate::state::KvStore;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::progress::Position;
@@ -22,6 +21,7 @@ use rdkafka::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,13 +58,22 @@ pub struct KafkaSummary {
     pub totals: Counters,
     /// Records written to the changelog (state changes and markers).
     pub changelog_records: u64,
-    /// Time spent committing (flushing rules, changelog, outputs, local state).
+    /// Time with a commit running, from telling the shards to the last one finishing (reading
+    /// goes on meanwhile).
     pub commit_time: Duration,
+    /// Where the commit time went.
+    pub commit_phases: CommitPhases,
+    /// When the last output was acknowledged, as of the shards' stop.
+    pub outputs_acked: Option<Instant>,
     /// When the first input record was read (benchmark).
     pub first_record: Option<Instant>,
-    /// When the last commit that followed input records finished (benchmark).
+    /// When the last commit that followed input records finished, its outputs acknowledged
+    /// (benchmark).
     pub last_commit: Option<Instant>,
 }
+
+/// Records handed to the shards at a time.
+const BATCH_RECORDS: usize = 512;
 
 /// Runs Kafka mode until stopped (or, with `exit_when_idle`, until all input is consumed).
 pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
@@ -89,46 +98,45 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
     let member: BaseConsumer = clients.member().create().context(|| "creating the group member".into())?;
     member.subscribe(&[&layout.changelog]).context(|| format!("joining group {:?}", run.kafka.group))?;
     let mut reader = Reader::new(&clients.reader(), layout.clone())?;
-    let mut shards: BTreeMap<u32, Shard> = BTreeMap::new();
+    let mut shards = Shards::new(setup);
     let mut summary = KafkaSummary::default();
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut last_idle: BTreeSet<InputPartition> = BTreeSet::new();
     let mut last_gauges = Instant::now();
+    // The last commit that followed input records may still have outputs in flight.
+    let mut outputs_unsettled = false;
 
-    loop {
+    let outcome = loop {
         // Group membership: serve rebalances, then follow the assignment.
         let _ = member.poll(Duration::from_millis(if shards.is_empty() { 100 } else { 0 }));
         let assigned = assigned_shards(&member, &layout.changelog)?;
-        if assigned != shards.keys().copied().collect::<BTreeSet<u32>>() {
+        if assigned != shards.ids() {
             if let Some(l) = &run.live {
                 l.set_ready(false);
             }
             if let Some(m) = &run.metrics {
                 m.set_ready(false);
             }
-            shards.retain(|id, _| {
-                let keep = assigned.contains(id);
-                if !keep {
-                    tracing::info!(shard = id, "shard released");
+            let moved = shards.complete_commit().and_then(|done| {
+                if let Some(done) = done {
+                    account(run, &layout, &mut summary, &mut outputs_unsettled, &shards.views, done);
                 }
-                keep
+                shards.follow(&assigned, &mut summary)
             });
-            for &id in &assigned {
-                if let std::collections::btree_map::Entry::Vacant(slot) = shards.entry(id) {
-                    let t = Instant::now();
-                    slot.insert(Shard::open(setup.clone(), id)?);
-                    tracing::info!(shard = id, ms = t.elapsed().as_millis() as u64, "shard acquired");
-                }
+            if let Err(e) = moved {
+                break Err(e);
             }
             if let Ok(tpl) = member.assignment() {
                 let _ = member.pause(&tpl);
             }
-            reader.assign(&reader_starts(&shards))?;
+            reader.assign(&shards.reader_starts())?;
             last_idle.clear();
             if let Some(l) = &run.live {
-                l.set_shards(shards.iter().map(|(&id, s)| (id, s.store() as Arc<dyn KvStore>)).collect());
-                publish_committed(l, &layout, &shards);
+                l.set_shards(
+                    shards.views.iter().map(|(&id, v)| (id, v.store.clone() as Arc<dyn KvStore>)).collect(),
+                );
+                publish_committed(l, &layout, &shards.views);
                 l.set_ready(!shards.is_empty());
             }
             if let Some(m) = &run.metrics {
@@ -137,17 +145,16 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         }
         if shards.is_empty() {
             if run.stop.load(Ordering::SeqCst) {
-                break;
+                break Ok(());
             }
             continue;
         }
 
-        // One commit cycle.
-        let stores: Vec<Arc<RocksStore>> = shards.values().map(Shard::store).collect();
-        let mut ovs: Vec<Overlay<'_>> = stores.iter().map(|s| Overlay::new(s.as_ref())).collect();
+        // One commit cycle: read and decode here, apply in the shards' threads.
         let cycle = Instant::now();
         let mut records = 0u64;
         let mut drained = false;
+        let mut batch: Vec<Record> = Vec::with_capacity(BATCH_RECORDS);
         while cycle.elapsed() < run.commit_interval
             && records < run.commit_every_records
             && !run.stop.load(Ordering::SeqCst)
@@ -163,26 +170,20 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
                         m.event_in(&t.name);
                     }
                     let owner = owner_of(&layout, input, decoded.as_ref().ok().map(|e| e.shop_id.as_str()));
-                    let offered = Offered {
+                    batch.push(Record {
                         input,
                         offset: message.offset(),
-                        key: message.key(),
-                        raw,
-                        decoded: &decoded,
+                        key: message.key().map(<[u8]>::to_vec),
+                        raw: raw.to_vec(),
+                        decoded,
                         owner,
-                    };
-                    for (shard, ov) in shards.values_mut().zip(ovs.iter_mut()) {
-                        let taken = shard.offer(ov, &offered)?;
-                        if let Some(m) = &run.metrics {
-                            match taken {
-                                Taken::Applied { late: true } => m.late_event(),
-                                Taken::Duplicate => m.duplicate(),
-                                _ => {}
-                            }
-                        }
+                    });
+                    if batch.len() >= BATCH_RECORDS {
+                        shards.offer(std::mem::take(&mut batch), &mut reader)?;
                     }
                 }
                 Polled::Nothing => {
+                    shards.offer(std::mem::take(&mut batch), &mut reader)?;
                     if run.exit_when_idle && reader.all_idle(run.idle_timeout) {
                         drained = true;
                         break;
@@ -190,64 +191,279 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
                 }
             }
         }
+        shards.offer(batch, &mut reader)?;
         let idle: BTreeSet<InputPartition> = reader.idle(run.idle_timeout).into_iter().collect();
         let idle_changed = idle != last_idle;
-        if records > 0 || idle_changed || drained || shards.values().any(Shard::needs_commit) {
-            let idle_list: Vec<InputPartition> = idle.iter().copied().collect();
-            let committing = Instant::now();
-            for (shard, ov) in shards.values_mut().zip(ovs.iter_mut()) {
-                shard.set_idle(&idle_list);
-                let stats = shard.commit(ov)?;
-                summary.changelog_records += stats.changelog_records;
-                for (k, n) in stats.outputs {
-                    *summary.outputs.entry(k).or_default() += n;
-                }
+        if records > 0 || idle_changed || drained || shards.needs_commit() {
+            // Commits are pipelined: the shards commit while this thread reads on; a commit
+            // is waited for when the next one starts (it has normally finished by then).
+            let waiting = Instant::now();
+            if let Some(done) = shards.complete_commit()? {
+                account(run, &layout, &mut summary, &mut outputs_unsettled, &shards.views, done);
             }
-            reader.discount(committing.elapsed());
-            summary.commit_time += committing.elapsed();
-            if let Some(m) = &run.metrics {
-                m.commit_took(committing.elapsed());
-            }
-            if let Some(l) = &run.live {
-                publish_committed(l, &layout, &shards);
-            }
-            summary.commits += 1;
-            if records > 0 {
-                summary.last_commit = Some(Instant::now());
-            }
+            reader.discount(waiting.elapsed());
+            shards.start_commit(idle.iter().copied().collect(), records > 0)?;
             last_idle = idle;
         }
-        drop(ovs);
         summary.records += records;
         if let Some(m) = run.metrics.as_deref().filter(|_| last_gauges.elapsed() >= GAUGES_EVERY) {
             last_gauges = Instant::now();
-            update_gauges(m, &layout, &shards, &reader);
+            update_gauges(m, &layout, &shards.views, &reader);
         }
         if let Some(every) = run.progress_every {
             if last_progress.elapsed() >= every {
                 last_progress = Instant::now();
-                log_progress(&shards, &reader, summary.records, started);
+                log_progress(&shards.views, &reader, summary.records, started);
             }
         }
         if drained || run.stop.load(Ordering::SeqCst) {
-            break;
+            break Ok(());
         }
-    }
-    for shard in shards.values() {
-        summary.totals.add(shard.engine().counters());
+    };
+    let stopped = shards.complete_commit().and_then(|done| {
+        if let Some(done) = done {
+            account(run, &layout, &mut summary, &mut outputs_unsettled, &shards.views, done);
+        }
+        shards.follow(&BTreeSet::new(), &mut summary)
+    });
+    outcome.and(stopped)?;
+    if outputs_unsettled {
+        summary.last_commit = summary.last_commit.max(summary.outputs_acked);
     }
     member.unsubscribe();
     Ok(summary)
+}
+
+/// The owned shards: a worker thread each, and what the runtime knows of them.
+struct Shards {
+    setup: Arc<ShardSetup>,
+    workers: BTreeMap<u32, Worker>,
+    views: BTreeMap<u32, ShardView>,
+    reports: Receiver<Report>,
+    report_tx: Sender<Report>,
+    /// A commit the shards were told to make and have not all reported: when it started,
+    /// and whether input was read before it.
+    in_flight: Option<(Instant, bool)>,
+}
+
+/// A commit of every owned shard, completed.
+struct Completed {
+    stats: Vec<CommitStats>,
+    started: Instant,
+    /// When the last shard finished.
+    finished: Instant,
+    with_records: bool,
+}
+
+/// Adds a completed commit to the summary, the metrics and the live view.
+fn account(
+    run: &KafkaRun,
+    layout: &Layout,
+    summary: &mut KafkaSummary,
+    outputs_unsettled: &mut bool,
+    views: &BTreeMap<u32, ShardView>,
+    done: Completed,
+) {
+    for stats in done.stats {
+        summary.changelog_records += stats.changelog_records;
+        summary.commit_phases.add(&stats.phases);
+        for (k, n) in stats.outputs {
+            *summary.outputs.entry(k).or_default() += n;
+        }
+        if *outputs_unsettled {
+            // The previous commit ended when its outputs were acknowledged.
+            summary.last_commit = summary.last_commit.max(stats.previous_outputs_acked);
+        }
+    }
+    *outputs_unsettled = false;
+    let took = done.finished.saturating_duration_since(done.started);
+    summary.commit_time += took;
+    if let Some(m) = &run.metrics {
+        m.commit_took(took);
+    }
+    if let Some(l) = &run.live {
+        publish_committed(l, layout, views);
+    }
+    summary.commits += 1;
+    if done.with_records {
+        summary.last_commit = Some(done.finished);
+        *outputs_unsettled = true;
+    }
+}
+
+impl Shards {
+    fn new(setup: Arc<ShardSetup>) -> Shards {
+        let (report_tx, reports) = channel();
+        Shards {
+            setup,
+            workers: BTreeMap::new(),
+            views: BTreeMap::new(),
+            reports,
+            report_tx,
+            in_flight: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    fn ids(&self) -> BTreeSet<u32> {
+        self.workers.keys().copied().collect()
+    }
+
+    fn needs_commit(&self) -> bool {
+        self.views.values().any(|v| v.needs_commit)
+    }
+
+    /// Stops the workers of shards no longer `assigned` (after their outputs are
+    /// acknowledged) and starts and opens the newly assigned ones, in parallel.
+    fn follow(&mut self, assigned: &BTreeSet<u32>, summary: &mut KafkaSummary) -> Result<(), KafkaError> {
+        let released: BTreeSet<u32> =
+            self.workers.keys().copied().filter(|id| !assigned.contains(id)).collect();
+        for id in &released {
+            self.workers[id].send(Command::Stop);
+        }
+        let mut failure = None;
+        await_reports(&self.reports, &released, |report| match report {
+            Report::Stopped { id, counters, outputs_acked } => {
+                if assigned.is_empty() {
+                    // The final stop: the summary's totals are those of the shards owned at the end.
+                    summary.totals.add(&counters);
+                }
+                summary.outputs_acked = summary.outputs_acked.max(outputs_acked);
+                tracing::info!(shard = id, "shard released");
+            }
+            Report::Failed { error, .. } => {
+                failure.get_or_insert(error);
+            }
+            _ => {}
+        });
+        for id in &released {
+            self.views.remove(id);
+            if let Some(w) = self.workers.remove(id) {
+                w.join();
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let opening: BTreeSet<u32> =
+            assigned.iter().copied().filter(|id| !self.workers.contains_key(id)).collect();
+        for &id in &opening {
+            self.workers.insert(id, Worker::spawn(self.setup.clone(), id, self.report_tx.clone())?);
+        }
+        let mut failure = None;
+        let views = &mut self.views;
+        await_reports(&self.reports, &opening, |report| match report {
+            Report::Opened { id, view, took_ms } => {
+                tracing::info!(shard = id, ms = took_ms, "shard acquired");
+                views.insert(id, view);
+            }
+            Report::Failed { error, .. } => {
+                failure.get_or_insert(error);
+            }
+            _ => {}
+        });
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Hands a batch of records to every owned shard; time spent waiting for a busy shard is
+    /// not quiet time of the input partitions.
+    fn offer(&mut self, batch: Vec<Record>, reader: &mut Reader) -> Result<(), KafkaError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let began = Instant::now();
+        let batch = Arc::new(batch);
+        for worker in self.workers.values() {
+            if !worker.send(Command::Records(batch.clone())) {
+                return Err(self.failure());
+            }
+        }
+        let waited = began.elapsed();
+        if waited > Duration::from_millis(1) {
+            reader.discount(waited);
+        }
+        Ok(())
+    }
+
+    /// Tells every owned shard to commit what it was offered so far (they commit in
+    /// parallel, while the runtime reads on); `with_records`: input was read since the last.
+    fn start_commit(&mut self, idle: Vec<InputPartition>, with_records: bool) -> Result<(), KafkaError> {
+        let idle = Arc::new(idle);
+        for worker in self.workers.values() {
+            if !worker.send(Command::Commit { idle: idle.clone() }) {
+                return Err(self.failure());
+            }
+        }
+        self.in_flight = Some((Instant::now(), with_records));
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and returns what it did.
+    fn complete_commit(&mut self) -> Result<Option<Completed>, KafkaError> {
+        let Some((started, with_records)) = self.in_flight.take() else { return Ok(None) };
+        let ids = self.ids();
+        let mut done =
+            Completed { stats: Vec::with_capacity(ids.len()), started, finished: started, with_records };
+        let mut failure = None;
+        let views = &mut self.views;
+        await_reports(&self.reports, &ids, |report| match report {
+            Report::Committed { id, stats, view, finished } => {
+                views.insert(id, view);
+                done.stats.push(stats);
+                done.finished = done.finished.max(finished);
+            }
+            Report::Failed { error, .. } => {
+                failure.get_or_insert(error);
+            }
+            _ => {}
+        });
+        failure.map_or(Ok(Some(done)), Err)
+    }
+
+    /// The error of a worker that stopped taking commands.
+    fn failure(&self) -> KafkaError {
+        while let Ok(report) = self.reports.recv_timeout(Duration::from_secs(10)) {
+            if let Report::Failed { error, .. } = report {
+                return error;
+            }
+        }
+        KafkaError::Shard { shard: u32::MAX, why: "a shard's thread stopped without a report".into() }
+    }
+
+    /// Where the reader starts: each input partition at the lowest position of the shards
+    /// that read it (shards further along skip what they have already processed).
+    fn reader_starts(&self) -> BTreeMap<InputPartition, i64> {
+        reader_starts(&self.views)
+    }
+}
+
+/// Waits for one report from each of `ids`.
+fn await_reports(reports: &Receiver<Report>, ids: &BTreeSet<u32>, mut on: impl FnMut(Report)) {
+    let mut waiting = ids.clone();
+    while !waiting.is_empty() {
+        let Ok(report) = reports.recv() else { return };
+        let id = match &report {
+            Report::Opened { id, .. }
+            | Report::Committed { id, .. }
+            | Report::Stopped { id, .. }
+            | Report::Failed { id, .. } => *id,
+        };
+        waiting.remove(&id);
+        on(report);
+    }
 }
 
 /// How often the watermark, consumer-lag and state-size gauges are refreshed.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 
 /// Tells the live view what each shard has committed: its watermark and input positions.
-fn publish_committed(live: &ShardsView, layout: &Layout, shards: &BTreeMap<u32, Shard>) {
+fn publish_committed(live: &ShardsView, layout: &Layout, shards: &BTreeMap<u32, ShardView>) {
     for (&id, shard) in shards {
         let positions = shard
-            .positions()
+            .positions
             .iter()
             .map(|(&(t, p), &at)| Position {
                 source: format!("{}/{p}", layout.inputs[t].name),
@@ -255,21 +471,21 @@ fn publish_committed(live: &ShardsView, layout: &Layout, shards: &BTreeMap<u32, 
                 end: None,
             })
             .collect();
-        live.committed(id, Freshness { watermark: shard.engine().watermark(), positions });
+        live.committed(id, Freshness { watermark: shard.watermark, positions });
     }
 }
 
 /// Watermark (the lowest of the owned shards'), consumer lag per input partition (end offset
 /// − the lowest position of the owned shards) and the size of the owned shards' stores.
-fn update_gauges(m: &Metrics, layout: &Layout, shards: &BTreeMap<u32, Shard>, reader: &Reader) {
-    m.set_watermark(shards.values().filter_map(|s| s.engine().watermark()).min());
+fn update_gauges(m: &Metrics, layout: &Layout, shards: &BTreeMap<u32, ShardView>, reader: &Reader) {
+    m.set_watermark(shards.values().filter_map(|s| s.watermark).min());
     let starts = reader_starts(shards);
     for (k, end) in reader.end_offsets() {
         if let Some(&at) = starts.get(&k) {
             m.set_consumer_lag(&layout.inputs[k.0].name, k.1, (end - at).max(0));
         }
     }
-    m.set_state_size(shards.values().map(|s| s.store().size_bytes()).sum());
+    m.set_state_size(shards.values().map(|s| s.store.size_bytes()).sum());
 }
 
 /// The shard a record belongs to: its shop's (or, co-partitioned, its partition's); a record
@@ -288,21 +504,21 @@ fn assigned_shards(member: &BaseConsumer, changelog: &str) -> Result<BTreeSet<u3
 
 /// Where the reader starts: each input partition at the lowest position of the shards that
 /// read it (shards further along skip what they have already processed).
-fn reader_starts(shards: &BTreeMap<u32, Shard>) -> BTreeMap<InputPartition, i64> {
+fn reader_starts(shards: &BTreeMap<u32, ShardView>) -> BTreeMap<InputPartition, i64> {
     let mut starts: BTreeMap<InputPartition, i64> = BTreeMap::new();
     for shard in shards.values() {
-        for (&input, &at) in shard.positions() {
+        for (&input, &at) in &shard.positions {
             starts.entry(input).and_modify(|s| *s = (*s).min(at)).or_insert(at);
         }
     }
     starts
 }
 
-fn log_progress(shards: &BTreeMap<u32, Shard>, reader: &Reader, records: u64, started: Instant) {
+fn log_progress(shards: &BTreeMap<u32, ShardView>, reader: &Reader, records: u64, started: Instant) {
     let ends = reader.end_offsets();
     let starts = reader_starts(shards);
     let lag: i64 = starts.iter().map(|(k, &at)| ends.get(k).map_or(0, |&e| (e - at).max(0))).sum();
-    let wm = shards.values().filter_map(|s| s.engine().watermark()).min();
+    let wm = shards.values().filter_map(|s| s.watermark).min();
     tracing::info!(
         records,
         records_per_s = (records as f64 / started.elapsed().as_secs_f64().max(1e-9)) as u64,

@@ -21,7 +21,7 @@
 //! from it on restore. Outputs: with transactions they commit with the changelog, atomically;
 //! without, the outbox of `n` is in the restored state and only its missing records are sent.
 
-use super::changelog::{self, is_local, marker_payload, FENCE_KEY, MARKER_KEY};
+use super::changelog::{self, is_local, is_packed, marker_payload, seen_packs, FENCE_KEY, MARKER_KEY};
 use super::client::Clients;
 use super::outbox::{self, record_id, Outbox};
 use super::producer::ShardProducer;
@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What every shard of a process shares.
 pub struct ShardSetup {
@@ -80,6 +81,49 @@ pub struct Offered<'a> {
 pub struct CommitStats {
     pub outputs: BTreeMap<&'static str, u64>,
     pub changelog_records: u64,
+    pub phases: CommitPhases,
+    /// When the previous commit's outputs were all acknowledged (the last output ack once
+    /// they were; the benchmark's end of that commit).
+    pub previous_outputs_acked: Option<Instant>,
+}
+
+/// Where a commit's time went (the benchmark's breakdown).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CommitPhases {
+    /// The engine's flush: watermark, timers, snapshots, building the output records.
+    pub rules: Duration,
+    /// Reading the output partitions' end offsets for the outbox.
+    pub outbox: Duration,
+    /// Sending the changelog delta and waiting for it (with transactions: the outputs too,
+    /// and the transaction commit).
+    pub changelog: Duration,
+    /// The synced local RocksDB write.
+    pub local: Duration,
+    /// Sending the outputs and waiting for them (without transactions).
+    pub outputs: Duration,
+}
+
+impl CommitPhases {
+    pub fn add(&mut self, o: &CommitPhases) {
+        self.rules += o.rules;
+        self.outbox += o.outbox;
+        self.changelog += o.changelog;
+        self.local += o.local;
+        self.outputs += o.outputs;
+    }
+}
+
+/// A commit queued by [`Shard::prepare`], to be completed by [`Shard::finish`].
+pub struct Prepared {
+    seq: u64,
+    batch: WriteBatch,
+    records: Vec<KafkaRecord>,
+    stats: CommitStats,
+}
+
+/// The time since `clock`, restarting it.
+fn lap(clock: &mut Instant) -> Duration {
+    std::mem::replace(clock, Instant::now()).elapsed()
 }
 
 /// What a shard did with an offered record.
@@ -110,6 +154,8 @@ pub struct Shard {
     /// Keys of a torn changelog tail, overwritten by the next commit.
     torn: Vec<Vec<u8>>,
     outbox_pending: bool,
+    /// Outputs of the last commit sent but not yet known to be acknowledged.
+    outputs_in_flight: bool,
     outputs: Vec<Output>,
     meta_consumer: BaseConsumer,
 }
@@ -118,8 +164,13 @@ fn dir_of(setup: &ShardSetup, id: u32) -> PathBuf {
     setup.data_dir.join(format!("shard-{id}"))
 }
 
+/// A shard's store is a cache of its changelog: a write need not wait for the disk, since
+/// what a machine crash loses is restored from the changelog (from the store's recorded
+/// offset, which is lost together with the batch that carried it).
 fn open_store(setup: &ShardSetup, id: u32, retention: &Arc<Retention>) -> Result<RocksStore, KafkaError> {
-    Ok(RocksStore::open_with_expiry(&dir_of(setup, id), Some(retention.clone()))?)
+    let mut store = RocksStore::open_with_expiry(&dir_of(setup, id), Some(retention.clone()))?;
+    store.set_sync(false);
+    Ok(store)
 }
 
 impl Shard {
@@ -182,6 +233,7 @@ impl Shard {
             producer,
             torn: restored.torn,
             outbox_pending: false,
+            outputs_in_flight: false,
             outputs: Vec::new(),
             meta_consumer,
             setup,
@@ -284,9 +336,23 @@ impl Shard {
         }
     }
 
-    /// Commits: see the module documentation for the protocol.
+    /// Commits: see the module documentation for the protocol. The same as
+    /// [`Shard::prepare`] then [`Shard::finish`]; the runtime calls those two itself so that
+    /// every shard's changelog is on the wire before it waits for any.
     pub fn commit(&mut self, ov: &mut Overlay<'_>) -> Result<CommitStats, KafkaError> {
+        let prepared = self.prepare(ov)?;
+        self.finish(prepared)
+    }
+
+    /// Commit steps 1–3 without waiting: flushes the rules, builds the delta (with the outbox)
+    /// and queues the changelog records and the marker — with transactions, also the outputs.
+    /// Without transactions, first waits until the previous commit's outputs are acknowledged:
+    /// this commit's delta deletes their outbox.
+    pub fn prepare(&mut self, ov: &mut Overlay<'_>) -> Result<Prepared, KafkaError> {
         let mut stats = CommitStats::default();
+        let mut clock = Instant::now();
+        stats.previous_outputs_acked = self.settle()?;
+        stats.phases.outputs = lap(&mut clock);
         self.engine.flush(ov, false, &mut self.outputs)?;
         let seq = self.seq + 1;
         let layout = self.setup.layout.clone();
@@ -304,10 +370,12 @@ impl Shard {
                 r
             })
             .collect();
+        stats.phases.rules = lap(&mut clock);
         let txn = self.producer.transactional();
         if !txn {
             if !records.is_empty() {
                 let starts = outbox::end_offsets(&self.meta_consumer, &records)?;
+                stats.phases.outbox = lap(&mut clock);
                 let outbox = Outbox { shard: self.id, seq, starts, records: records.clone() };
                 outbox::save(ov, &outbox)?;
                 self.outbox_pending = true;
@@ -322,40 +390,49 @@ impl Shard {
         }
         let mut batch = WriteBatch::new();
         ov.drain_into(&mut batch);
+        stats.phases.rules += lap(&mut clock);
 
         if txn {
             self.producer.begin()?;
         }
-        let sent = self.send_changelog(&batch, seq, &mut stats).and_then(|()| {
+        let queued = self.send_changelog(&batch, seq, &mut stats).and_then(|()| {
             if txn {
                 for r in &records {
                     self.producer.send(r, None)?;
                 }
-                self.producer.commit()
-            } else {
-                self.producer.flush()
             }
+            Ok(())
         });
-        if let Err(e) = sent {
-            if txn {
-                if let Some(m) = &self.setup.metrics {
-                    m.transaction_aborted();
-                }
-                if let Err(abort) = self.producer.abort() {
-                    tracing::error!(shard = self.id, error = %abort, "aborting the failed transaction failed too");
-                }
-            }
-            return Err(e);
+        if let Err(e) = queued {
+            return Err(self.abort_after(e));
         }
+        stats.phases.changelog = lap(&mut clock);
+        Ok(Prepared { seq, batch, records, stats })
+    }
+
+    /// Commit steps 3–5: waits for the changelog (with transactions: commits the
+    /// transaction), writes the local store, and without transactions queues the outputs —
+    /// acknowledged by the next [`Shard::prepare`] or [`Shard::settle`].
+    pub fn finish(&mut self, prepared: Prepared) -> Result<CommitStats, KafkaError> {
+        let Prepared { seq, mut batch, records, mut stats } = prepared;
+        let mut clock = Instant::now();
+        let txn = self.producer.transactional();
+        let acked = if txn { self.producer.commit() } else { self.producer.flush() };
+        if let Err(e) = acked {
+            return Err(self.abort_after(e));
+        }
+        stats.phases.changelog += lap(&mut clock);
         let next = self.producer.marker_offset() + 1;
         batch.put(Key::Meta(MetaKey::ChangelogOffset).encode(), codec::encode(&next));
         self.store.write(batch)?;
+        stats.phases.local = lap(&mut clock);
         if !txn && !records.is_empty() {
             for r in &records {
                 self.producer.send(r, None)?;
             }
-            self.producer.flush()?;
+            self.outputs_in_flight = true;
         }
+        stats.phases.outputs += lap(&mut clock);
         if let Some(m) = &self.setup.metrics {
             for o in &self.outputs {
                 m.record_out(o);
@@ -365,6 +442,30 @@ impl Shard {
         self.outputs.clear();
         self.retention.set_watermark(self.engine.watermark());
         Ok(stats)
+    }
+
+    /// Waits until the outputs of the last commit are acknowledged (before their outbox is
+    /// deleted, before the shard is released, before the process ends).
+    /// Returns when an output of this shard was last acknowledged.
+    pub fn settle(&mut self) -> Result<Option<Instant>, KafkaError> {
+        if self.outputs_in_flight {
+            self.producer.flush()?;
+            self.outputs_in_flight = false;
+        }
+        Ok(self.producer.last_output_ack())
+    }
+
+    /// With transactions, aborts the open one after `e` (its records never become visible).
+    fn abort_after(&self, e: KafkaError) -> KafkaError {
+        if self.producer.transactional() {
+            if let Some(m) = &self.setup.metrics {
+                m.transaction_aborted();
+            }
+            if let Err(abort) = self.producer.abort() {
+                tracing::error!(shard = self.id, error = %abort, "aborting the failed transaction failed too");
+            }
+        }
+        e
     }
 
     fn send_changelog(
@@ -379,11 +480,18 @@ impl Shard {
             self.producer.send_state(&topic, &key, value.as_deref())?;
             stats.changelog_records += 1;
         }
+        let mut packed = Vec::new();
         for (k, v) in batch.ops() {
-            if !is_local(k) {
+            if is_packed(k) {
+                packed.push((k.as_slice(), v.as_deref()));
+            } else if !is_local(k) {
                 self.producer.send_state(&topic, k, v.as_deref())?;
                 stats.changelog_records += 1;
             }
+        }
+        for (k, v) in seen_packs(seq, packed) {
+            self.producer.send_state(&topic, &k, Some(&v))?;
+            stats.changelog_records += 1;
         }
         self.producer.send_marker(&topic, MARKER_KEY, &marker_payload(seq))?;
         Ok(())

@@ -1,7 +1,9 @@
 //! The RocksDB implementation of [`KvStore`]: the production state store.
 //!
-//! One database per data directory. Every commit is one RocksDB write batch written with
-//! `sync`, so a batch either survives a crash whole or not at all.
+//! One database per data directory. Every commit is one RocksDB write batch, so a batch either
+//! survives a crash whole or not at all. Batches are written with `sync` (fsync of the
+//! write-ahead log) unless the store is a cache of a durable log (Kafka mode: the changelog is
+//! the truth, see [`RocksStore::set_sync`]).
 
 use super::codec::{self, FORMAT_VERSION};
 use super::keys::{Key, MetaKey};
@@ -18,6 +20,7 @@ use std::sync::Arc;
 pub struct RocksStore {
     db: DB,
     path: PathBuf,
+    sync: bool,
 }
 
 fn backend(e: rocksdb::Error) -> StateError {
@@ -66,9 +69,16 @@ impl RocksStore {
             );
         }
         let db = DB::open(&opts, dir).map_err(backend)?;
-        let store = RocksStore { db, path: dir.to_path_buf() };
+        let store = RocksStore { db, path: dir.to_path_buf(), sync: true };
         store.check_version()?;
         Ok(store)
+    }
+
+    /// Whether writes wait for the write-ahead log to reach the disk (default: yes). Without,
+    /// a process crash still loses nothing (the log is in the OS's page cache) and a machine
+    /// crash loses a suffix of whole batches — right for a store that a changelog restores.
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
     }
 
     fn check_version(&self) -> Result<(), StateError> {
@@ -125,7 +135,7 @@ impl KvStore for RocksStore {
             }
         }
         let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(self.sync);
         self.db.write_opt(wb, &wo).map_err(backend)
     }
 
