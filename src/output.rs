@@ -402,9 +402,9 @@ impl Serialize for DeadLetter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn snapshot_json_matches_spec_example_window() {
-        let w30 = WindowCounts {
+    /// The counts behind SPEC §8's example `30d` window (shared with the protobuf tests).
+    pub(crate) fn spec_example_window() -> WindowCounts {
+        WindowCounts {
             paid_orders: 120,
             refunds_requested: 9,
             dispute_refunds: 1,
@@ -420,7 +420,12 @@ mod tests {
             service_ratings: [20, 10, 0, 20],
             satisfied_ratings: [19, 8, 0, 18],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn snapshot_json_matches_spec_example_window() {
+        let w30 = spec_example_window();
         let s = Snapshot {
             shop_id: "s1".into(),
             as_of: Timestamp::parse_rfc3339("2024-05-31T18:00:00+08:00").unwrap(),

@@ -17,12 +17,13 @@
 
 use super::client::Clients;
 use super::{Context, KafkaError};
+use crate::domain::{Day, Timestamp};
 use crate::state::keys::{family, Family, Key, MetaKey};
 use crate::state::{codec, KvStore, WriteBatch};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// The key of marker records. State keys start with a family tag below 0x10, so this cannot
@@ -48,29 +49,64 @@ pub fn is_packed(key: &[u8]) -> bool {
     family(key) == Some(Family::Seen)
 }
 
-/// The seen packs of commit `seq`: `(changelog key, payload)`.
-pub fn seen_packs<'a>(seq: u64, entries: impl IntoIterator<Item = Change<'a>>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut chunks: Vec<Vec<Change<'a>>> = Vec::new();
-    let mut size = usize::MAX;
+/// One seen pack of a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenPack {
+    /// Its changelog key ([`seen_pack_key`]).
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    /// The latest event time of its entries: the pack is dead once the retention cutoff
+    /// passes it (see [`MetaKey::SeenPack`], which indexes packs by it).
+    pub max_time: Timestamp,
+    pub chunk: u32,
+    /// How many entries it holds.
+    pub entries: u32,
+}
+
+/// The changelog key of chunk `chunk` of commit `seq`'s seen pack.
+pub fn seen_pack_key(seq: u64, chunk: u32) -> Vec<u8> {
+    let mut key = SEEN_PACK_PREFIX.to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key.extend_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+/// The seen packs of commit `seq`.
+pub fn seen_packs<'a>(seq: u64, entries: impl IntoIterator<Item = Change<'a>>) -> Vec<SeenPack> {
+    // Entries are grouped by the day of their event time, so a pack expires no later than a
+    // day after its oldest entry could (a commit of a replay can span months).
+    let mut by_day: BTreeMap<Option<Day>, Vec<(Change<'a>, Option<Timestamp>)>> = BTreeMap::new();
     for (k, v) in entries {
-        let len = k.len() + v.map_or(0, <[u8]>::len) + 8;
-        if size.saturating_add(len) > SEEN_PACK_BYTES {
-            chunks.push(Vec::new());
-            size = 0;
-        }
-        size += len;
-        chunks.last_mut().expect("pushed above").push((k, v));
+        let time = v.and_then(|v| codec::decode::<Timestamp>(k, v).ok());
+        by_day.entry(time.map(Timestamp::day)).or_default().push(((k, v), time));
     }
-    chunks
-        .iter()
-        .enumerate()
-        .map(|(i, chunk)| {
-            let mut key = SEEN_PACK_PREFIX.to_vec();
-            key.extend_from_slice(&seq.to_be_bytes());
-            key.extend_from_slice(&(i as u32).to_be_bytes());
-            (key, codec::encode(chunk))
-        })
-        .collect()
+    let mut packs = Vec::new();
+    for group in by_day.into_values() {
+        let mut chunks: Vec<Vec<(Change<'a>, Option<Timestamp>)>> = Vec::new();
+        let mut size = usize::MAX;
+        for (change, time) in group {
+            let len = change.0.len() + change.1.map_or(0, <[u8]>::len) + 8;
+            if size.saturating_add(len) > SEEN_PACK_BYTES {
+                chunks.push(Vec::new());
+                size = 0;
+            }
+            size += len;
+            chunks.last_mut().expect("pushed above").push((change, time));
+        }
+        for chunk in chunks {
+            let max_time = chunk.iter().filter_map(|(_, t)| *t).max().unwrap_or(Timestamp(i64::MIN));
+            let changes: Vec<Change<'a>> = chunk.into_iter().map(|(c, _)| c).collect();
+            let index = packs.len() as u32;
+            packs.push(SeenPack {
+                key: seen_pack_key(seq, index),
+                payload: codec::encode(&changes),
+                max_time,
+                chunk: index,
+                entries: changes.len() as u32,
+            });
+        }
+    }
+    packs
 }
 
 /// Writes to the local store are grouped into batches of about this many operations.
@@ -99,6 +135,8 @@ pub struct Restorer {
     pub records: u64,
     /// The first undecodable seen pack.
     pub corrupt: Option<String>,
+    /// Keys of the seen packs after the last marker.
+    pending_packs: Vec<Vec<u8>>,
 }
 
 impl Restorer {
@@ -109,15 +147,18 @@ impl Restorer {
             return;
         }
         if key.starts_with(SEEN_PACK_PREFIX) {
-            // A pack without a payload cannot be written by shopscore; an undecodable one is a
-            // corrupt changelog, reported when the restore ends.
-            match value.map(|v| codec::decode::<Vec<(Vec<u8>, Option<Vec<u8>>)>>(key, v)) {
-                Some(Ok(entries)) => self.pending.extend(entries),
-                Some(Err(e)) => {
-                    self.corrupt.get_or_insert(e.to_string());
+            // A pack's entries count as if they had come one by one; the pack key itself is
+            // pending too, so a torn pack is deleted along with its entries. A tombstone (an
+            // expired pack) changes no state. An undecodable pack is a corrupt changelog,
+            // reported when the restore ends.
+            let Some(value) = value else { return };
+            match codec::decode::<Vec<(Vec<u8>, Option<Vec<u8>>)>>(key, value) {
+                Ok(entries) => {
+                    self.pending.extend(entries);
+                    self.pending_packs.push(key.to_vec());
                 }
-                None => {
-                    self.corrupt.get_or_insert("a seen pack without a payload".to_owned());
+                Err(e) => {
+                    self.corrupt.get_or_insert(e.to_string());
                 }
             }
             return;
@@ -129,6 +170,7 @@ impl Restorer {
                     None => self.ready.delete(k),
                 }
             }
+            self.pending_packs.clear();
             self.last_seq = value.and_then(|v| codec::decode::<u64>(MARKER_KEY, v).ok());
             self.next_offset = Some(offset + 1);
         } else {
@@ -151,7 +193,8 @@ impl Restorer {
 
     /// Keys written after the last marker: a torn commit to overwrite.
     pub fn torn_keys(&self) -> Vec<Vec<u8>> {
-        let set: BTreeSet<&Vec<u8>> = self.pending.iter().map(|(k, _)| k).collect();
+        let set: BTreeSet<&Vec<u8>> =
+            self.pending.iter().map(|(k, _)| k).chain(self.pending_packs.iter()).collect();
         set.into_iter().cloned().collect()
     }
 }
@@ -265,32 +308,55 @@ mod tests {
     #[test]
     fn seen_packs_restore_as_their_keys_and_tear_key_by_key() {
         let seen = |id: &str| Key::Seen(id).encode();
-        let t = codec::encode(&1u64);
+        let t = codec::encode(&Timestamp(1));
         let ids: Vec<Vec<u8>> = (0..20_000).map(|i| seen(&format!("event-{i}"))).collect();
         assert!(ids.iter().all(|k| is_packed(k)));
         assert!(!is_packed(&Key::Meta(MetaKey::KafkaProgress).encode()));
         let packs = seen_packs(7, ids.iter().map(|k| (k.as_slice(), Some(t.as_slice()))));
         assert!(packs.len() > 1, "20 000 keys need more than one 256 KiB pack");
-        assert!(packs
-            .iter()
-            .all(|(k, v)| k.starts_with(SEEN_PACK_PREFIX) && v.len() <= SEEN_PACK_BYTES + 16));
+        for (i, p) in packs.iter().enumerate() {
+            assert_eq!(p.key, seen_pack_key(7, i as u32));
+            assert!(p.payload.len() <= SEEN_PACK_BYTES + 16);
+            assert_eq!(p.max_time, Timestamp(1));
+        }
         let mut r = Restorer::default();
         let mut offset = 0;
-        for (k, v) in &packs {
-            r.record(offset, k, Some(v));
+        for p in &packs {
+            r.record(offset, &p.key, Some(&p.payload));
             offset += 1;
         }
-        r.record(offset, MARKER_KEY, Some(&marker_payload(7)));
+        // Entries of different days go to different packs.
+        let day = |d: i32| codec::encode(&Day(d).start());
+        let (d1, d2) = (day(100), day(101));
+        let split = seen_packs(
+            9,
+            [(ids[0].as_slice(), Some(d2.as_slice())), (ids[1].as_slice(), Some(d1.as_slice()))],
+        );
+        assert_eq!(
+            split.iter().map(|p| (p.max_time, p.entries)).collect::<Vec<_>>(),
+            [(Day(100).start(), 1), (Day(101).start(), 1)]
+        );
+        // An expired pack's tombstone changes nothing.
+        r.record(offset, &seen_pack_key(3, 0), None);
+        r.record(offset + 1, MARKER_KEY, Some(&marker_payload(7)));
         // A torn commit: one pack of two keys, no marker.
-        let torn = seen_packs(8, [(seen("x").as_slice(), Some(t.as_slice())), (seen("y").as_slice(), None)]);
-        r.record(offset + 1, &torn[0].0, Some(&torn[0].1));
+        let later = codec::encode(&Timestamp(9));
+        let torn =
+            seen_packs(8, [(seen("x").as_slice(), Some(later.as_slice())), (seen("y").as_slice(), None)]);
+        assert_eq!(torn.iter().map(|p| p.max_time).max(), Some(Timestamp(9)));
+        for (i, p) in torn.iter().enumerate() {
+            r.record(offset + 2 + i as i64, &p.key, Some(&p.payload));
+        }
         let store = MemStore::default();
         store.write(r.take_batch(true).unwrap()).unwrap();
         assert!(ids.iter().all(|k| store.get(k).unwrap() == Some(t.clone())));
         assert_eq!(store.get(&seen("x")).unwrap(), None);
-        assert_eq!(r.torn_keys(), vec![seen("x"), seen("y")]);
+        // The torn packs' entries and the packs themselves are overwritten by the next owner.
+        let mut expected = vec![seen("x"), seen("y"), seen_pack_key(8, 0), seen_pack_key(8, 1)];
+        expected.sort();
+        assert_eq!(r.torn_keys(), expected);
         assert!(r.corrupt.is_none());
-        r.record(offset + 2, &torn[0].0, Some(b"\xff\xff\xff"));
+        r.record(offset + 4, &torn[0].key, Some(b"\xff\xff\xff"));
         assert!(r.corrupt.is_some(), "an undecodable pack is reported");
     }
 

@@ -21,7 +21,9 @@
 //! from it on restore. Outputs: with transactions they commit with the changelog, atomically;
 //! without, the outbox of `n` is in the restored state and only its missing records are sent.
 
-use super::changelog::{self, is_local, is_packed, marker_payload, seen_packs, FENCE_KEY, MARKER_KEY};
+use super::changelog::{
+    self, is_local, is_packed, marker_payload, seen_pack_key, seen_packs, SeenPack, FENCE_KEY, MARKER_KEY,
+};
 use super::client::Clients;
 use super::outbox::{self, record_id, Outbox};
 use super::producer::ShardProducer;
@@ -32,9 +34,9 @@ use super::{Context, KafkaError};
 use crate::domain::decode::{DecodeError, DecodeOptions};
 use crate::domain::Event;
 use crate::output::{DeadLetter, Output, SourcePos};
-use crate::rules::retention::Retention;
+use crate::rules::retention::{Retention, Sweeper};
 use crate::rules::{ApplyOutcome, Engine, RulesConfig};
-use crate::state::keys::{Key, MetaKey};
+use crate::state::keys::{seen_pack_index_prefix, seen_pack_of_index_key, Key, MetaKey};
 use crate::state::overlay::Overlay;
 use crate::state::rocks::RocksStore;
 use crate::state::{codec, KvStore, WriteBatch};
@@ -85,7 +87,16 @@ pub struct CommitStats {
     /// When the previous commit's outputs were all acknowledged (the last output ack once
     /// they were; the benchmark's end of that commit).
     pub previous_outputs_acked: Option<Instant>,
+    /// Dead entries deleted by retention (their tombstones went to the changelog).
+    pub swept: u64,
+    /// Seen packs past the retention horizon, tombstoned.
+    pub packs_expired: u64,
 }
+
+/// Stored entries a commit's retention sweep looks at, at most.
+const SWEEP_BUDGET: usize = 20_000;
+/// Seen packs a commit expires, at most.
+const PACK_EXPIRY_BUDGET: usize = 1_000;
 
 /// Where a commit's time went (the benchmark's breakdown).
 #[derive(Clone, Copy, Debug, Default)]
@@ -147,6 +158,7 @@ pub struct Shard {
     setup: Arc<ShardSetup>,
     store: Arc<RocksStore>,
     retention: Arc<Retention>,
+    sweeper: Sweeper,
     engine: Engine,
     positions: BTreeMap<InputPartition, i64>,
     seq: u64,
@@ -178,7 +190,7 @@ impl Shard {
     /// changelog, and re-sends what an earlier owner's last commit left unsent.
     pub fn open(setup: Arc<ShardSetup>, id: u32) -> Result<Shard, KafkaError> {
         let producer = ShardProducer::new(&setup.clients, id, setup.transactional)?;
-        let retention = Arc::new(Retention::new(&setup.rules));
+        let retention = Arc::new(Retention::swept(&setup.rules));
         let mut store = open_store(&setup, id, &retention)?;
         let fence =
             producer.fence(&setup.layout.changelog, FENCE_KEY, &codec::encode(&std::process::id()))?;
@@ -226,6 +238,7 @@ impl Shard {
         let mut shard = Shard {
             id,
             store,
+            sweeper: Sweeper::new(&retention),
             retention,
             engine,
             positions,
@@ -354,6 +367,12 @@ impl Shard {
         stats.previous_outputs_acked = self.settle()?;
         stats.phases.outputs = lap(&mut clock);
         self.engine.flush(ov, false, &mut self.outputs)?;
+        // Retention through the changelog: dead entries are deleted here, in the commit, so
+        // the deletes reach the changelog (the local compaction filter only drops dedup
+        // entries, whose seen packs expire below).
+        let swept = self.sweeper.step(ov, self.store.as_ref(), &self.retention, SWEEP_BUDGET)?;
+        stats.swept = swept.deleted as u64;
+        let expired_packs = self.expire_seen_packs(ov)?;
         let seq = self.seq + 1;
         let layout = self.setup.layout.clone();
         let positions =
@@ -390,12 +409,20 @@ impl Shard {
         }
         let mut batch = WriteBatch::new();
         ov.drain_into(&mut batch);
+        let packs = seen_packs(
+            seq,
+            batch.ops().iter().filter(|(k, _)| is_packed(k)).map(|(k, v)| (k.as_slice(), v.as_deref())),
+        );
+        for p in &packs {
+            let index = Key::Meta(MetaKey::SeenPack { max_time: p.max_time, seq, chunk: p.chunk });
+            batch.put(index.encode(), codec::encode(&p.entries));
+        }
         stats.phases.rules += lap(&mut clock);
 
         if txn {
             self.producer.begin()?;
         }
-        let queued = self.send_changelog(&batch, seq, &mut stats).and_then(|()| {
+        let queued = self.send_changelog(&batch, &packs, &expired_packs, seq, &mut stats).and_then(|()| {
             if txn {
                 for r in &records {
                     self.producer.send(r, None)?;
@@ -468,9 +495,13 @@ impl Shard {
         e
     }
 
+    /// Queues the commit's changelog records: corrections of a torn tail, the state changes
+    /// (dedup entries as seen packs), tombstones of expired packs, and the marker.
     fn send_changelog(
         &mut self,
         batch: &WriteBatch,
+        packs: &[SeenPack],
+        expired_packs: &[Vec<u8>],
         seq: u64,
         stats: &mut CommitStats,
     ) -> Result<(), KafkaError> {
@@ -480,20 +511,40 @@ impl Shard {
             self.producer.send_state(&topic, &key, value.as_deref())?;
             stats.changelog_records += 1;
         }
-        let mut packed = Vec::new();
         for (k, v) in batch.ops() {
-            if is_packed(k) {
-                packed.push((k.as_slice(), v.as_deref()));
-            } else if !is_local(k) {
+            if !is_packed(k) && !is_local(k) {
                 self.producer.send_state(&topic, k, v.as_deref())?;
                 stats.changelog_records += 1;
             }
         }
-        for (k, v) in seen_packs(seq, packed) {
-            self.producer.send_state(&topic, &k, Some(&v))?;
+        for p in packs {
+            self.producer.send_state(&topic, &p.key, Some(&p.payload))?;
             stats.changelog_records += 1;
         }
+        for key in expired_packs {
+            self.producer.send_state(&topic, key, None)?;
+            stats.changelog_records += 1;
+        }
+        stats.packs_expired = expired_packs.len() as u64;
         self.producer.send_marker(&topic, MARKER_KEY, &marker_payload(seq))?;
         Ok(())
+    }
+
+    /// Deletes the index entries of the seen packs past the retention cutoff (in `ov`) and
+    /// returns the packs' changelog keys, to be tombstoned. The index sorts by a pack's
+    /// latest event time, so the dead packs are a prefix of it.
+    fn expire_seen_packs(&self, ov: &mut Overlay<'_>) -> Result<Vec<Vec<u8>>, KafkaError> {
+        let Some(cutoff) = self.retention.cutoff() else { return Ok(Vec::new()) };
+        let prefix = seen_pack_index_prefix();
+        let mut expired = Vec::new();
+        for (key, _) in self.store.scan(&prefix, &prefix, PACK_EXPIRY_BUDGET)? {
+            let Some((max_time, seq, chunk)) = seen_pack_of_index_key(&key) else { continue };
+            if max_time >= cutoff {
+                break;
+            }
+            ov.put_raw(key, None);
+            expired.push(seen_pack_key(seq, chunk));
+        }
+        Ok(expired)
     }
 }

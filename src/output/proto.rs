@@ -328,23 +328,7 @@ mod tests {
     /// SPEC §8's example window (30d), an empty window (every rate null), a window whose
     /// rates are 0 (not null), and an `as_of` with milliseconds.
     fn snapshot_example() -> Snapshot {
-        let w30 = WindowCounts {
-            paid_orders: 120,
-            refunds_requested: 9,
-            dispute_refunds: 1,
-            quality_refunds: 3,
-            interventions: 2,
-            completed_refunds: 7,
-            self_completed_refunds: 6,
-            refund_ms_sum: 4 * 109_800_000,
-            refund_ms_count: 4,
-            manual_refunds: 1,
-            ship_due_orders: 110,
-            late_shipments: 4,
-            service_ratings: [20, 10, 0, 20],
-            satisfied_ratings: [19, 8, 0, 18],
-            ..Default::default()
-        };
+        let w30 = crate::output::tests::spec_example_window();
         let w7 = WindowCounts { paid_orders: 3, completed_refunds: 1, ..Default::default() };
         Snapshot {
             shop_id: "s1".into(),

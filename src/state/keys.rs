@@ -90,6 +90,10 @@ pub enum MetaKey<'a> {
     /// Kafka mode: the changelog offset this local store has applied up to. Local only:
     /// never written to the changelog itself.
     ChangelogOffset,
+    /// Kafka mode: one seen pack in the changelog (commit `seq`, chunk `chunk`), whose
+    /// latest event time is `max_time`; the value is its number of entries. Keys sort by
+    /// that time, so the packs past the retention horizon are a prefix of them.
+    SeenPack { max_time: Timestamp, seq: u64, chunk: u32 },
 }
 
 const TAG_META: u8 = 0x00;
@@ -104,6 +108,25 @@ const TAG_SERVICE: u8 = 0x08;
 const TAG_TIMER: u8 = 0x09;
 const TAG_ALERT: u8 = 0x0a;
 const TAG_BUYER_ORDERS: u8 = 0x0b;
+
+/// The tag bytes after [`TAG_META`] of [`MetaKey::SeenPack`] keys.
+const SEEN_PACK_INDEX: &[u8] = &[9];
+
+/// Prefix of every [`MetaKey::SeenPack`] key.
+pub fn seen_pack_index_prefix() -> Vec<u8> {
+    let mut out = vec![TAG_META];
+    out.extend_from_slice(SEEN_PACK_INDEX);
+    out
+}
+
+/// `(max_time, seq, chunk)` of a [`MetaKey::SeenPack`] key.
+pub fn seen_pack_of_index_key(key: &[u8]) -> Option<(Timestamp, u64, u32)> {
+    let rest = key.strip_prefix(seen_pack_index_prefix().as_slice())?;
+    let max_time = read_time(rest)?;
+    let seq = u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?);
+    let chunk = u32::from_be_bytes(rest.get(16..20)?.try_into().ok()?);
+    Some((max_time, seq, chunk))
+}
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -162,6 +185,12 @@ impl Key<'_> {
                     MetaKey::OutboxChunk(i) => {
                         out.push(8);
                         out.extend_from_slice(&i.to_be_bytes());
+                    }
+                    MetaKey::SeenPack { max_time, seq, chunk } => {
+                        out.extend_from_slice(SEEN_PACK_INDEX);
+                        push_time(out, *max_time);
+                        out.extend_from_slice(&seq.to_be_bytes());
+                        out.extend_from_slice(&chunk.to_be_bytes());
                     }
                 }
             }
@@ -259,6 +288,24 @@ pub fn family(key: &[u8]) -> Option<Family> {
         TAG_BUYER_ORDERS => Family::BuyerOrders,
         _ => return None,
     })
+}
+
+/// The first byte of every key of `family`.
+pub fn family_tag(family: Family) -> u8 {
+    match family {
+        Family::Meta => TAG_META,
+        Family::Seen => TAG_SEEN,
+        Family::Order => TAG_ORDER,
+        Family::Refund => TAG_REFUND,
+        Family::DayBucket => TAG_DAY_BUCKET,
+        Family::Snapshot => TAG_SNAPSHOT,
+        Family::DayShop => TAG_DAY_SHOP,
+        Family::DsrGroup => TAG_DSR_GROUP,
+        Family::ServiceHistory => TAG_SERVICE,
+        Family::Timer => TAG_TIMER,
+        Family::AlertState => TAG_ALERT,
+        Family::BuyerOrders => TAG_BUYER_ORDERS,
+    }
 }
 
 /// The day of a day→shop index key.
@@ -373,6 +420,17 @@ pub fn describe(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seen_pack_keys_sort_by_time_and_decode() {
+        let k = |t: i64, seq: u64| {
+            Key::Meta(MetaKey::SeenPack { max_time: Timestamp(t), seq, chunk: 2 }).encode()
+        };
+        assert!(k(-5, 9) < k(3, 1) && k(3, 1) < k(3, 2) && k(3, 2) < k(1_700_000_000_000, 0));
+        assert!(k(3, 1).starts_with(&seen_pack_index_prefix()));
+        assert_eq!(seen_pack_of_index_key(&k(3, 7)), Some((Timestamp(3), 7, 2)));
+        assert_eq!(seen_pack_of_index_key(&Key::Meta(MetaKey::OutboxChunk(1)).encode()), None);
+    }
 
     #[test]
     fn day_keys_sort_by_day_including_negative() {

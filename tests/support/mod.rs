@@ -155,6 +155,8 @@ pub struct Rec {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// The record had no payload at all (a tombstone), not an empty one.
+    pub tombstone: bool,
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
@@ -200,6 +202,7 @@ pub fn read_all(brokers: &str, topic: &str, read_committed: bool) -> Vec<Rec> {
                     offset: m.offset(),
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().unwrap_or_default().to_vec(),
+                    tombstone: m.payload().is_none(),
                     headers,
                 });
             }
@@ -431,7 +434,14 @@ pub fn outputs_in_dir(dir: &Path) -> Outputs {
     dead_letters.sort();
     let snapshots: Vec<Rec> = lines("snapshots.jsonl")
         .into_iter()
-        .map(|l| Rec { partition: 0, offset: 0, key: None, payload: l.into_bytes(), headers: Vec::new() })
+        .map(|l| Rec {
+            partition: 0,
+            offset: 0,
+            key: None,
+            payload: l.into_bytes(),
+            tombstone: false,
+            headers: Vec::new(),
+        })
         .collect();
     Outputs { compensations, dead_letters, snapshots: final_snapshots(&snapshots) }
 }
