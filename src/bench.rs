@@ -41,6 +41,13 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Resets the peak resident set size to the current one (Linux: `/proc/self/clear_refs`), so
+/// that a later [`peak_rss_bytes`] tells the peak of what ran since. Without it, the peak
+/// stays the process's.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;

@@ -411,8 +411,9 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions) -> Result<(
     );
     let ph = &r.summary.commit_phases;
     println!(
-        "             per phase, summed over the shards: rules flush {:.2} s, outbox offsets {:.2} s, changelog {:.2} s, local write {:.2} s, waiting for outputs {:.2} s",
+        "             per phase, summed over the shards: rules flush {:.2} s, retention {:.2} s, outbox offsets {:.2} s, changelog {:.2} s, local write {:.2} s, waiting for outputs {:.2} s",
         ph.rules.as_secs_f64(),
+        ph.retention.as_secs_f64(),
         ph.outbox.as_secs_f64(),
         ph.changelog.as_secs_f64(),
         ph.local.as_secs_f64(),
@@ -420,7 +421,7 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions) -> Result<(
     );
     match r.peak_rss_bytes {
         Some(b) => println!(
-            "  peak RSS   {:.1} MiB (the whole process{})",
+            "  peak RSS   {:.1} MiB (the whole process during end to end{})",
             b as f64 / 1048576.0,
             if mock.is_some() { ", mock broker included" } else { "" }
         ),

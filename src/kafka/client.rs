@@ -54,19 +54,24 @@ impl Clients {
     /// Reads input topics at positions shopscore chooses (manual assignment, no group
     /// offsets), only committed records, reporting the end of each partition.
     pub fn reader(&self) -> ClientConfig {
-        let mut c = self.base();
-        // The local queue (64 MiB) holds about 3 s of input at the measured rate: far below
-        // `time.idle_timeout`, so records of one partition never wait behind another's long
-        // enough to make it look idle (an idle partition must also have reported its end
-        // after its last record). A 4 MiB queue capped fetching at ~70 000 records/s.
-        c.set("group.id", format!("{}.reader", self.group))
+        // Prefetch, per input partition: up to 64 MiB (or librdkafka's `queued.min.messages`,
+        // 100 000 records). A 4 MiB queue capped fetching at ~70 000 records/s, 16 MiB cost
+        // about a quarter of the end-to-end rate; it is also the largest part of Kafka mode's
+        // memory, so `[kafka.client]` may set it lower. A prefetched record waits at most a
+        // few seconds, far below `time.idle_timeout`, and an idle partition must also have
+        // reported its end after its last record, so prefetching never makes one look idle.
+        let mut c = ClientConfig::new();
+        c.set("queued.max.messages.kbytes", "65536").set("fetch.wait.max.ms", "50");
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("{}.reader", self.group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("fetch.wait.max.ms", "50")
-            .set("queued.max.messages.kbytes", "65536");
+            .set("isolation.level", "read_committed");
         c
     }
 

@@ -13,6 +13,7 @@ use crate::config::KafkaConfig;
 use crate::domain::decode::DecodeOptions;
 use crate::live::{Freshness, ShardsView};
 use crate::rules::{Counters, RulesConfig};
+use crate::state::rocks::MemoryBudget;
 use crate::state::KvStore;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::progress::Position;
@@ -94,6 +95,8 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         clients: clients.clone(),
         layout: layout.clone(),
         metrics: run.metrics.clone(),
+        // However many shards this instance owns: what one file-mode store may use.
+        memory: MemoryBudget::single_store(),
     });
     let member: BaseConsumer = clients.member().create().context(|| "creating the group member".into())?;
     member.subscribe(&[&layout.changelog]).context(|| format!("joining group {:?}", run.kafka.group))?;

@@ -38,7 +38,7 @@ use crate::rules::retention::{Retention, Sweeper};
 use crate::rules::{ApplyOutcome, Engine, RulesConfig};
 use crate::state::keys::{seen_pack_index_prefix, seen_pack_of_index_key, Key, MetaKey};
 use crate::state::overlay::Overlay;
-use crate::state::rocks::RocksStore;
+use crate::state::rocks::{MemoryBudget, RocksStore};
 use crate::state::{codec, KvStore, WriteBatch};
 use rdkafka::consumer::BaseConsumer;
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,8 @@ pub struct ShardSetup {
     pub layout: Arc<Layout>,
     /// Committed outputs and aborted transactions are counted here.
     pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
+    /// The block cache and memtable cap every shard's store shares.
+    pub memory: MemoryBudget,
 }
 
 /// A shard's progress as stored (topics by name, so renaming a topic starts it afresh).
@@ -103,6 +105,8 @@ const PACK_EXPIRY_BUDGET: usize = 1_000;
 pub struct CommitPhases {
     /// The engine's flush: watermark, timers, snapshots, building the output records.
     pub rules: Duration,
+    /// The retention sweep and seen-pack expiry.
+    pub retention: Duration,
     /// Reading the output partitions' end offsets for the outbox.
     pub outbox: Duration,
     /// Sending the changelog delta and waiting for it (with transactions: the outputs too,
@@ -117,6 +121,7 @@ pub struct CommitPhases {
 impl CommitPhases {
     pub fn add(&mut self, o: &CommitPhases) {
         self.rules += o.rules;
+        self.retention += o.retention;
         self.outbox += o.outbox;
         self.changelog += o.changelog;
         self.local += o.local;
@@ -180,7 +185,7 @@ fn dir_of(setup: &ShardSetup, id: u32) -> PathBuf {
 /// what a machine crash loses is restored from the changelog (from the store's recorded
 /// offset, which is lost together with the batch that carried it).
 fn open_store(setup: &ShardSetup, id: u32, retention: &Arc<Retention>) -> Result<RocksStore, KafkaError> {
-    let mut store = RocksStore::open_with_expiry(&dir_of(setup, id), Some(retention.clone()))?;
+    let mut store = RocksStore::open_with(&dir_of(setup, id), Some(retention.clone()), Some(&setup.memory))?;
     store.set_sync(false);
     Ok(store)
 }
@@ -367,12 +372,14 @@ impl Shard {
         stats.previous_outputs_acked = self.settle()?;
         stats.phases.outputs = lap(&mut clock);
         self.engine.flush(ov, false, &mut self.outputs)?;
+        stats.phases.rules = lap(&mut clock);
         // Retention through the changelog: dead entries are deleted here, in the commit, so
         // the deletes reach the changelog (the local compaction filter only drops dedup
         // entries, whose seen packs expire below).
         let swept = self.sweeper.step(ov, self.store.as_ref(), &self.retention, SWEEP_BUDGET)?;
         stats.swept = swept.deleted as u64;
         let expired_packs = self.expire_seen_packs(ov)?;
+        stats.phases.retention = lap(&mut clock);
         let seq = self.seq + 1;
         let layout = self.setup.layout.clone();
         let positions =
@@ -389,7 +396,7 @@ impl Shard {
                 r
             })
             .collect();
-        stats.phases.rules = lap(&mut clock);
+        stats.phases.rules += lap(&mut clock);
         let txn = self.producer.transactional();
         if !txn {
             if !records.is_empty() {

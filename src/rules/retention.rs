@@ -128,10 +128,11 @@ const SWEPT: [Family; 6] = [
 /// commit, deleting what [`Retention::is_dead`] says; it reads the store and checks the
 /// overlay's current value, so an entry this commit rewrote is judged by its new value.
 ///
-/// Passes are spaced out: the next starts once the cutoff has moved on by an eighth of the
-/// horizon (at least a day) *and* has reached the earliest time at which an entry kept by the
-/// last pass could be dead. A replay of history shorter than the horizon thus makes one cheap
-/// pass at its start; a long run sweeps every few weeks of event time. Entries written after a
+/// Passes are spaced out: one starts only once the cutoff has reached the earliest day with
+/// activity in the store, and the next one once the cutoff has also moved on by an eighth of
+/// the horizon (at least a day) and reached the earliest time at which an entry kept by the
+/// last pass could be dead. A run or replay shorter than the horizon thus never sweeps; a long
+/// run sweeps every few weeks of event time. Entries written after a
 /// pass that are already dead (very late events) wait for the next pass. Deleting dead entries
 /// never changes a result, so when passes run does not either.
 #[derive(Debug)]
@@ -178,6 +179,14 @@ impl Sweeper {
         if self.pass.is_none() {
             if self.next_pass_at.is_some_and(|at| cutoff < at) {
                 return Ok(done);
+            }
+            // Nothing can be dead before the earliest day with activity in the store (the
+            // day→shop index sorts by day: one seek). This keeps a run or replay shorter than
+            // the horizon from walking its whole state for nothing.
+            let first_day = store.scan(&[keys::family_tag(Family::DayShop)], &[], 1)?;
+            match first_day.first().and_then(|(k, _)| keys::day_of_day_shop_key(k)) {
+                Some(day) if cutoff >= day.start() => {}
+                _ => return Ok(done),
             }
             self.pass = Some((0, Vec::new()));
             self.pass_cutoff = cutoff;
@@ -251,6 +260,10 @@ mod tests {
         keys::Key::DayBucket { shop, day: Day(day) }.encode()
     }
 
+    fn day_shop(day: i32, shop: &str) -> Vec<u8> {
+        keys::Key::DayShop { day: Day(day), shop }.encode()
+    }
+
     fn refund(shop: &str, id: &str, completed: bool, last: i64) -> (Vec<u8>, Vec<u8>) {
         let facts = RefundFacts {
             completed: completed.then(|| With {
@@ -281,6 +294,7 @@ mod tests {
         for day in 0..10 {
             batch.put(bucket("s1", day), vec![1]);
             batch.put(bucket("s2", day), vec![1]);
+            batch.put(day_shop(day, "s1"), Vec::new());
         }
         let (old_done, v1) = refund("s1", "r-old-done", true, Day(2).start().0);
         let (old_open, v2) = refund("s1", "r-old-open", false, Day(2).start().0);
@@ -290,9 +304,12 @@ mod tests {
         batch.put(new_done.clone(), v3);
         store.write(batch).unwrap();
 
-        // No committed watermark: nothing is dead yet.
+        // No committed watermark: nothing is dead yet. A cutoff before the earliest day with
+        // activity (day 0) starts no pass at all.
         let mut sweeper = Sweeper::new(&retention);
         let mut ov = Overlay::new(&store);
+        assert_eq!(sweeper.step(&mut ov, &store, &retention, 100).unwrap(), Swept::default());
+        retention.set_watermark(Some(Day(-1).start().plus_ms(retention.horizon_ms())));
         assert_eq!(sweeper.step(&mut ov, &store, &retention, 100).unwrap(), Swept::default());
         drop(ov);
 
@@ -316,8 +333,9 @@ mod tests {
                 break;
             }
         }
-        assert!(steps > 3, "a budget of 7 needs several steps for 23 entries");
-        let mut expected: Vec<Vec<u8>> = (0..5).flat_map(|d| [bucket("s1", d), bucket("s2", d)]).collect();
+        assert!(steps > 3, "a budget of 7 needs several steps for 33 entries");
+        let mut expected: Vec<Vec<u8>> =
+            (0..5).flat_map(|d| [bucket("s1", d), bucket("s2", d), day_shop(d, "s1")]).collect();
         expected.sort();
         deleted.sort();
         assert_eq!(deleted, expected);
@@ -335,7 +353,7 @@ mod tests {
         retention.set_watermark(Some(Day(5 + 40).start().plus_ms(retention.horizon_ms())));
         let mut ov = Overlay::new(&store);
         let done = sweeper.step(&mut ov, &store, &retention, 100).unwrap();
-        assert_eq!(done.deleted, 10 + 2, "days 5..10 of two shops, the old refunds now completed");
+        assert_eq!(done.deleted, 15 + 2, "days 5..10 of two shops and the index, the completed refunds");
         assert!(commit(&store, ov).contains(&new_done));
     }
 

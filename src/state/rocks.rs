@@ -11,10 +11,39 @@ use super::{Expiry, KvStore, StateError, WriteBatch};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedOptions, Cache, DBCompressionType, DataBlockIndexType, Direction, IteratorMode, Options,
-    ReadOptions, DB,
+    ReadOptions, WriteBufferManager, DB,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Block cache of a store with a budget of its own.
+const CACHE_BYTES: usize = 64 << 20;
+/// Size of one memtable; a store has at most three.
+const WRITE_BUFFER_BYTES: usize = 64 << 20;
+
+/// Memory shared by the stores of one process (Kafka mode: one store per shard): one block
+/// cache and one cap on all their memtables, so memory does not grow with the number of
+/// shards an instance owns.
+#[derive(Clone)]
+pub struct MemoryBudget {
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl MemoryBudget {
+    /// A budget of `cache_bytes` of block cache and `write_buffer_bytes` of memtables, shared.
+    pub fn new(cache_bytes: usize, write_buffer_bytes: usize) -> MemoryBudget {
+        MemoryBudget {
+            cache: Cache::new_lru_cache(cache_bytes),
+            write_buffers: WriteBufferManager::new_write_buffer_manager(write_buffer_bytes, false),
+        }
+    }
+
+    /// What one store alone may use (64 MiB of cache, three 64 MiB memtables).
+    pub fn single_store() -> MemoryBudget {
+        MemoryBudget::new(CACHE_BYTES, 3 * WRITE_BUFFER_BYTES)
+    }
+}
 
 /// A RocksDB-backed store.
 pub struct RocksStore {
@@ -36,6 +65,16 @@ impl RocksStore {
 
     /// Like [`RocksStore::open`], dropping entries `expiry` declares dead at compaction.
     pub fn open_with_expiry(dir: &Path, expiry: Option<Arc<dyn Expiry>>) -> Result<Self, StateError> {
+        Self::open_with(dir, expiry, None)
+    }
+
+    /// Like [`RocksStore::open_with_expiry`], within a memory `budget` shared with other
+    /// stores (None: a budget of its own, [`MemoryBudget::single_store`]).
+    pub fn open_with(
+        dir: &Path,
+        expiry: Option<Arc<dyn Expiry>>,
+        budget: Option<&MemoryBudget>,
+    ) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StateError::Backend(format!("cannot create data directory {}: {e}", dir.display()))
         })?;
@@ -43,8 +82,17 @@ impl RocksStore {
         opts.create_if_missing(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_bottommost_compression_type(DBCompressionType::Zstd);
-        opts.set_write_buffer_size(64 << 20);
+        opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
         opts.set_max_write_buffer_number(3);
+        let own;
+        let budget = match budget {
+            Some(b) => b,
+            None => {
+                own = MemoryBudget::single_store();
+                &own
+            }
+        };
+        opts.set_write_buffer_manager(&budget.write_buffers);
         opts.increase_parallelism(2);
         // Most point reads miss (a new event id, a new order): a whole-key bloom filter in
         // the memtable answers those without walking its skiplist.
@@ -53,7 +101,7 @@ impl RocksStore {
         let mut block = BlockBasedOptions::default();
         block.set_bloom_filter(10.0, false);
         block.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
-        block.set_block_cache(&Cache::new_lru_cache(64 << 20));
+        block.set_block_cache(&budget.cache);
         block.set_cache_index_and_filter_blocks(true);
         opts.set_block_based_table_factory(&block);
         if let Some(expiry) = expiry {
