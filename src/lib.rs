@@ -13,7 +13,7 @@
 //! | [`sinks`] | where outputs go (files), through the [`sinks::Sink`] trait with commit checkpoints | no |
 //! | [`output`] | the output records (snapshot, compensation, alert, dead letter), their JSON form and protobuf form | no |
 //! | [`pb`] | the protobuf messages generated from `proto/shopscore/v1/` (inputs and outputs) | no |
-//! | [`kafka`] | Kafka mode: shards by shop, changelog-backed state that follows its shard, transactional or outbox commits | no (blocking rdkafka calls) |
+//! | [`kafka`] | Kafka mode: shards by shop, each on a thread of its own, changelog-backed state that follows its shard, transactional or outbox commits | no (blocking rdkafka calls, std threads) |
 //! | [`pipeline`] | the loop that moves records: source → decode → rules → sink, committing state, positions and sink checkpoints in one batch | no |
 //! | [`config`] | typed, layered configuration: defaults → file → `SHOPSCORE__…` env | no |
 //! | [`telemetry`] | `tracing` setup, Prometheus [`telemetry::metrics`], [`telemetry::progress`] reporting | no |

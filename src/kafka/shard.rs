@@ -471,6 +471,7 @@ impl Shard {
             for o in &self.outputs {
                 m.record_out(o);
             }
+            m.retention_deleted(stats.swept, stats.packs_expired);
         }
         self.seq = seq;
         self.outputs.clear();

@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every metric name, for documentation and tests.
-pub const METRIC_NAMES: [&str; 12] = [
+pub const METRIC_NAMES: [&str; 13] = [
     "shopscore_events_in_total",
     "shopscore_records_out_total",
     "shopscore_dead_letters_total",
@@ -28,6 +28,7 @@ pub const METRIC_NAMES: [&str; 12] = [
     "shopscore_transaction_aborts_total",
     "shopscore_state_size_bytes",
     "shopscore_ready",
+    "shopscore_retention_deleted_total",
 ];
 
 /// The process's metrics and the registry that exposes them.
@@ -43,6 +44,7 @@ pub struct Metrics {
     consumer_lag: IntGaugeVec,
     commit_duration: Histogram,
     transaction_aborts: IntCounter,
+    retention_deleted: IntCounterVec,
     state_size: IntGauge,
     ready: IntGauge,
 }
@@ -133,6 +135,11 @@ impl Metrics {
                 "shopscore_transaction_aborts_total",
                 "Kafka transactions aborted (their batch is re-processed).",
             ),
+            retention_deleted: counter_vec(
+                "shopscore_retention_deleted_total",
+                "Kafka mode: dead state entries deleted through the changelog (kind=entry) and seen packs tombstoned (kind=seen_pack) by retention.",
+                "kind",
+            ),
             state_size: register(
                 &r,
                 IntGauge::new("shopscore_state_size_bytes", "RocksDB state size on disk (SST files and memtables).")
@@ -147,6 +154,9 @@ impl Metrics {
         };
         for output in ["snapshot", "compensation", "alert", "dead_letter"] {
             m.records_out.with_label_values(&[output]);
+        }
+        for kind in ["entry", "seen_pack"] {
+            m.retention_deleted.with_label_values(&[kind]);
         }
         m
     }
@@ -197,6 +207,13 @@ impl Metrics {
     /// A Kafka transaction was aborted.
     pub fn transaction_aborted(&self) {
         self.transaction_aborts.inc();
+    }
+
+    /// A commit's retention deleted `entries` dead state entries and tombstoned `packs` seen
+    /// packs.
+    pub fn retention_deleted(&self, entries: u64, packs: u64) {
+        self.retention_deleted.with_label_values(&["entry"]).inc_by(entries);
+        self.retention_deleted.with_label_values(&["seen_pack"]).inc_by(packs);
     }
 
     /// The state store's size on disk.
@@ -257,6 +274,8 @@ mod tests {
         m.set_consumer_lag("orders", 3, 42);
         m.commit_took(Duration::from_millis(30));
         m.transaction_aborted();
+        m.retention_deleted(7, 2);
+        m.retention_deleted(1, 0);
         m.set_state_size(12345);
         m.set_ready(true);
         let text = m.render();
@@ -278,6 +297,8 @@ mod tests {
         assert_eq!(sample(&text, "shopscore_commit_duration_seconds_bucket{le=\"0.05\"}"), Some(1.0));
         assert_eq!(sample(&text, "shopscore_commit_duration_seconds_bucket{le=\"0.025\"}"), Some(0.0));
         assert_eq!(sample(&text, "shopscore_transaction_aborts_total"), Some(1.0));
+        assert_eq!(sample(&text, "shopscore_retention_deleted_total{kind=\"entry\"}"), Some(8.0));
+        assert_eq!(sample(&text, "shopscore_retention_deleted_total{kind=\"seen_pack\"}"), Some(2.0));
         assert_eq!(sample(&text, "shopscore_state_size_bytes"), Some(12345.0));
         assert_eq!(sample(&text, "shopscore_ready"), Some(1.0));
     }
