@@ -22,7 +22,7 @@
 //! | [`shutdown`] | SIGTERM/SIGINT → a shared stop flag; second signal or timeout → forced exit | no |
 //! | [`diff`] | comparing two output sets (`shopscore diff A B`) from their JSON lines | no |
 //! | [`gen`] | the seeded sample-event generator behind `shopscore gen` | no |
-//! | [`bench`] | the benchmark behind `shopscore bench` | no |
+//! | [`mod@bench`] | the benchmark behind `shopscore bench` | no |
 //!
 //! The rules never touch I/O; the pipeline never computes a metric.
 

@@ -326,8 +326,8 @@ impl Serialize for Alert {
     }
 }
 
-/// Where an input record came from. (Serialized untagged in outputs, via
-/// [`SourcePos::to_json`]; tagged in state, which needs a non-self-describing format.)
+/// Where an input record came from. (Serialized untagged in outputs, via `SourceJson`;
+/// tagged in state, which needs a non-self-describing format.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum SourcePos {
     File { file: String, line: u64 },

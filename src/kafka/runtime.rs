@@ -1,6 +1,8 @@
-//! The Kafka-mode loop: joins the group, opens and closes shards as the group moves them,
-//! reads input records and offers each to every owned shard, and commits every shard on a
-//! cadence. It only moves records; the rules decide everything (see [`super::shard`]).
+//! The Kafka-mode loop: joins the group, starts and stops shard workers as the group moves
+//! shards ([`super::worker`]), reads and decodes input records and hands them to every owned
+//! shard in batches, and tells the shards to commit on a cadence — pipelined: commit `n` is
+//! waited for when commit `n+1` starts. It only moves records; the rules decide everything
+//! (see [`super::shard`]).
 
 use super::client::Clients;
 use super::murmur::partition_for;

@@ -4,15 +4,19 @@
 //!
 //! Per commit `n` of a shard, in this order:
 //!
-//! 1. the engine flushes (watermark, timers, snapshots) into outputs; the input positions and
-//!    `n` are put into the same state delta;
+//! 1. the engine flushes (watermark, timers, snapshots) into outputs; retention deletes dead
+//!    entries; the input positions and `n` are put into the same state delta;
 //! 2. without transactions, the outputs (with ids `{shard}:{n}:{i}` and the end offsets of
-//!    their partitions) are put into the delta as the **outbox** ([`super::outbox`]);
+//!    their partitions) are put into the delta as the **outbox** ([`super::outbox`]) — after
+//!    the outputs of commit `n-1` are all acknowledged, since this delta replaces their outbox;
 //! 3. the delta goes to the shard's changelog partition, closed by a marker record — with
 //!    transactions, in one transaction together with the outputs;
 //! 4. the delta, with the changelog offset it corresponds to, is written to local RocksDB in
-//!    one synced batch;
-//! 5. without transactions, the outputs are sent and flushed.
+//!    one batch (not fsynced: the store is a cache of the changelog);
+//! 5. without transactions, the outputs are sent; commit `n+1` (or the shard's release or
+//!    stop) waits for their acknowledgement.
+//!
+//! Steps 1–3 are [`Shard::prepare`] (queued, not waited for), 3–5 [`Shard::finish`].
 //!
 //! A crash before 3 completes leaves the changelog at commit `n-1` (a torn, unmarked tail is
 //! ignored and overwritten, see [`super::changelog`]; an unfinished transaction is aborted

@@ -26,7 +26,7 @@ const SCAN_STALL: Duration = Duration::from_secs(600);
 
 /// The `compensation_id`s already in `topic` (committed records only), read from the start of
 /// every partition to its end. `encoding` is the topic's configured one (see
-/// [`compensation_id`] for records in the other).
+/// `compensation_id` for records in the other).
 pub fn emitted_compensations(
     clients: &Clients,
     topic: &str,

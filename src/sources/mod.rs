@@ -1,4 +1,4 @@
-//! Where input records come from. File mode reads JSON-lines files ([`file`]); the Kafka
+//! Where input records come from. File mode reads JSON-lines files ([`mod@file`]); the Kafka
 //! source arrives with the Kafka runtime.
 
 pub mod file;
