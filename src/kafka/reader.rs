@@ -10,9 +10,11 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// An input partition: (index of the input topic in the layout, partition).
@@ -37,10 +39,29 @@ pub enum Polled<'a> {
 }
 
 /// The reader's client context: an end-of-partition report is routine here (it drives idle
-/// detection), so librdkafka's global-error callback does not log it as an error.
-pub struct QuietEof;
+/// detection), so librdkafka's global-error callback does not log it as an error. It also
+/// keeps the end offset of every partition from librdkafka's periodic statistics, so lag is
+/// known without a broker round trip on the reading thread.
+#[derive(Default)]
+pub struct QuietEof {
+    ends: Mutex<HashMap<(String, i32), i64>>,
+}
 
 impl ClientContext for QuietEof {
+    fn stats(&self, statistics: Statistics) {
+        let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                // The last stable offset is the end for a read_committed reader; brokers
+                // without transactions report it equal to the high watermark.
+                let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+                if partition >= 0 && end >= 0 {
+                    ends.insert((topic.clone(), partition), end);
+                }
+            }
+        }
+    }
+
     fn error(&self, error: RdError, reason: &str) {
         match error {
             RdError::PartitionEOF(_) | RdError::Global(RDKafkaErrorCode::PartitionEOF) => {
@@ -62,8 +83,14 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(config: &ClientConfig, layout: Arc<Layout>) -> Result<Reader, KafkaError> {
-        let consumer: BaseConsumer<QuietEof> =
-            config.create_with_context(QuietEof).context(|| "creating the input consumer".into())?;
+        let mut config = config.clone();
+        if config.get("statistics.interval.ms").is_none() {
+            // End offsets for the lag gauge and progress come from these statistics.
+            config.set("statistics.interval.ms", "5000");
+        }
+        let consumer: BaseConsumer<QuietEof> = config
+            .create_with_context(QuietEof::default())
+            .context(|| "creating the input consumer".into())?;
         Ok(Reader { consumer, layout, activity: BTreeMap::new() })
     }
 
@@ -138,12 +165,14 @@ impl Reader {
     }
 
     /// End offsets (for lag and replay progress) of the assigned partitions.
+    /// As of librdkafka's last statistics (every 5 s; none before the first): no broker
+    /// round trip.
     pub fn end_offsets(&self) -> BTreeMap<InputPartition, i64> {
+        let ends = self.consumer.context().ends.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = BTreeMap::new();
         for &(t, p) in self.activity.keys() {
-            let topic = &self.layout.inputs[t].name;
-            if let Ok((_, high)) = self.consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
-                out.insert((t, p), high);
+            if let Some(&end) = ends.get(&(self.layout.inputs[t].name.clone(), p)) {
+                out.insert((t, p), end);
             }
         }
         out
