@@ -22,7 +22,7 @@ use shopscore::rules::RulesConfig;
 use shopscore::shutdown::Shutdown;
 use shopscore::telemetry::metrics::Metrics;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -321,9 +321,8 @@ fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// `shopscore diff A B`: prints the differences; exits 1 when there are any, 2 on error.
 /// `shopscore bench --brokers …` / `--mock-cluster`: produce, consume and end-to-end rates.
-fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions) -> Result<()> {
+fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path) -> Result<()> {
     let mock = if args.mock_cluster {
         Some(rdkafka::mocking::MockCluster::new(1).context("starting the mock cluster")?)
     } else {
@@ -334,11 +333,7 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions) -> Result<(
         (None, Some(b)) => (b.clone(), b.clone()),
         (None, None) => unreachable!("called with --brokers or --mock-cluster"),
     };
-    let work = match &args.work_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("shopscore-bench-{}", std::process::id())),
-    };
-    let mut run = kafka_run(cfg, brokers, None, Some(work.clone()));
+    let mut run = kafka_run(cfg, brokers, None, Some(work.to_path_buf()));
     if let Some(t) = args.transactional {
         run.kafka.transactional = t;
     }
@@ -369,9 +364,6 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions) -> Result<(
             shopscore::bench::kafka::run_kafka_bench(gen, run, args.partitions, &create)?
         }
     };
-    if args.work_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&work);
-    }
     let t = &r.summary.totals;
     println!("shopscore bench: Kafka mode through {broker_name}");
     println!(
@@ -430,6 +422,7 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions) -> Result<(
     Ok(())
 }
 
+/// `shopscore diff A B`: prints the differences; exits 1 when there are any, 2 on error.
 fn cmd_diff(args: DiffArgs) -> Result<()> {
     let read = |dir: &PathBuf| OutputSet::read_dir(dir);
     let (a, b) = match (read(&args.a), read(&args.b)) {
@@ -628,6 +621,32 @@ fn cmd_gen(args: GenArgs) -> Result<()> {
     Ok(())
 }
 
+/// The benchmark's work directory: `--work-dir`, or a temporary one, removed when dropped.
+struct BenchWorkDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl BenchWorkDir {
+    fn of(args: &BenchArgs) -> BenchWorkDir {
+        match &args.work_dir {
+            Some(d) => BenchWorkDir { path: d.clone(), temporary: false },
+            None => BenchWorkDir {
+                path: std::env::temp_dir().join(format!("shopscore-bench-{}", std::process::id())),
+                temporary: true,
+            },
+        }
+    }
+}
+
+impl Drop for BenchWorkDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
     let gen = GenOptions {
         seed: args.seed,
@@ -636,18 +655,13 @@ fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
         days: args.days,
         ..GenOptions::default()
     };
+    let work = BenchWorkDir::of(&args);
     if args.brokers.is_some() || args.mock_cluster {
-        return cmd_bench_kafka(cfg, &args, &gen);
+        return cmd_bench_kafka(cfg, &args, &gen, &work.path);
     }
-    let work = match &args.work_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("shopscore-bench-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&work)?;
-    let report = shopscore::bench::run_bench(&gen, &work, file_run(cfg))?;
-    if args.work_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&work);
-    }
+    std::fs::create_dir_all(&work.path)?;
+    let report = shopscore::bench::run_bench(&gen, &work.path, file_run(cfg))?;
+    drop(work);
     let t = &report.summary.totals;
     println!("shopscore bench: file mode, RocksDB state");
     println!(

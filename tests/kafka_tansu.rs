@@ -321,8 +321,9 @@ fn compacted(records: &[Rec], partition: i32) -> Compacted {
     for r in recs {
         last.insert(r.key.clone().unwrap_or_default(), (!r.tombstone).then(|| r.payload.clone()));
     }
-    let is_pack = |k: &[u8]| k.starts_with(b"\xffshopscore.seen/");
-    let bookkeeping = |k: &[u8]| k == b"\xffshopscore.commit" || k == b"\xffshopscore.fence";
+    use shopscore::kafka::changelog::{FENCE_KEY, MARKER_KEY, SEEN_PACK_PREFIX};
+    let is_pack = |k: &[u8]| k.starts_with(SEEN_PACK_PREFIX);
+    let bookkeeping = |k: &[u8]| k == MARKER_KEY || k == FENCE_KEY;
     let mut c =
         Compacted { state: BTreeMap::new(), packs: BTreeMap::new(), state_keys_written: 0, packs_written: 0 };
     for (k, v) in last {

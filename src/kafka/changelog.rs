@@ -37,9 +37,27 @@ pub const FENCE_KEY: &[u8] = b"\xffshopscore.fence";
 /// Seen packs: this prefix, the commit's sequence number and the chunk index, big-endian.
 pub const SEEN_PACK_PREFIX: &[u8] = b"\xffshopscore.seen/";
 
-/// A seen pack's payload stays under this many bytes (brokers refuse records over
-/// `message.max.bytes`, 1 MB by default).
-const SEEN_PACK_BYTES: usize = 256 * 1024;
+/// A changelog record whose size grows with a commit (an outbox chunk, a seen pack) stays
+/// under about this many bytes: brokers refuse records over `message.max.bytes` (1 MB by
+/// default).
+pub const RECORD_BYTES: usize = 256 * 1024;
+
+/// `items` in order, cut into chunks whose `size`s add up to at most [`RECORD_BYTES`] (an item
+/// larger than that gets a chunk of its own).
+pub fn chunked<T>(items: impl IntoIterator<Item = T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut used = usize::MAX;
+    for item in items {
+        let len = size(&item);
+        if used.saturating_add(len) > RECORD_BYTES {
+            chunks.push(Vec::new());
+            used = 0;
+        }
+        used += len;
+        chunks.last_mut().expect("pushed above").push(item);
+    }
+    chunks
+}
 
 /// A state change: key and value (`None`: a delete).
 type Change<'a> = (&'a [u8], Option<&'a [u8]>);
@@ -82,18 +100,7 @@ pub fn seen_packs<'a>(seq: u64, entries: impl IntoIterator<Item = Change<'a>>) -
     }
     let mut packs = Vec::new();
     for group in by_day.into_values() {
-        let mut chunks: Vec<Vec<(Change<'a>, Option<Timestamp>)>> = Vec::new();
-        let mut size = usize::MAX;
-        for (change, time) in group {
-            let len = change.0.len() + change.1.map_or(0, <[u8]>::len) + 8;
-            if size.saturating_add(len) > SEEN_PACK_BYTES {
-                chunks.push(Vec::new());
-                size = 0;
-            }
-            size += len;
-            chunks.last_mut().expect("pushed above").push((change, time));
-        }
-        for chunk in chunks {
+        for chunk in chunked(group, |((k, v), _)| k.len() + v.map_or(0, <[u8]>::len) + 8) {
             let max_time = chunk.iter().filter_map(|(_, t)| *t).max().unwrap_or(Timestamp(i64::MIN));
             let changes: Vec<Change<'a>> = chunk.into_iter().map(|(c, _)| c).collect();
             let index = packs.len() as u32;
@@ -316,7 +323,7 @@ mod tests {
         assert!(packs.len() > 1, "20 000 keys need more than one 256 KiB pack");
         for (i, p) in packs.iter().enumerate() {
             assert_eq!(p.key, seen_pack_key(7, i as u32));
-            assert!(p.payload.len() <= SEEN_PACK_BYTES + 16);
+            assert!(p.payload.len() <= RECORD_BYTES + 16);
             assert_eq!(p.max_time, Timestamp(1));
         }
         let mut r = Restorer::default();

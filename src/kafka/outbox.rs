@@ -8,6 +8,7 @@
 //! whose ids are not there. The outputs are thus fixed before they are sent, and each
 //! reaches its topic once, whatever the moment of a crash.
 
+use super::changelog::chunked;
 use super::client::Clients;
 use super::records::{KafkaRecord, ID_HEADER};
 use super::{Context, KafkaError};
@@ -35,10 +36,6 @@ pub struct Outbox {
     pub records: Vec<KafkaRecord>,
 }
 
-/// Records of one outbox chunk: each chunk is one changelog record, and brokers refuse records
-/// over `message.max.bytes` (1 MB by default), so an outbox of a large commit is split.
-const CHUNK_BYTES: usize = 256 * 1024;
-
 /// The outbox as stored under [`MetaKey::Outbox`]; its records are in `chunks` chunks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct OutboxHead {
@@ -55,17 +52,8 @@ fn head(ov: &mut Overlay<'_>) -> Result<Option<OutboxHead>, StateError> {
 /// Puts `outbox` into the state delta (replacing the previous one).
 pub fn save(ov: &mut Overlay<'_>, outbox: &Outbox) -> Result<(), StateError> {
     let old_chunks = head(ov)?.map_or(0, |h| h.chunks);
-    let mut chunks: Vec<Vec<KafkaRecord>> = Vec::new();
-    let mut size = usize::MAX;
-    for r in &outbox.records {
-        let len = r.payload.len() + r.key.as_ref().map_or(0, Vec::len) + 64;
-        if size.saturating_add(len) > CHUNK_BYTES {
-            chunks.push(Vec::new());
-            size = 0;
-        }
-        size += len;
-        chunks.last_mut().expect("pushed above").push(r.clone());
-    }
+    // Each chunk is one changelog record: an outbox of a large commit is split.
+    let chunks = chunked(&outbox.records, |r| r.payload.len() + r.key.as_ref().map_or(0, Vec::len) + 64);
     for (i, chunk) in chunks.iter().enumerate() {
         ov.put(&Key::Meta(MetaKey::OutboxChunk(i as u32)), chunk);
     }
@@ -190,6 +178,7 @@ pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, K
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::changelog::RECORD_BYTES;
     use crate::state::memory::MemStore;
     use crate::state::{KvStore, WriteBatch};
 
@@ -230,7 +219,7 @@ mod tests {
         assert!(chunk_keys(&store) >= 5);
         for i in 0..chunk_keys(&store) as u32 {
             let v = store.get(&Key::Meta(MetaKey::OutboxChunk(i)).encode()).unwrap().unwrap();
-            assert!(v.len() < 2 * CHUNK_BYTES, "chunk {i}: {} bytes", v.len());
+            assert!(v.len() < 2 * RECORD_BYTES, "chunk {i}: {} bytes", v.len());
         }
         let mut ov = Overlay::new(&store);
         assert_eq!(load(&mut ov).unwrap(), Some(big));

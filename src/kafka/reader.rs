@@ -164,9 +164,8 @@ impl Reader {
         !self.activity.is_empty() && self.idle(idle_after).len() == self.activity.len()
     }
 
-    /// End offsets (for lag and replay progress) of the assigned partitions.
-    /// As of librdkafka's last statistics (every 5 s; none before the first): no broker
-    /// round trip.
+    /// End offsets (for lag and progress) of the assigned partitions, as of librdkafka's last
+    /// statistics (every 5 s; none before the first): no broker round trip.
     pub fn end_offsets(&self) -> BTreeMap<InputPartition, i64> {
         let ends = self.consumer.context().ends.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = BTreeMap::new();

@@ -109,8 +109,6 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
     let mut last_progress = Instant::now();
     let mut last_idle: BTreeSet<InputPartition> = BTreeSet::new();
     let mut last_gauges = Instant::now();
-    // The last commit that followed input records may still have outputs in flight.
-    let mut outputs_unsettled = false;
 
     let outcome = loop {
         // Group membership: serve rebalances, then follow the assignment.
@@ -123,13 +121,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             if let Some(m) = &run.metrics {
                 m.set_ready(false);
             }
-            let moved = shards.complete_commit().and_then(|done| {
-                if let Some(done) = done {
-                    account(run, &layout, &mut summary, &mut outputs_unsettled, &shards.views, done);
-                }
-                shards.follow(&assigned, &mut summary)
-            });
-            if let Err(e) = moved {
+            if let Err(e) = shards.follow(run, &assigned, &mut summary) {
                 break Err(e);
             }
             if let Ok(tpl) = member.assignment() {
@@ -203,9 +195,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             // Commits are pipelined: the shards commit while this thread reads on; a commit
             // is waited for when the next one starts (it has normally finished by then).
             let waiting = Instant::now();
-            if let Some(done) = shards.complete_commit()? {
-                account(run, &layout, &mut summary, &mut outputs_unsettled, &shards.views, done);
-            }
+            shards.complete_commit(run, &mut summary)?;
             reader.discount(waiting.elapsed());
             shards.start_commit(idle.iter().copied().collect(), records > 0)?;
             last_idle = idle;
@@ -225,14 +215,9 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             break Ok(());
         }
     };
-    let stopped = shards.complete_commit().and_then(|done| {
-        if let Some(done) = done {
-            account(run, &layout, &mut summary, &mut outputs_unsettled, &shards.views, done);
-        }
-        shards.follow(&BTreeSet::new(), &mut summary)
-    });
+    let stopped = shards.follow(run, &BTreeSet::new(), &mut summary);
     outcome.and(stopped)?;
-    if outputs_unsettled {
+    if shards.outputs_unsettled {
         summary.last_commit = summary.last_commit.max(summary.outputs_acked);
     }
     member.unsubscribe();
@@ -249,6 +234,9 @@ struct Shards {
     /// A commit the shards were told to make and have not all reported: when it started,
     /// and whether input was read before it.
     in_flight: Option<(Instant, bool)>,
+    /// The last completed commit followed input records, and its outputs may still be in
+    /// flight (the benchmark's end is when they are acknowledged).
+    outputs_unsettled: bool,
 }
 
 /// A commit of every owned shard, completed.
@@ -258,42 +246,6 @@ struct Completed {
     /// When the last shard finished.
     finished: Instant,
     with_records: bool,
-}
-
-/// Adds a completed commit to the summary, the metrics and the live view.
-fn account(
-    run: &KafkaRun,
-    layout: &Layout,
-    summary: &mut KafkaSummary,
-    outputs_unsettled: &mut bool,
-    views: &BTreeMap<u32, ShardView>,
-    done: Completed,
-) {
-    for stats in done.stats {
-        summary.changelog_records += stats.changelog_records;
-        summary.commit_phases.add(&stats.phases);
-        for (k, n) in stats.outputs {
-            *summary.outputs.entry(k).or_default() += n;
-        }
-        if *outputs_unsettled {
-            // The previous commit ended when its outputs were acknowledged.
-            summary.last_commit = summary.last_commit.max(stats.previous_outputs_acked);
-        }
-    }
-    *outputs_unsettled = false;
-    let took = done.finished.saturating_duration_since(done.started);
-    summary.commit_time += took;
-    if let Some(m) = &run.metrics {
-        m.commit_took(took);
-    }
-    if let Some(l) = &run.live {
-        publish_committed(l, layout, views);
-    }
-    summary.commits += 1;
-    if done.with_records {
-        summary.last_commit = Some(done.finished);
-        *outputs_unsettled = true;
-    }
 }
 
 impl Shards {
@@ -306,6 +258,7 @@ impl Shards {
             reports,
             report_tx,
             in_flight: None,
+            outputs_unsettled: false,
         }
     }
 
@@ -321,17 +274,24 @@ impl Shards {
         self.views.values().any(|v| v.needs_commit)
     }
 
-    /// Stops the workers of shards no longer `assigned` (after their outputs are
-    /// acknowledged) and starts and opens the newly assigned ones, in parallel.
-    fn follow(&mut self, assigned: &BTreeSet<u32>, summary: &mut KafkaSummary) -> Result<(), KafkaError> {
+    /// Completes the commit in flight, stops the workers of shards no longer `assigned`
+    /// (after their outputs are acknowledged) and starts and opens the newly assigned ones,
+    /// in parallel.
+    fn follow(
+        &mut self,
+        run: &KafkaRun,
+        assigned: &BTreeSet<u32>,
+        summary: &mut KafkaSummary,
+    ) -> Result<(), KafkaError> {
+        // A worker reports its commit before its stop: wait for the commits first.
+        self.complete_commit(run, summary)?;
         let released: BTreeSet<u32> =
             self.workers.keys().copied().filter(|id| !assigned.contains(id)).collect();
         for id in &released {
             self.workers[id].send(Command::Stop);
         }
-        let mut failure = None;
-        await_reports(&self.reports, &released, |report| match report {
-            Report::Stopped { id, counters, outputs_acked } => {
+        let stopped = await_reports(&self.reports, &released, |report| {
+            if let Report::Stopped { id, counters, outputs_acked } = report {
                 if assigned.is_empty() {
                     // The final stop: the summary's totals are those of the shards owned at the end.
                     summary.totals.add(&counters);
@@ -339,10 +299,6 @@ impl Shards {
                 summary.outputs_acked = summary.outputs_acked.max(outputs_acked);
                 tracing::info!(shard = id, "shard released");
             }
-            Report::Failed { error, .. } => {
-                failure.get_or_insert(error);
-            }
-            _ => {}
         });
         for id in &released {
             self.views.remove(id);
@@ -350,27 +306,19 @@ impl Shards {
                 w.join();
             }
         }
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        stopped?;
         let opening: BTreeSet<u32> =
             assigned.iter().copied().filter(|id| !self.workers.contains_key(id)).collect();
         for &id in &opening {
             self.workers.insert(id, Worker::spawn(self.setup.clone(), id, self.report_tx.clone())?);
         }
-        let mut failure = None;
         let views = &mut self.views;
-        await_reports(&self.reports, &opening, |report| match report {
-            Report::Opened { id, view, took_ms } => {
+        await_reports(&self.reports, &opening, |report| {
+            if let Report::Opened { id, view, took_ms } = report {
                 tracing::info!(shard = id, ms = took_ms, "shard acquired");
                 views.insert(id, view);
             }
-            Report::Failed { error, .. } => {
-                failure.get_or_insert(error);
-            }
-            _ => {}
-        });
-        failure.map_or(Ok(()), Err)
+        })
     }
 
     /// Hands a batch of records to every owned shard; time spent waiting for a busy shard is
@@ -406,26 +354,50 @@ impl Shards {
         Ok(())
     }
 
-    /// Waits for the commit in flight, if any, and returns what it did.
-    fn complete_commit(&mut self) -> Result<Option<Completed>, KafkaError> {
-        let Some((started, with_records)) = self.in_flight.take() else { return Ok(None) };
+    /// Waits for the commit in flight, if any, and adds what it did to the summary, the
+    /// metrics and the live view.
+    fn complete_commit(&mut self, run: &KafkaRun, summary: &mut KafkaSummary) -> Result<(), KafkaError> {
+        let Some((started, with_records)) = self.in_flight.take() else { return Ok(()) };
         let ids = self.ids();
         let mut done =
             Completed { stats: Vec::with_capacity(ids.len()), started, finished: started, with_records };
-        let mut failure = None;
         let views = &mut self.views;
-        await_reports(&self.reports, &ids, |report| match report {
-            Report::Committed { id, stats, view, finished } => {
+        await_reports(&self.reports, &ids, |report| {
+            if let Report::Committed { id, stats, view, finished } = report {
                 views.insert(id, view);
                 done.stats.push(stats);
                 done.finished = done.finished.max(finished);
             }
-            Report::Failed { error, .. } => {
-                failure.get_or_insert(error);
+        })?;
+        self.account(run, summary, done);
+        Ok(())
+    }
+
+    fn account(&mut self, run: &KafkaRun, summary: &mut KafkaSummary, done: Completed) {
+        for stats in done.stats {
+            summary.changelog_records += stats.changelog_records;
+            summary.commit_phases.add(&stats.phases);
+            for (k, n) in stats.outputs {
+                *summary.outputs.entry(k).or_default() += n;
             }
-            _ => {}
-        });
-        failure.map_or(Ok(Some(done)), Err)
+            if self.outputs_unsettled {
+                // The previous commit ended when its outputs were acknowledged.
+                summary.last_commit = summary.last_commit.max(stats.previous_outputs_acked);
+            }
+        }
+        let took = done.finished.saturating_duration_since(done.started);
+        summary.commit_time += took;
+        if let Some(m) = &run.metrics {
+            m.commit_took(took);
+        }
+        if let Some(l) = &run.live {
+            publish_committed(l, &self.setup.layout, &self.views);
+        }
+        summary.commits += 1;
+        self.outputs_unsettled = done.with_records;
+        if done.with_records {
+            summary.last_commit = Some(done.finished);
+        }
     }
 
     /// The error of a worker that stopped taking commands.
@@ -445,11 +417,17 @@ impl Shards {
     }
 }
 
-/// Waits for one report from each of `ids`.
-fn await_reports(reports: &Receiver<Report>, ids: &BTreeSet<u32>, mut on: impl FnMut(Report)) {
+/// Waits for one report from each of `ids`, handing each to `on`, except failures: the first
+/// one is returned (once every worker has reported).
+fn await_reports(
+    reports: &Receiver<Report>,
+    ids: &BTreeSet<u32>,
+    mut on: impl FnMut(Report),
+) -> Result<(), KafkaError> {
     let mut waiting = ids.clone();
+    let mut failure = None;
     while !waiting.is_empty() {
-        let Ok(report) = reports.recv() else { return };
+        let Ok(report) = reports.recv() else { break };
         let id = match &report {
             Report::Opened { id, .. }
             | Report::Committed { id, .. }
@@ -457,8 +435,14 @@ fn await_reports(reports: &Receiver<Report>, ids: &BTreeSet<u32>, mut on: impl F
             | Report::Failed { id, .. } => *id,
         };
         waiting.remove(&id);
-        on(report);
+        match report {
+            Report::Failed { error, .. } => {
+                failure.get_or_insert(error);
+            }
+            report => on(report),
+        }
     }
+    failure.map_or(Ok(()), Err)
 }
 
 /// How often the watermark, consumer-lag and state-size gauges are refreshed.

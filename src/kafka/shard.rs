@@ -16,7 +16,7 @@
 //! 5. without transactions, the outputs are sent; commit `n+1` (or the shard's release or
 //!    stop) waits for their acknowledgement.
 //!
-//! Steps 1–3 are [`Shard::prepare`] (queued, not waited for), 3–5 [`Shard::finish`].
+//! Steps 1–3 are `Shard::prepare` (queued, not waited for), 3–5 `Shard::finish`.
 //!
 //! A crash before 3 completes leaves the changelog at commit `n-1` (a torn, unmarked tail is
 //! ignored and overwritten, see [`super::changelog`]; an unfinished transaction is aborted
@@ -116,7 +116,7 @@ pub struct CommitPhases {
     /// Sending the changelog delta and waiting for it (with transactions: the outputs too,
     /// and the transaction commit).
     pub changelog: Duration,
-    /// The synced local RocksDB write.
+    /// The local RocksDB write.
     pub local: Duration,
     /// Sending the outputs and waiting for them (without transactions).
     pub outputs: Duration,
@@ -134,7 +134,7 @@ impl CommitPhases {
 }
 
 /// A commit queued by [`Shard::prepare`], to be completed by [`Shard::finish`].
-pub struct Prepared {
+struct Prepared {
     seq: u64,
     batch: WriteBatch,
     records: Vec<KafkaRecord>,
@@ -358,9 +358,7 @@ impl Shard {
         }
     }
 
-    /// Commits: see the module documentation for the protocol. The same as
-    /// [`Shard::prepare`] then [`Shard::finish`]; the runtime calls those two itself so that
-    /// every shard's changelog is on the wire before it waits for any.
+    /// Commits: see the module documentation for the protocol.
     pub fn commit(&mut self, ov: &mut Overlay<'_>) -> Result<CommitStats, KafkaError> {
         let prepared = self.prepare(ov)?;
         self.finish(prepared)
@@ -370,7 +368,7 @@ impl Shard {
     /// and queues the changelog records and the marker — with transactions, also the outputs.
     /// Without transactions, first waits until the previous commit's outputs are acknowledged:
     /// this commit's delta deletes their outbox.
-    pub fn prepare(&mut self, ov: &mut Overlay<'_>) -> Result<Prepared, KafkaError> {
+    fn prepare(&mut self, ov: &mut Overlay<'_>) -> Result<Prepared, KafkaError> {
         let mut stats = CommitStats::default();
         let mut clock = Instant::now();
         stats.previous_outputs_acked = self.settle()?;
@@ -383,6 +381,7 @@ impl Shard {
         let swept = self.sweeper.step(ov, self.store.as_ref(), &self.retention, SWEEP_BUDGET)?;
         stats.swept = swept.deleted as u64;
         let expired_packs = self.expire_seen_packs(ov)?;
+        stats.packs_expired = expired_packs.len() as u64;
         stats.phases.retention = lap(&mut clock);
         let seq = self.seq + 1;
         let layout = self.setup.layout.clone();
@@ -451,7 +450,7 @@ impl Shard {
     /// Commit steps 3–5: waits for the changelog (with transactions: commits the
     /// transaction), writes the local store, and without transactions queues the outputs —
     /// acknowledged by the next [`Shard::prepare`] or [`Shard::settle`].
-    pub fn finish(&mut self, prepared: Prepared) -> Result<CommitStats, KafkaError> {
+    fn finish(&mut self, prepared: Prepared) -> Result<CommitStats, KafkaError> {
         let Prepared { seq, mut batch, records, mut stats } = prepared;
         let mut clock = Instant::now();
         let txn = self.producer.transactional();
@@ -484,8 +483,8 @@ impl Shard {
     }
 
     /// Waits until the outputs of the last commit are acknowledged (before their outbox is
-    /// deleted, before the shard is released, before the process ends).
-    /// Returns when an output of this shard was last acknowledged.
+    /// deleted, before the shard is released, before the process ends), and returns when an
+    /// output of this shard was last acknowledged.
     pub fn settle(&mut self) -> Result<Option<Instant>, KafkaError> {
         if self.outputs_in_flight {
             self.producer.flush()?;
@@ -537,7 +536,6 @@ impl Shard {
             self.producer.send_state(&topic, key, None)?;
             stats.changelog_records += 1;
         }
-        stats.packs_expired = expired_packs.len() as u64;
         self.producer.send_marker(&topic, MARKER_KEY, &marker_payload(seq))?;
         Ok(())
     }

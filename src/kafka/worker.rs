@@ -182,8 +182,7 @@ fn serve(
                 }
                 Ok(Command::Commit { idle }) => {
                     shard.set_idle(&idle);
-                    let prepared = shard.prepare(&mut ov)?;
-                    let stats = shard.finish(prepared)?;
+                    let stats = shard.commit(&mut ov)?;
                     let view = ShardView::of(&shard);
                     let _ = reports.send(Report::Committed { id, stats, view, finished: Instant::now() });
                     break;
