@@ -298,7 +298,7 @@ impl Ops<'_> {
         let checkpoint = sink.flush()?;
         ov.put_raw(Key::Meta(MetaKey::SinkCheckpoint).encode(), Some(checkpoint));
         let mut batch = WriteBatch::new();
-        ov.drain_into(&mut batch);
+        ov.drain_into(&mut batch)?;
         self.store.write(batch)?;
         if let Some(m) = self.metrics {
             for o in outputs.iter() {

@@ -194,7 +194,7 @@ mod tests {
     fn commit(store: &MemStore, ov: Overlay<'_>) {
         let mut ov = ov;
         let mut b = WriteBatch::new();
-        ov.drain_into(&mut b);
+        ov.drain_into(&mut b).unwrap();
         store.write(b).unwrap();
     }
 

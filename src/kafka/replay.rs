@@ -291,7 +291,7 @@ fn commit(
     sink.flush().map_err(sink_err)?;
     outputs.clear();
     let mut batch = WriteBatch::new();
-    ov.drain_into(&mut batch);
+    ov.drain_into(&mut batch)?;
     store.write(batch)?;
     Ok(())
 }

@@ -418,7 +418,7 @@ impl Shard {
             self.outbox_pending = false;
         }
         let mut batch = WriteBatch::new();
-        ov.drain_into(&mut batch);
+        ov.drain_into(&mut batch)?;
         let packs = seen_packs(
             seq,
             batch.ops().iter().filter(|(k, _)| is_packed(k)).map(|(k, v)| (k.as_slice(), v.as_deref())),

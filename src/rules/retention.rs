@@ -279,7 +279,7 @@ mod tests {
     /// Commits `ov` into `store`, returning the deletes it carried.
     fn commit(store: &MemStore, mut ov: Overlay<'_>) -> Vec<Vec<u8>> {
         let mut batch = WriteBatch::new();
-        ov.drain_into(&mut batch);
+        ov.drain_into(&mut batch).unwrap();
         let deletes = batch.ops().iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect();
         store.write(batch).unwrap();
         deletes

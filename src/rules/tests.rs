@@ -60,7 +60,7 @@ fn run(store: &MemStore, batches: &[Vec<Event>], end: bool) -> Vec<Output> {
         }
         engine.flush(&mut ov, end && i + 1 == n, &mut out).unwrap();
         let mut wb = WriteBatch::new();
-        ov.drain_into(&mut wb);
+        ov.drain_into(&mut wb).unwrap();
         store.write(wb).unwrap();
     }
     out
