@@ -2,6 +2,7 @@
 //! state end to end, and report events/s and peak memory. It is a measurement, not a
 //! test: nothing asserts a speed. [`kafka`] measures the same through a Kafka broker.
 
+pub mod cpu;
 pub mod kafka;
 
 use crate::gen::{generate_file, GenOptions};

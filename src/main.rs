@@ -391,6 +391,17 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
         r.process_seconds,
         r.run_seconds
     );
+    if let Some((cpu, wall)) = r.process_cpu {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!(
+            "  cpu        {:.2} s of CPU in {:.2} s of end to end: {:.0} % of {} cores (the process: shopscore and librdkafka{})",
+            cpu,
+            wall,
+            100.0 * cpu / (wall * cores as f64).max(1e-9),
+            cores,
+            if mock.is_some() { ", and the mock broker" } else { "" }
+        );
+    }
     println!(
         "  applied    {} events ({} late), {} duplicates, {} dead letters; {} commits; outputs {:?}",
         t.applied, t.late_events, t.duplicates, t.dead_letters, r.summary.commits, r.summary.outputs

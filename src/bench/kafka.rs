@@ -34,6 +34,9 @@ pub struct KafkaBenchReport {
     pub run_seconds: f64,
     pub summary: KafkaSummary,
     pub peak_rss_bytes: Option<u64>,
+    /// CPU seconds the process used from the first record read to the last commit, and the
+    /// wall seconds that measurement covers (`None` without `/proc`).
+    pub process_cpu: Option<(f64, f64)>,
 }
 
 impl KafkaBenchReport {
@@ -165,12 +168,17 @@ pub fn run_kafka_bench(
     drop(buf);
     super::reset_peak_rss();
     run.exit_when_idle = true;
+    let sampler = super::cpu::CpuSampler::start();
     let started = Instant::now();
     let summary = run_kafka(&run)?;
     let run_seconds = started.elapsed().as_secs_f64();
     let process_seconds = match (summary.first_record, summary.last_commit) {
         (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
         _ => run_seconds,
+    };
+    let process_cpu = match (&sampler, summary.first_record, summary.last_commit) {
+        (Some(s), Some(a), Some(b)) => s.between(a, b),
+        _ => None,
     };
     let _ = std::fs::remove_dir_all(&run.data_dir);
     Ok(KafkaBenchReport {
@@ -182,5 +190,6 @@ pub fn run_kafka_bench(
         run_seconds,
         summary,
         peak_rss_bytes: super::peak_rss_bytes(),
+        process_cpu,
     })
 }

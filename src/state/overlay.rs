@@ -238,7 +238,7 @@ mod tests {
         // Nothing reaches the store before the batch is written.
         assert_eq!(store.get(b"pc").unwrap(), None);
         let mut batch = WriteBatch::new();
-        ov.drain_into(&mut batch);
+        ov.drain_into(&mut batch).unwrap();
         assert_eq!(batch.len(), 2);
         store.write(batch).unwrap();
         assert_eq!(store.get(b"pc").unwrap(), Some(b"3".to_vec()));
