@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 const EVERY: Duration = Duration::from_millis(20);
 
+/// Clock ticks per second of `/proc/self/stat`'s times: the kernel's `USER_HZ`, which is 100
+/// on every Linux architecture (it is part of the user-space ABI, whatever the kernel's `HZ`).
+const USER_HZ: f64 = 100.0;
+
 /// Samples the process's CPU time until dropped.
 pub struct CpuSampler {
     samples: Arc<Mutex<Vec<(Instant, f64)>>>,
@@ -20,8 +24,7 @@ pub struct CpuSampler {
 impl CpuSampler {
     /// Starts sampling; `None` where the process's CPU time cannot be read.
     pub fn start() -> Option<CpuSampler> {
-        let ticks = clock_ticks()?;
-        process_cpu_seconds(ticks)?;
+        process_cpu_seconds()?;
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (samples.clone(), stop.clone());
@@ -29,7 +32,7 @@ impl CpuSampler {
             .name("bench-cpu".into())
             .spawn(move || {
                 while !st.load(Ordering::Relaxed) {
-                    if let Some(cpu) = process_cpu_seconds(ticks) {
+                    if let Some(cpu) = process_cpu_seconds() {
                         s.lock().unwrap_or_else(|p| p.into_inner()).push((Instant::now(), cpu));
                     }
                     std::thread::sleep(EVERY);
@@ -58,21 +61,15 @@ impl Drop for CpuSampler {
     }
 }
 
-/// Clock ticks per second of `/proc/self/stat`'s times: the kernel's `USER_HZ`, which is 100
-/// on every Linux architecture (it is part of the user-space ABI, whatever the kernel's `HZ`).
-fn clock_ticks() -> Option<f64> {
-    std::path::Path::new("/proc/self/stat").exists().then_some(100.0)
-}
-
 /// User + system CPU seconds of this process so far.
-fn process_cpu_seconds(ticks: f64) -> Option<f64> {
+fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesized command name: state is field 3, utime 14, stime 15.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split_whitespace().skip(11);
     let utime: f64 = fields.next()?.parse().ok()?;
     let stime: f64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) / ticks)
+    Some((utime + stime) / USER_HZ)
 }
 
 #[cfg(test)]
