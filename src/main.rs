@@ -391,7 +391,8 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
         r.process_seconds,
         r.run_seconds
     );
-    if let Some((cpu, wall)) = r.process_cpu {
+    if let Some(used) = &r.process_cpu {
+        let (cpu, wall) = (used.cpu_seconds, used.wall_seconds);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         println!(
             "  cpu        {:.2} s of CPU in {:.2} s of end to end: {:.0} % of {} cores (the process: shopscore and librdkafka{})",
@@ -401,6 +402,12 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
             cores,
             if mock.is_some() { ", and the mock broker" } else { "" }
         );
+        let roles: Vec<String> = used
+            .by_role
+            .iter()
+            .map(|(role, s)| format!("{role} {s:.2} s ({:.1} µs/event)", 1e6 * s / r.records.max(1) as f64))
+            .collect();
+        println!("             by thread: {}", roles.join(", "));
     }
     println!(
         "  applied    {} events ({} late), {} duplicates, {} dead letters; {} commits; outputs {:?}",

@@ -34,9 +34,9 @@ pub struct KafkaBenchReport {
     pub run_seconds: f64,
     pub summary: KafkaSummary,
     pub peak_rss_bytes: Option<u64>,
-    /// CPU seconds the process used from the first record read to the last commit, and the
-    /// wall seconds that measurement covers (`None` without `/proc`).
-    pub process_cpu: Option<(f64, f64)>,
+    /// CPU the process used from the first record read to the last commit, by thread role
+    /// (`None` without `/proc`).
+    pub process_cpu: Option<super::cpu::CpuUse>,
 }
 
 impl KafkaBenchReport {
