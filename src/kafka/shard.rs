@@ -12,7 +12,7 @@
 //! 3. the delta goes to the shard's changelog partition, closed by a marker record — with
 //!    transactions, in one transaction together with the outputs;
 //! 4. the delta, with the changelog offset it corresponds to, is written to local RocksDB in
-//!    one batch (not fsynced: the store is a cache of the changelog);
+//!    one batch (without a write-ahead log: the store is a cache of the changelog);
 //! 5. without transactions, the outputs are sent; commit `n+1` (or the shard's release or
 //!    stop) waits for their acknowledgement.
 //!
@@ -185,9 +185,9 @@ fn dir_of(setup: &ShardSetup, id: u32) -> PathBuf {
     setup.data_dir.join(format!("shard-{id}"))
 }
 
-/// A shard's store is a cache of its changelog: a write need not wait for the disk, since
-/// what a machine crash loses is restored from the changelog (from the store's recorded
-/// offset, which is lost together with the batch that carried it).
+/// A shard's store is a cache of its changelog: a write skips RocksDB's write-ahead log, since
+/// what a crash loses (the batches still in memtables) is restored from the changelog, from
+/// the offset recorded by the last batch that survived.
 fn open_store(setup: &ShardSetup, id: u32, retention: &Arc<Retention>) -> Result<RocksStore, KafkaError> {
     let mut store = RocksStore::open_with(&dir_of(setup, id), Some(retention.clone()), Some(&setup.memory))?;
     store.set_sync(false);

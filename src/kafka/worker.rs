@@ -164,8 +164,10 @@ fn serve(
     let took_ms = began.elapsed().as_millis() as u64;
     let _ = reports.send(Report::Opened { id, view: ShardView::of(&shard), took_ms });
     let store = shard.store();
+    // One overlay for the shard's life: a commit drains it (nothing stays cached across
+    // commits), and its hash map keeps the capacity the last commit needed.
+    let mut ov = Overlay::new(store.as_ref());
     loop {
-        let mut ov = Overlay::new(store.as_ref());
         loop {
             match rx.recv() {
                 Ok(Command::Records(batch)) => {

@@ -17,9 +17,14 @@
 use super::codec;
 use super::keys::{self, Key};
 use super::{KvRows, KvStore, StateError, WriteBatch};
-use rustc_hash::FxHashMap;
+use hashbrown::hash_map::{Entry as MapEntry, EntryRef};
+use rustc_hash::FxBuildHasher;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeSet;
+
+/// The cache: hashbrown's map for its `entry_ref` (one hash and probe per read, no key
+/// allocation on a hit).
+type Cache = hashbrown::HashMap<Vec<u8>, Entry, FxBuildHasher>;
 
 #[derive(Debug)]
 struct Entry {
@@ -32,7 +37,7 @@ struct Entry {
 /// Cached reads and buffered writes over a store.
 pub struct Overlay<'s> {
     store: &'s dyn KvStore,
-    cache: FxHashMap<Vec<u8>, Entry>,
+    cache: Cache,
     /// Keys of buffered writes in scanned families, in key order.
     ordered: BTreeSet<Vec<u8>>,
     /// Scratch buffer for encoding typed keys.
@@ -41,17 +46,20 @@ pub struct Overlay<'s> {
 
 impl<'s> Overlay<'s> {
     pub fn new(store: &'s dyn KvStore) -> Self {
-        Overlay { store, cache: FxHashMap::default(), ordered: BTreeSet::new(), key_buf: Vec::new() }
+        Overlay { store, cache: Cache::default(), ordered: BTreeSet::new(), key_buf: Vec::new() }
     }
 
     /// Raw read.
     pub fn get_raw(&mut self, key: &[u8]) -> Result<Option<&[u8]>, StateError> {
-        if !self.cache.contains_key(key) {
-            let value = self.store.get(key)?;
-            let in_store = Some(value.is_some());
-            self.cache.insert(key.to_vec(), Entry { value, dirty: false, in_store });
-        }
-        Ok(self.cache.get(key).and_then(|e| e.value.as_deref()))
+        let entry = match self.cache.entry_ref(key) {
+            EntryRef::Occupied(o) => o.into_mut(),
+            EntryRef::Vacant(v) => {
+                let value = self.store.get(key)?;
+                let in_store = Some(value.is_some());
+                v.insert(Entry { value, dirty: false, in_store })
+            }
+        };
+        Ok(entry.value.as_deref())
     }
 
     /// Raw write (`None` deletes).
@@ -59,13 +67,14 @@ impl<'s> Overlay<'s> {
         if !keys::is_point_only(&key) && !self.ordered.contains(&key) {
             self.ordered.insert(key.clone());
         }
-        match self.cache.get_mut(&key) {
-            Some(e) => {
+        match self.cache.entry(key) {
+            MapEntry::Occupied(mut o) => {
+                let e = o.get_mut();
                 e.value = value;
                 e.dirty = true;
             }
-            None => {
-                self.cache.insert(key, Entry { value, dirty: true, in_store: None });
+            MapEntry::Vacant(v) => {
+                v.insert(Entry { value, dirty: true, in_store: None });
             }
         }
     }
@@ -166,7 +175,7 @@ impl<'s> Overlay<'s> {
 /// Store rows are fetched in chunks, so buffered deletes never truncate the result.
 fn merge<'a>(
     store: &dyn KvStore,
-    cache: &FxHashMap<Vec<u8>, Entry>,
+    cache: &Cache,
     dirty: impl Iterator<Item = &'a [u8]>,
     prefix: &[u8],
     from: &[u8],
