@@ -6,6 +6,7 @@
 //! proportional to the (shop, day) pairs touched, not to the events.
 
 use super::metrics::{Contribution, DayCounters};
+use super::rolling::RollingSums;
 use crate::domain::Day;
 use crate::state::keys::Key;
 use crate::state::overlay::Overlay;
@@ -62,12 +63,15 @@ impl Buckets {
     }
 
     /// Writes every changed cached bucket to the overlay (deleting zero ones) with its
-    /// day→shop index entry (already present when the bucket was); returns the range of
-    /// days touched, and empties the cache.
-    pub fn write_back(&mut self, ov: &mut Overlay<'_>) -> Option<(Day, Day)> {
+    /// day→shop index entry (already present when the bucket was), telling `sums` of each
+    /// change; returns the range of days touched, and empties the cache.
+    pub fn write_back(&mut self, ov: &mut Overlay<'_>, sums: &mut RollingSums) -> Option<(Day, Day)> {
         let mut range: Option<(Day, Day)> = None;
         for (shop, days) in self.cache.drain() {
             for (day, Slot { stored, current: c }) in days {
+                if stored.as_ref() != Some(&c) {
+                    sums.bucket_changed(&shop, day, stored.as_ref().unwrap_or(&DayCounters::default()), &c);
+                }
                 let key = Key::DayBucket { shop: &shop, day };
                 if c.is_zero() {
                     if stored.is_some() {

@@ -13,6 +13,7 @@ use super::compensation::{self, BuyerOrders, CompensationRules, PendingOrder};
 use super::dsr::{self, DsrGroup};
 use super::facts::{keep_earliest, Fact, OrderFacts, Payment, RefundFacts};
 use super::retention;
+use super::rolling::RollingSums;
 use super::satisfaction::{SatisfactionRules, ServiceEntry, ServiceHistory};
 use super::snapshot;
 use super::watermark::Watermark;
@@ -116,6 +117,7 @@ pub struct Engine {
     flushed_at: Option<Timestamp>,
     dirty: BTreeSet<String>,
     buckets: Buckets,
+    sums: RollingSums,
 }
 
 impl Engine {
@@ -123,7 +125,8 @@ impl Engine {
     pub fn load(ov: &mut Overlay<'_>, cfg: RulesConfig) -> Result<Engine, StateError> {
         let meta: EngineMeta = ov.get(&Key::Meta(MetaKey::Watermark))?.unwrap_or_default();
         let flushed_at = meta.watermark.current();
-        Ok(Engine { cfg, meta, flushed_at, dirty: BTreeSet::new(), buckets: Buckets::default() })
+        let sums = RollingSums::new(&cfg.windows, cfg.dsr_days);
+        Ok(Engine { cfg, meta, flushed_at, dirty: BTreeSet::new(), buckets: Buckets::default(), sums })
     }
 
     pub fn config(&self) -> &RulesConfig {
@@ -573,7 +576,7 @@ impl Engine {
         if let Some(wm) = wm {
             self.fire_timers(ov, wm, out)?;
         }
-        if let Some((lo, hi)) = self.buckets.write_back(ov) {
+        if let Some((lo, hi)) = self.buckets.write_back(ov, &mut self.sums) {
             self.meta.data_days = Some(match self.meta.data_days {
                 None => (lo, hi),
                 Some((a, b)) => (a.min(lo), b.max(hi)),
@@ -582,7 +585,7 @@ impl Engine {
         if let Some(wm) = wm {
             self.mark_shops_with_moved_days(ov, wm.day())?;
             for shop in std::mem::take(&mut self.dirty) {
-                let Some(s) = snapshot::refresh(ov, &shop, wm, &self.cfg.windows, self.cfg.dsr_days)? else {
+                let Some(s) = snapshot::refresh(ov, &mut self.sums, &shop, wm, &self.cfg.windows)? else {
                     continue;
                 };
                 self.meta.counters.snapshots += 1;

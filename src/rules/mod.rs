@@ -11,6 +11,7 @@ pub mod engine;
 pub mod facts;
 pub mod metrics;
 pub mod retention;
+pub mod rolling;
 pub mod satisfaction;
 pub mod snapshot;
 pub mod watermark;

@@ -6,6 +6,7 @@
 //! values are kept per shop and compared as exact counts.
 
 use super::metrics::{DayCounters, WindowCounts};
+use super::rolling::{accumulate, RollingSums, Sign};
 use crate::domain::{Day, Timestamp};
 use crate::output::Snapshot;
 use crate::state::keys::{self, Key};
@@ -42,6 +43,11 @@ pub const DSR_FAILS: [&str; 3] =
 pub const MANUAL_FAIL: &str = "MANUAL_REFUNDS_OVER_LIMIT";
 
 impl ShopValues {
+    /// All zero, with `windows` windows.
+    pub fn empty(windows: usize) -> ShopValues {
+        ShopValues { windows: vec![WindowCounts::default(); windows], ..Default::default() }
+    }
+
     /// DSR score of dimension `i` (description, service, logistics), null without ratings.
     pub fn dsr_score(&self, i: usize) -> Option<f64> {
         super::metrics::rate(self.dsr_sum[i], self.dsr_count)
@@ -70,7 +76,8 @@ pub fn window_lengths(windows: &[u32], dsr_days: u32) -> impl Iterator<Item = u3
     windows.iter().copied().chain([dsr_days, CAMPAIGN_DAYS])
 }
 
-/// Sums a shop's day buckets into the windows ending at `as_of_day`.
+/// Sums a shop's day buckets into the windows ending at `as_of_day` (the whole longest
+/// window read; [`RollingSums`] does the same from what it remembers).
 pub fn shop_values(
     ov: &mut Overlay<'_>,
     shop: &str,
@@ -79,32 +86,37 @@ pub fn shop_values(
     dsr_days: u32,
 ) -> Result<ShopValues, StateError> {
     let longest = window_lengths(windows, dsr_days).max().unwrap_or(1) as i32;
-    let first = Day(as_of_day.0 - longest + 1);
+    shop_values_between(
+        ov,
+        shop,
+        Day(as_of_day.0 - longest + 1),
+        as_of_day,
+        |day, c, v| accumulate(v, as_of_day, day, c, windows, dsr_days, Sign::Plus),
+        ShopValues::empty(windows.len()),
+    )
+}
+
+/// Folds `shop`'s day buckets from `first` to `last` (inclusive), in day order, into `init`.
+pub fn shop_values_between(
+    ov: &mut Overlay<'_>,
+    shop: &str,
+    first: Day,
+    last: Day,
+    mut f: impl FnMut(Day, &DayCounters, &mut ShopValues),
+    init: ShopValues,
+) -> Result<ShopValues, StateError> {
+    let mut v = init;
     let prefix = keys::day_bucket_prefix(shop);
     let start = Key::DayBucket { shop, day: first }.encode();
-    let within = |day: Day, n: u32| day.0 > as_of_day.0 - n as i32;
-    let mut v = ShopValues { windows: vec![WindowCounts::default(); windows.len()], ..Default::default() };
-    for (k, bytes) in ov.scan(&prefix, &start, usize::MAX)? {
+    // At most one bucket per day: the scan need not read past `last`.
+    let days = (last.0 - first.0 + 1).max(0) as usize;
+    for (k, bytes) in ov.scan(&prefix, &start, days)? {
         let Some(day) = keys::day_of_bucket_key(&k) else { continue };
-        if day > as_of_day {
+        if day > last {
             break;
         }
         let c: DayCounters = crate::state::codec::decode(&k, &bytes)?;
-        for (sum, &n) in v.windows.iter_mut().zip(windows) {
-            if within(day, n) {
-                sum.add(&c);
-            }
-        }
-        if within(day, dsr_days) {
-            for (s, x) in v.dsr_sum.iter_mut().zip(c.dsr_sum) {
-                *s += x;
-            }
-            v.dsr_count += c.dsr_count;
-        }
-        if within(day, CAMPAIGN_DAYS) {
-            v.campaign_manual += c.manual_refunds;
-            v.campaign_paid += c.paid_orders;
-        }
+        f(day, &c, &mut v);
     }
     Ok(v)
 }
@@ -113,12 +125,12 @@ pub fn shop_values(
 /// stores them with the next version and returns the snapshot to emit.
 pub fn refresh(
     ov: &mut Overlay<'_>,
+    sums: &mut RollingSums,
     shop: &str,
     as_of: Timestamp,
     windows: &[u32],
-    dsr_days: u32,
 ) -> Result<Option<Snapshot>, StateError> {
-    let values = shop_values(ov, shop, as_of.day(), windows, dsr_days)?;
+    let values = sums.values(ov, shop, as_of.day())?;
     let key = Key::Snapshot { shop };
     let last: Option<LastSnapshot> = ov.get(&key)?;
     if last.as_ref().is_some_and(|l| l.values == values) {
