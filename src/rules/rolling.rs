@@ -22,7 +22,7 @@
 //! steps) advances fall back to fresh sums and nothing changes.
 
 use super::metrics::DayCounters;
-use super::snapshot::{shop_values_between, window_lengths, ShopValues};
+use super::snapshot::{shop_values, shop_values_between, window_lengths, ShopValues};
 use crate::domain::Day;
 use crate::state::keys::Key;
 use crate::state::overlay::Overlay;
@@ -75,7 +75,6 @@ impl RollingSums {
         shop: &str,
         as_of_day: Day,
     ) -> Result<ShopValues, StateError> {
-        let longest = window_lengths(&self.windows, self.dsr_days).max().unwrap_or(1) as i32;
         let (windows, dsr_days) = (&self.windows, self.dsr_days);
         let plan = self.shops.get(shop).and_then(|r| plan_advance(r.day, as_of_day, windows, dsr_days));
         match (self.shops.get_mut(shop), plan) {
@@ -84,14 +83,7 @@ impl RollingSums {
                 Ok(r.values.clone())
             }
             _ => {
-                let values = shop_values_between(
-                    ov,
-                    shop,
-                    Day(as_of_day.0 - longest + 1),
-                    as_of_day,
-                    |day, c, v| accumulate(v, as_of_day, day, c, windows, dsr_days, Sign::Plus),
-                    ShopValues::empty(windows.len()),
-                )?;
+                let values = shop_values(ov, shop, as_of_day, windows, dsr_days)?;
                 if self.shops.len() < MAX_SHOPS || self.shops.contains_key(shop) {
                     self.shops.insert(shop.to_owned(), Rolling { day: as_of_day, values: values.clone() });
                 }
@@ -213,7 +205,6 @@ pub(crate) fn accumulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::snapshot::shop_values;
     use crate::state::keys::Key;
     use crate::state::memory::MemStore;
     use proptest::prelude::*;
