@@ -265,6 +265,55 @@ mod tests {
         assert_eq!(s.get(b"\x09k0999").unwrap(), Some(999u32.to_be_bytes().to_vec()));
     }
 
+    /// Child half of `a_crash_without_the_log_leaves_a_prefix_of_whole_batches`: run by it in
+    /// a process of its own (named by the environment variable), which it aborts.
+    #[test]
+    #[ignore = "run as a child process by a_crash_without_the_log_leaves_a_prefix_of_whole_batches"]
+    fn crash_child() {
+        let Ok(dir) = std::env::var("SHOPSCORE_CRASH_CHILD_DIR") else { return };
+        let mut s = RocksStore::open(Path::new(&dir)).unwrap();
+        s.set_sync(false);
+        for i in 0..200u32 {
+            let mut b = WriteBatch::new();
+            b.put(format!("\x09{i:03}a").into_bytes(), i.to_be_bytes().to_vec());
+            b.put(format!("\x09{i:03}b").into_bytes(), i.to_be_bytes().to_vec());
+            s.write(b).unwrap();
+            if i == 99 {
+                // Batches 0..=99 reach an SST file; the rest stay in the memtable.
+                s.compact().unwrap();
+            }
+        }
+        std::process::abort();
+    }
+
+    /// A store written without the write-ahead log and killed (no close, no flush) reopens
+    /// holding a prefix of whole batches: what reached SST files, never half a batch.
+    #[test]
+    fn a_crash_without_the_log_leaves_a_prefix_of_whole_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "state::rocks::tests::crash_child", "--ignored", "--test-threads", "1"])
+            .env("SHOPSCORE_CRASH_CHILD_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "the child must have aborted");
+        let s = RocksStore::open(dir.path()).unwrap();
+        let present: Vec<bool> = (0..200u32)
+            .map(|i| {
+                let a = s.get(format!("\x09{i:03}a").as_bytes()).unwrap().is_some();
+                let b = s.get(format!("\x09{i:03}b").as_bytes()).unwrap().is_some();
+                assert_eq!(a, b, "batch {i} is torn");
+                a
+            })
+            .collect();
+        assert!(present[..100].iter().all(|p| *p), "flushed batches lost: {present:?}");
+        assert!(present.windows(2).all(|w| w[0] || !w[1]), "not a prefix: {present:?}");
+        // The memtable's batches are gone: the changelog is what restores them.
+        assert!(!present[199]);
+    }
+
     #[test]
     fn refuses_other_format_version() {
         let dir = tempfile::tempdir().unwrap();
