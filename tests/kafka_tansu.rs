@@ -282,6 +282,25 @@ fn http_endpoints_in_kafka_mode_and_sigterm() {
     unsafe { libc_kill(child.id() as i32, 15) };
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    // The shard stores (written without a write-ahead log) were closed, so flushed: each
+    // kept its commits and the changelog offset they reached, though the HTTP endpoint was
+    // serving from them until the end.
+    {
+        use shopscore::state::keys::{Key, MetaKey};
+        use shopscore::state::KvStore;
+        let mut shards = 0;
+        for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.file_name().unwrap().to_string_lossy().starts_with("shard-") {
+                continue;
+            }
+            let store = shopscore::state::rocks::RocksStore::open(&path).unwrap();
+            let offset = store.get(&Key::Meta(MetaKey::ChangelogOffset).encode()).unwrap();
+            assert!(offset.is_some(), "{} lost its commits at a clean stop", path.display());
+            shards += 1;
+        }
+        assert!(shards > 0, "no shard store under {}", dir.path().display());
+    }
 }
 
 /// A horizon of 78 days: windows of 1 day, DSR over 1 day (the 30-day campaign window is the
