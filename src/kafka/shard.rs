@@ -190,7 +190,7 @@ fn dir_of(setup: &ShardSetup, id: u32) -> PathBuf {
 /// the offset recorded by the last batch that survived.
 fn open_store(setup: &ShardSetup, id: u32, retention: &Arc<Retention>) -> Result<RocksStore, KafkaError> {
     let mut store = RocksStore::open_with(&dir_of(setup, id), Some(retention.clone()), Some(&setup.memory))?;
-    store.set_sync(false);
+    store.set_durable(false);
     Ok(store)
 }
 

@@ -72,7 +72,8 @@ pub trait KvStore: Send + Sync {
     /// All entries whose key starts with `prefix` and is `>= start` (a key with that
     /// prefix), in key order, at most `limit`.
     fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<KvRows, StateError>;
-    /// Applies the batch atomically and durably (survives a process kill).
+    /// Applies the batch atomically, and durably (survives a process kill) unless the store
+    /// was made a cache of a log ([`rocks::RocksStore::set_durable`]).
     fn write(&self, batch: WriteBatch) -> Result<(), StateError>;
     /// Approximate on-disk size in bytes (0 when unknown).
     fn size_bytes(&self) -> u64 {

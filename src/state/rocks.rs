@@ -3,7 +3,7 @@
 //! One database per data directory. Every commit is one RocksDB write batch, so a batch either
 //! survives a crash whole or not at all. Batches are written with `sync` (fsync of the
 //! write-ahead log) unless the store is a cache of a durable log (Kafka mode: the changelog is
-//! the truth, see [`RocksStore::set_sync`]); then they skip the write-ahead log altogether.
+//! the truth, see [`RocksStore::set_durable`]); then they skip the write-ahead log altogether.
 
 use super::codec::{self, FORMAT_VERSION};
 use super::keys::{Key, MetaKey};
@@ -49,7 +49,8 @@ impl MemoryBudget {
 pub struct RocksStore {
     db: DB,
     path: PathBuf,
-    sync: bool,
+    /// Writes go through the write-ahead log and are fsynced ([`RocksStore::set_durable`]).
+    durable: bool,
 }
 
 fn backend(e: rocksdb::Error) -> StateError {
@@ -117,7 +118,7 @@ impl RocksStore {
             );
         }
         let db = DB::open(&opts, dir).map_err(backend)?;
-        let store = RocksStore { db, path: dir.to_path_buf(), sync: true };
+        let store = RocksStore { db, path: dir.to_path_buf(), durable: true };
         store.check_version()?;
         Ok(store)
     }
@@ -129,9 +130,9 @@ impl RocksStore {
     /// memtables are persisted in order). Closing the store flushes its memtables, so a clean
     /// stop loses nothing. Right for a store that a changelog restores from the offset its
     /// last surviving batch recorded; it saves the log's copy of every write (Kafka mode:
-    /// ~15 % of a shard's CPU in the benchmark).
-    pub fn set_sync(&mut self, sync: bool) {
-        self.sync = sync;
+    /// 15–25 % of a shard's CPU in the benchmark).
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
     }
 
     fn check_version(&self) -> Result<(), StateError> {
@@ -190,8 +191,8 @@ impl KvStore for RocksStore {
             }
         }
         let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(self.sync);
-        wo.disable_wal(!self.sync);
+        wo.set_sync(self.durable);
+        wo.disable_wal(!self.durable);
         self.db.write_opt(wb, &wo).map_err(backend)
     }
 
@@ -251,7 +252,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut s = RocksStore::open(dir.path()).unwrap();
-            s.set_sync(false);
+            s.set_durable(false);
             for i in 0..1000u32 {
                 let mut b = WriteBatch::new();
                 b.put(format!("\x09k{i:04}").into_bytes(), i.to_be_bytes().to_vec());
@@ -272,7 +273,7 @@ mod tests {
     fn crash_child() {
         let Ok(dir) = std::env::var("SHOPSCORE_CRASH_CHILD_DIR") else { return };
         let mut s = RocksStore::open(Path::new(&dir)).unwrap();
-        s.set_sync(false);
+        s.set_durable(false);
         for i in 0..200u32 {
             let mut b = WriteBatch::new();
             b.put(format!("\x09{i:03}a").into_bytes(), i.to_be_bytes().to_vec());
