@@ -76,24 +76,25 @@ impl RollingSums {
         as_of_day: Day,
     ) -> Result<ShopValues, StateError> {
         let (windows, dsr_days) = (&self.windows, self.dsr_days);
-        let plan = self.shops.get(shop).and_then(|r| plan_advance(r.day, as_of_day, windows, dsr_days));
-        match (self.shops.get_mut(shop), plan) {
-            (Some(r), Some(ranges)) => match advance(ov, shop, r, as_of_day, &ranges, windows, dsr_days) {
-                Ok(()) => Ok(r.values.clone()),
-                Err(e) => {
-                    // Half moved: forget it rather than keep wrong sums.
-                    self.shops.remove(shop);
-                    Err(e)
-                }
-            },
-            _ => {
-                let values = shop_values(ov, shop, as_of_day, windows, dsr_days)?;
-                if self.shops.len() < MAX_SHOPS || self.shops.contains_key(shop) {
-                    self.shops.insert(shop.to_owned(), Rolling { day: as_of_day, values: values.clone() });
-                }
-                Ok(values)
+        let cached = self.shops.get_mut(shop);
+        let known = cached.is_some();
+        if let Some(r) = cached {
+            if let Some(ranges) = plan_advance(r.day, as_of_day, windows, dsr_days) {
+                return match advance(ov, shop, r, as_of_day, &ranges, windows, dsr_days) {
+                    Ok(()) => Ok(r.values.clone()),
+                    Err(e) => {
+                        // Half moved: forget it rather than keep wrong sums.
+                        self.shops.remove(shop);
+                        Err(e)
+                    }
+                };
             }
         }
+        let values = shop_values(ov, shop, as_of_day, windows, dsr_days)?;
+        if known || self.shops.len() < MAX_SHOPS {
+            self.shops.insert(shop.to_owned(), Rolling { day: as_of_day, values: values.clone() });
+        }
+        Ok(values)
     }
 }
 
@@ -279,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn a_remembered_shop_advances_without_reading_days_that_stay_in_every_window() {
+    fn a_remembered_shop_follows_bucket_changes_and_day_steps() {
         let store = MemStore::new();
         let mut ov = Overlay::new(&store);
         let mut sums = RollingSums::new(&WINDOWS, DSR_DAYS);
@@ -291,7 +292,7 @@ mod tests {
         let first = sums.values(&mut ov, "s", Day(20_099)).unwrap();
         assert_eq!(first.windows.iter().map(|w| w.paid_orders).collect::<Vec<_>>(), vec![1, 7, 30]);
         assert_eq!(first.campaign_paid, 30);
-        // A bucket inside the 7-day window changes: applied without any read.
+        // A bucket inside the 7-day window changes: applied as a difference.
         let two = DayCounters { paid_orders: 2, ..Default::default() };
         ov.put(&Key::DayBucket { shop: "s", day: Day(20_095) }, &two);
         sums.bucket_changed("s", Day(20_095), &one, &two);
