@@ -14,7 +14,12 @@ while IFS= read -r var; do
   unset "$var"
 done < <(compgen -e | grep '^SHOPSCORE__' || true)
 
-cargo build --release --all-targets
+# The build's artifact list (JSON on stdout; diagnostics still render on stderr) tells
+# prune.sh what older builds left in the shared target directory.
+artifacts="$(mktemp)"
+trap 'rm -f "$artifacts"' EXIT
+cargo build --release --all-targets --message-format=json-render-diagnostics >"$artifacts"
+bash scripts/prune.sh "$artifacts"
 
 # ---- Test Kafka broker (tansu) ------------------------------------------------------------
 # The Kafka integration tests start their own tansu servers (one per test, memory storage, a
