@@ -3,6 +3,7 @@
 //! *when* (event-time timers) and makes sure each record is emitted once.
 
 use super::facts::{Fact, OrderFacts};
+use super::origins::Origins;
 use crate::domain::{DeliveryPromise, Timestamp};
 use crate::output::{Compensation, CompensationKind, LineageEvent};
 use serde::{Deserialize, Serialize};
@@ -93,39 +94,46 @@ pub fn is_late(o: &OrderFacts) -> bool {
     !o.closed_by(deadline) && o.shipped().is_none_or(|s| s.time > deadline)
 }
 
-fn lineage(role: &'static str, f: &Fact) -> LineageEvent {
-    LineageEvent { role, event_id: f.event_id.clone(), source: f.source.clone() }
+fn lineage(role: &'static str, f: &Fact, origins: &Origins) -> LineageEvent {
+    LineageEvent { role, event_id: f.event_id.clone(), source: origins.source(&f.source) }
 }
 
 /// The events that decided a record: the payment, and the shipping, delivery and closing
 /// events up to `decided_at` (later ones cannot have mattered, and are not yet known at
 /// decision time in every arrival order, so including them would break determinism).
-fn order_lineage(o: &OrderFacts, delivered: Option<&Fact>, decided_at: Timestamp) -> Vec<LineageEvent> {
+fn order_lineage(
+    o: &OrderFacts,
+    delivered: Option<&Fact>,
+    decided_at: Timestamp,
+    origins: &Origins,
+) -> Vec<LineageEvent> {
     let mut out = Vec::new();
     if let Some(p) = &o.paid {
-        out.push(lineage("paid", &p.fact));
+        out.push(lineage("paid", &p.fact, origins));
     }
     let until = |f: &&Fact| f.time <= decided_at;
     if let Some(s) = o.shipped().filter(until) {
-        out.push(lineage("shipped", s));
+        out.push(lineage("shipped", s, origins));
     }
     if let Some(d) = delivered.filter(until) {
-        out.push(lineage("delivered", d));
+        out.push(lineage("delivered", d, origins));
     }
     if let Some(c) = o.closed.as_ref().map(|c| &c.fact).filter(until) {
-        out.push(lineage("closed", c));
+        out.push(lineage("closed", c, origins));
     }
     out
 }
 
 /// Decides one group: `orders` are its members in (payment time, `order_id`) order with
 /// their facts. Every late member gets a record; the cap is used in that order, and a
-/// member left with nothing still gets a zero record with its basis.
+/// member left with nothing still gets a zero record with its basis. `origins` names the
+/// facts' topics and files for the lineage.
 pub fn decide_group(
     shop: &str,
     orders: &[(String, OrderFacts)],
     decided_at: Timestamp,
     rules: &CompensationRules,
+    origins: &Origins,
 ) -> Vec<Compensation> {
     let group_id = orders.first().map(|(id, _)| id.clone()).unwrap_or_default();
     let mut remaining = rules.group_cap_fen;
@@ -147,7 +155,7 @@ pub fn decide_group(
             shipped_at: o.shipped().map(|s| s.time).filter(|t| *t <= decided_at),
             decided_at,
             rule_version: rules.rule_version.clone(),
-            lineage: order_lineage(o, None, decided_at),
+            lineage: order_lineage(o, None, decided_at, origins),
         });
     }
     out
@@ -160,6 +168,7 @@ pub fn promise_breach(
     order_id: &str,
     o: &OrderFacts,
     rules: &CompensationRules,
+    origins: &Origins,
 ) -> Option<Compensation> {
     let p = o.paid.as_ref()?;
     let by = p.value.promised_delivery_by?;
@@ -185,7 +194,7 @@ pub fn promise_breach(
         shipped_at: None,
         decided_at: by,
         rule_version: rules.rule_version.clone(),
-        lineage: order_lineage(o, kept_by, by),
+        lineage: order_lineage(o, kept_by, by, origins),
     })
 }
 

@@ -12,6 +12,7 @@ use super::buckets::Buckets;
 use super::compensation::{self, BuyerOrders, CompensationRules, PendingOrder};
 use super::dsr::{self, DsrGroup};
 use super::facts::{keep_earliest, Fact, OrderFacts, Payment, RefundFacts};
+use super::origins::Origins;
 use super::retention;
 use super::rolling::RollingSums;
 use super::satisfaction::{SatisfactionRules, ServiceEntry, ServiceHistory};
@@ -107,6 +108,10 @@ struct EngineMeta {
     counters: Counters,
     /// The range of days that hold any shop data (bounds index scans on day changes).
     data_days: Option<(Day, Day)>,
+    /// The topics and files facts were read from (facts refer to them by number). Saved
+    /// with the rest at every flush, so in the same commit as the first fact that uses a new
+    /// one.
+    origins: Origins,
 }
 
 /// The rules over one partition set's state.
@@ -202,7 +207,7 @@ impl Engine {
         self.meta.counters.applied += 1;
 
         let shop = ev.shop_id.as_str();
-        let fact = Fact::new(ev.event_time, &ev.event_id, source);
+        let fact = Fact::new(ev.event_time, &ev.event_id, self.meta.origins.pos(source));
         match &ev.body {
             EventBody::OrderPaid(p) => {
                 let payment = Payment {
@@ -264,7 +269,8 @@ impl Engine {
         };
         let key = Key::Order { shop: &ev.shop_id, order };
         if let Some(mut o) = ov.get::<OrderFacts>(&key)? {
-            if o.refine_source(&ev.event_id, source) {
+            let pos = self.meta.origins.pos(source);
+            if o.refine_source(&ev.event_id, pos, &self.meta.origins) {
                 ov.put(&key, &o);
             }
         }
@@ -418,7 +424,9 @@ impl Engine {
                 ov.put(&key, &o);
                 members.push((p.order_id, o));
             }
-            for c in compensation::decide_group(shop, &members, at, &self.cfg.compensation) {
+            for c in
+                compensation::decide_group(shop, &members, at, &self.cfg.compensation, &self.meta.origins)
+            {
                 self.meta.counters.compensations += 1;
                 out.push(Output::Compensation(c));
             }
@@ -443,7 +451,9 @@ impl Engine {
         }
         o.promise_decided = true;
         ov.put(&key, &o);
-        if let Some(c) = compensation::promise_breach(shop, order, &o, &self.cfg.compensation) {
+        if let Some(c) =
+            compensation::promise_breach(shop, order, &o, &self.cfg.compensation, &self.meta.origins)
+        {
             self.meta.counters.compensations += 1;
             out.push(Output::Compensation(c));
         }

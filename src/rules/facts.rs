@@ -8,8 +8,8 @@
 //! result does not depend on arrival order.
 
 use super::metrics::{Contribution, DayCounters};
+use super::origins::{Origins, Pos};
 use crate::domain::*;
-use crate::output::SourcePos;
 use serde::{Deserialize, Serialize};
 
 /// A fact's time and the event that reported it.
@@ -17,29 +17,18 @@ use serde::{Deserialize, Serialize};
 pub struct Fact {
     pub time: Timestamp,
     pub event_id: String,
-    /// Where the event was read (for compensation lineage).
-    pub source: SourcePos,
+    /// Where the event was read (for compensation lineage), its topic or file by number.
+    pub source: Pos,
 }
 
 impl Fact {
-    pub fn new(time: Timestamp, event_id: &str, source: &SourcePos) -> Fact {
-        Fact { time, event_id: event_id.to_owned(), source: source.clone() }
+    pub fn new(time: Timestamp, event_id: &str, source: Pos) -> Fact {
+        Fact { time, event_id: event_id.to_owned(), source }
     }
 
     /// Whether `self` is earlier than `other` by (`event_time`, `event_id`).
     pub fn is_before(&self, other: &Fact) -> bool {
         (self.time, &self.event_id) < (other.time, &other.event_id)
-    }
-}
-
-/// `a` is a Kafka position before Kafka position `b` by (topic, partition, offset).
-fn kafka_before(a: &SourcePos, b: &SourcePos) -> bool {
-    match (a, b) {
-        (
-            SourcePos::Kafka { topic: ta, partition: pa, offset: oa },
-            SourcePos::Kafka { topic: tb, partition: pb, offset: ob },
-        ) => (ta, pa, oa) < (tb, pb, ob),
-        _ => false,
     }
 }
 
@@ -137,11 +126,11 @@ impl OrderFacts {
     /// Copies in different partitions arrive in any interleaving; this makes the lineage the
     /// same whichever came first. (In file mode the first copy in stream order stays.)
     /// Returns whether a fact changed.
-    pub fn refine_source(&mut self, event_id: &str, source: &SourcePos) -> bool {
+    pub fn refine_source(&mut self, event_id: &str, source: Pos, origins: &Origins) -> bool {
         let mut changed = false;
         let mut refine = |f: &mut Fact| {
-            if f.event_id == event_id && kafka_before(source, &f.source) {
-                f.source = source.clone();
+            if f.event_id == event_id && origins.kafka_before(&source, &f.source) {
+                f.source = source;
                 changed = true;
             }
         };
@@ -290,25 +279,35 @@ impl RefundFacts {
 mod tests {
     #[test]
     fn a_duplicate_from_a_smaller_kafka_position_becomes_the_lineage_source() {
-        let at = |partition, offset| SourcePos::Kafka { topic: "orders".into(), partition, offset };
+        let mut origins = Origins::default();
+        let mut at = |topic: &str, partition, offset| {
+            origins.pos(&SourcePos::Kafka { topic: topic.into(), partition, offset })
+        };
+        let (first, later, other, smaller) =
+            (at("t2", 2, 40), at("t2", 2, 41), at("t2", 0, 1), at("t2", 1, 99));
+        // Numbered after "t2", but sorting before it by name.
+        let other_topic = at("t1", 9, 999);
         let mut o = OrderFacts::default();
-        let fact = Fact::new(Timestamp(5), "e1", &at(2, 40));
-        keep_earliest(&mut o.picked_up, fact, ());
-        assert!(!o.refine_source("e1", &at(2, 41)), "a later position changes nothing");
-        assert!(!o.refine_source("e2", &at(0, 1)), "another event changes nothing");
-        assert!(o.refine_source("e1", &at(1, 99)));
-        assert_eq!(o.picked_up.as_ref().unwrap().fact.source, at(1, 99));
+        keep_earliest(&mut o.picked_up, Fact::new(Timestamp(5), "e1", first), ());
+        assert!(!o.refine_source("e1", later, &origins), "a later position changes nothing");
+        assert!(!o.refine_source("e2", other, &origins), "another event changes nothing");
+        assert!(o.refine_source("e1", smaller, &origins));
+        assert_eq!(o.picked_up.as_ref().unwrap().fact.source, smaller);
+        assert!(o.refine_source("e1", other_topic, &origins), "topics compare by name");
+        assert_eq!(o.picked_up.as_ref().unwrap().fact.source, other_topic);
         // File positions keep the first copy in stream order.
-        let line = |line| SourcePos::File { file: "f".into(), line };
+        let mut line = |line| origins.pos(&SourcePos::File { file: "f".into(), line });
+        let (nine, one) = (line(9), line(1));
         let mut o = OrderFacts::default();
-        keep_earliest(&mut o.closed, Fact::new(Timestamp(5), "e1", &line(9)), ());
-        assert!(!o.refine_source("e1", &line(1)));
+        keep_earliest(&mut o.closed, Fact::new(Timestamp(5), "e1", nine), ());
+        assert!(!o.refine_source("e1", one, &origins));
     }
 
     use super::*;
+    use crate::output::SourcePos;
 
     fn f(t: i64, id: &str) -> Fact {
-        Fact::new(Timestamp(t), id, &SourcePos::File { file: "f".into(), line: 1 })
+        Fact::new(Timestamp(t), id, Pos::File { origin: 0, line: 1 })
     }
 
     #[test]

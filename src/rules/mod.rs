@@ -10,6 +10,7 @@ pub mod dsr;
 pub mod engine;
 pub mod facts;
 pub mod metrics;
+pub mod origins;
 pub mod retention;
 pub mod rolling;
 pub mod satisfaction;

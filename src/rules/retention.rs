@@ -251,8 +251,8 @@ fn dead_from(key: &[u8], value: &[u8]) -> Option<Timestamp> {
 mod tests {
     use super::*;
     use crate::domain::ClosedBy;
-    use crate::output::SourcePos;
     use crate::rules::facts::{Fact, With};
+    use crate::rules::origins::Pos;
     use crate::state::memory::MemStore;
     use crate::state::WriteBatch;
 
@@ -267,7 +267,7 @@ mod tests {
     fn refund(shop: &str, id: &str, completed: bool, last: i64) -> (Vec<u8>, Vec<u8>) {
         let facts = RefundFacts {
             completed: completed.then(|| With {
-                fact: Fact::new(Timestamp(last), "e", &SourcePos::File { file: "f".into(), line: 1 }),
+                fact: Fact::new(Timestamp(last), "e", Pos::File { origin: 0, line: 1 }),
                 value: (true, ClosedBy::Merchant),
             }),
             last_activity: Timestamp(last),

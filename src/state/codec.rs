@@ -6,8 +6,9 @@
 use super::StateError;
 use serde::{de::DeserializeOwned, Serialize};
 
-/// Bumped whenever any stored value's layout changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever any stored value's layout changes. 2: facts name their topic or file
+/// by number (`rules::origins`).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Encodes a state value.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
