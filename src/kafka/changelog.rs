@@ -121,9 +121,25 @@ const RESTORE_BATCH_OPS: usize = 50_000;
 /// Restoring gives up when the changelog stops answering for this long.
 const RESTORE_STALL: Duration = Duration::from_secs(60);
 
-/// The payload of a marker record.
+/// The payload of a marker record: the commit's sequence number and the state format its
+/// records are written in ([`codec::FORMAT_VERSION`]), so that a build of another format
+/// refuses to restore them instead of misreading them.
 pub fn marker_payload(seq: u64) -> Vec<u8> {
-    codec::encode(&seq)
+    codec::encode(&(seq, codec::FORMAT_VERSION))
+}
+
+/// The sequence number of a marker written in this build's state format, or why not.
+fn marker_seq(offset: i64, payload: &[u8]) -> Result<u64, String> {
+    match codec::decode::<(u64, u32)>(MARKER_KEY, payload) {
+        Ok((seq, codec::FORMAT_VERSION)) => Ok(seq),
+        found => Err(format!(
+            "the commit marker at offset {offset} was written in state format {}, this build \
+             reads format {}: a changelog cannot be restored across formats; replay the input \
+             topics into a new group (`--group`)",
+            found.map_or_else(|_| "1".to_owned(), |(_, v)| v.to_string()),
+            codec::FORMAT_VERSION
+        )),
+    }
 }
 
 /// True for state keys that never go to the changelog (local bookkeeping).
@@ -178,7 +194,14 @@ impl Restorer {
                 }
             }
             self.pending_packs.clear();
-            self.last_seq = value.and_then(|v| codec::decode::<u64>(MARKER_KEY, v).ok());
+            self.last_seq = match value.map(|v| marker_seq(offset, v)) {
+                Some(Ok(seq)) => Some(seq),
+                Some(Err(why)) => {
+                    self.corrupt.get_or_insert(why);
+                    None
+                }
+                None => None,
+            };
             self.next_offset = Some(offset + 1);
         } else {
             self.pending.push((key.to_vec(), value.map(<[u8]>::to_vec)));
@@ -382,5 +405,23 @@ mod tests {
         assert_eq!(store.get(b"b").unwrap(), Some(b"1".to_vec()));
         assert_eq!(store.get(b"d").unwrap(), Some(b"2".to_vec()));
         assert!(r.torn_keys().is_empty());
+    }
+
+    #[test]
+    fn a_changelog_of_another_state_format_is_refused() {
+        let mut r = Restorer::default();
+        r.record(0, b"b", Some(b"1"));
+        r.record(1, MARKER_KEY, Some(&marker_payload(1)));
+        assert_eq!((r.last_seq, r.corrupt.as_deref()), (Some(1), None));
+        // Format 1 wrote the sequence number alone.
+        r.record(2, MARKER_KEY, Some(&codec::encode(&2u64)));
+        let why = r.corrupt.take().expect("a format-1 marker is refused");
+        assert!(
+            why.contains("offset 2") && why.contains("state format 1") && why.contains("new group"),
+            "{why}"
+        );
+        r.record(3, MARKER_KEY, Some(&codec::encode(&(3u64, codec::FORMAT_VERSION + 1))));
+        let why = r.corrupt.take().expect("a newer format is refused");
+        assert!(why.contains(&format!("state format {}", codec::FORMAT_VERSION + 1)), "{why}");
     }
 }
