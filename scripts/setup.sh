@@ -57,3 +57,16 @@ if [ "$(printf '%s\n%s\n' "$min_rust" "$number" | sort -V | head -n 1)" != "$min
   exit 1
 fi
 echo "setup: $version ok"
+
+# A full build and test run needs a few GB in the target directory (RocksDB, librdkafka, the
+# test executables); a full disk shows up much later as a linker crash ("Bus error", "No space
+# left on device"), so say it up front. A warning, not a stop: the build may still fit.
+target="${CARGO_TARGET_DIR:-target}"
+existing="$target"
+while [ ! -d "$existing" ]; do existing="$(dirname "$existing")"; done
+free_kb="$(df -Pk "$existing" | awk 'NR == 2 {print $4}')"
+if [ -n "$free_kb" ] && [ "$free_kb" -lt $((6 * 1024 * 1024)) ]; then
+  echo "setup: warning: only $((free_kb / 1024)) MiB free on the disk of $target; a build from scratch needs ~6 GiB" >&2
+else
+  echo "setup: $((free_kb / 1024 / 1024)) GiB free for $target"
+fi
