@@ -264,3 +264,51 @@ fn shipped_on_time_owes_nothing_and_decisions_are_final() {
     assert_eq!(cs.len(), 1);
     assert_eq!((cs[0].order_id.as_str(), cs[0].amount_fen), ("o2", 3_000));
 }
+
+/// Applies `(event, source)` pairs, one commit each, then ends the input; returns the outputs.
+fn run_from(store: &MemStore, events: &[(Event, SourcePos)]) -> Vec<Output> {
+    let mut out = Vec::new();
+    for (i, (ev, source)) in events.iter().enumerate() {
+        let mut ov = Overlay::new(store);
+        let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
+        engine.apply(&mut ov, ev, 0, source).unwrap();
+        engine.flush(&mut ov, i + 1 == events.len(), &mut out).unwrap();
+        let mut wb = WriteBatch::new();
+        ov.drain_into(&mut wb).unwrap();
+        store.write(wb).unwrap();
+    }
+    out
+}
+
+#[test]
+fn lineage_names_the_smallest_kafka_copy_whatever_the_arrival_order() {
+    // Facts keep topics by number, given in order of first sight; the lineage must carry
+    // the names, and the duplicate rule must compare names, so both orders agree.
+    let kafka = |topic: &str, partition, offset| SourcePos::Kafka { topic: topic.into(), partition, offset };
+    let pay = paid("e1", "s1", "o1", "2024-05-01T10:00:00+08:00");
+    let other = paid("e2", "s1", "o2", "2024-05-09T10:00:00+08:00"); // moves the watermark on
+    let copies = [(pay.clone(), kafka("zz-orders", 0, 7)), (pay, kafka("aa-orders", 3, 2))];
+    let mut lineages = Vec::new();
+    for order in [[0, 1], [1, 0]] {
+        let store = MemStore::new();
+        let events: Vec<(Event, SourcePos)> = order
+            .iter()
+            .map(|&i| copies[i].clone())
+            .chain([(other.clone(), kafka("zz-orders", 1, 40))])
+            .collect();
+        let out = run_from(&store, &events);
+        let comp: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Compensation(c) if c.order_id == "o1" => Some(c.lineage.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(comp.len(), 1, "o1 shipped late once");
+        lineages.push(comp[0].clone());
+    }
+    assert_eq!(lineages[0], lineages[1]);
+    assert_eq!(lineages[0].len(), 1);
+    assert_eq!((lineages[0][0].role, lineages[0][0].event_id.as_str()), ("paid", "e1"));
+    assert_eq!(lineages[0][0].source, kafka("aa-orders", 3, 2));
+}
