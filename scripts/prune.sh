@@ -23,7 +23,7 @@ release="${CARGO_TARGET_DIR:?CARGO_TARGET_DIR is not set; source scripts/env.sh}
 [ -d "$release/deps" ] || exit 0
 
 keep="$(mktemp)"
-trap 'rm -f "$keep"' EXIT
+trap 'rm -f "$keep" "$keep.inc"' EXIT
 {
   grep -o '"filenames":\[[^]]*\]' "$json" | grep -o '"/[^"]*"' | tr -d '"'
   grep -o '"executable":"[^"]*"' "$json" | sed 's/^"executable":"//; s/"$//'
@@ -79,7 +79,6 @@ if [ -d "$inc" ]; then
   while IFS= read -r d; do
     [ -n "$d" ] && remove "${d%/}"
   done <"$keep.inc"
-  rm -f "$keep.inc"
 fi
 
 echo "prune: removed $count stale build outputs, $((freed / 1024)) MiB, from $release"

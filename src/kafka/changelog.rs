@@ -130,16 +130,19 @@ pub fn marker_payload(seq: u64) -> Vec<u8> {
 
 /// The sequence number of a marker written in this build's state format, or why not.
 fn marker_seq(offset: i64, payload: &[u8]) -> Result<u64, String> {
-    match codec::decode::<(u64, u32)>(MARKER_KEY, payload) {
-        Ok((seq, codec::FORMAT_VERSION)) => Ok(seq),
-        found => Err(format!(
-            "the commit marker at offset {offset} was written in state format {}, this build \
-             reads format {}: a changelog cannot be restored across formats; replay the input \
-             topics into a new group (`--group`)",
-            found.map_or_else(|_| "1".to_owned(), |(_, v)| v.to_string()),
-            codec::FORMAT_VERSION
-        )),
-    }
+    let format = match codec::decode::<(u64, u32)>(MARKER_KEY, payload) {
+        Ok((seq, codec::FORMAT_VERSION)) => return Ok(seq),
+        Ok((_, other)) => other,
+        // Format 1 wrote the sequence number alone.
+        Err(_) if codec::decode::<u64>(MARKER_KEY, payload).is_ok() => 1,
+        Err(e) => return Err(format!("the commit marker at offset {offset} is unreadable: {e}")),
+    };
+    Err(format!(
+        "the commit marker at offset {offset} was written in state format {format}, this build \
+         reads format {}: a changelog cannot be restored across formats; replay the input \
+         topics into a new group (`--group`)",
+        codec::FORMAT_VERSION
+    ))
 }
 
 /// True for state keys that never go to the changelog (local bookkeeping).
@@ -423,5 +426,8 @@ mod tests {
         r.record(3, MARKER_KEY, Some(&codec::encode(&(3u64, codec::FORMAT_VERSION + 1))));
         let why = r.corrupt.take().expect("a newer format is refused");
         assert!(why.contains(&format!("state format {}", codec::FORMAT_VERSION + 1)), "{why}");
+        r.record(4, MARKER_KEY, Some(b""));
+        let why = r.corrupt.take().expect("an empty marker is refused");
+        assert!(why.contains("offset 4 is unreadable"), "{why}");
     }
 }
