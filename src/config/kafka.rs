@@ -18,6 +18,13 @@ pub struct KafkaConfig {
     pub group: String,
     /// Exactly-once transactions (consume + state + outputs commit together).
     pub transactional: bool,
+    /// With transactions, also keep each commit's outputs in the **outbox** (as without
+    /// transactions) and send them only once the commit's changelog marker is acknowledged.
+    /// Each output then reaches its topic exactly once even on a broker that accepts
+    /// transactions but does not isolate them from `read_committed` readers (librdkafka's mock
+    /// cluster). A broker that isolates them (Kafka) does not need it. Costs, per commit with
+    /// outputs, a read of the output partitions' end offsets and one more round trip.
+    pub transactional_outbox: bool,
     /// Number of shards: shops are split into this many state partitions (by murmur2 of
     /// `shop_id`, like Kafka's default partitioner); the changelog topic has one partition
     /// per shard and the group spreads shards over instances. Fixed for the life of a group.
@@ -42,6 +49,7 @@ impl Default for KafkaConfig {
             brokers: String::new(),
             group: "shopscore".to_owned(),
             transactional: true,
+            transactional_outbox: false,
             shards: 4,
             co_partitioned: false,
             replication_factor: -1,

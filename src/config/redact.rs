@@ -33,6 +33,7 @@ impl fmt::Debug for KafkaConfig {
             .field("brokers", &self.brokers)
             .field("group", &self.group)
             .field("transactional", &self.transactional)
+            .field("transactional_outbox", &self.transactional_outbox)
             .field("shards", &self.shards)
             .field("co_partitioned", &self.co_partitioned)
             .field("replication_factor", &self.replication_factor)

@@ -25,6 +25,7 @@
 //! | [`changelog`] | changelog record format and restoring a shard's store from it |
 //! | [`producer`] | a shard's producer: delivery tracking, transactions, back-pressure |
 //! | [`outbox`] | without transactions: the last commit's outputs, re-sent only where missing |
+//! | [`crash`] | a test hook: abort at a chosen step of the commit protocol |
 //! | [`reader`] | the input consumer: positions, end-of-partition and idle detection |
 //! | [`shard`] | one shard: store, engine, positions, and its commit protocol |
 //! | [`worker`] | a shard on its own thread: applies batches, commits when told, reports |
@@ -36,6 +37,7 @@
 
 pub mod changelog;
 pub mod client;
+pub mod crash;
 pub mod murmur;
 pub mod outbox;
 pub mod producer;

@@ -87,12 +87,15 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         shards = layout.shards,
         changelog = %layout.changelog,
         transactional = run.kafka.transactional,
+        transactional_outbox = run.kafka.transactional_outbox,
         "topics checked"
     );
     let setup = Arc::new(ShardSetup {
         rules: run.rules.clone(),
         decode: run.decode.clone(),
         transactional: run.kafka.transactional,
+        transactional_outbox: run.kafka.transactional_outbox,
+        crash: super::crash::CrashHook::from_env(),
         data_dir: run.data_dir.clone(),
         clients: clients.clone(),
         layout: layout.clone(),

@@ -6,11 +6,14 @@
 //!
 //! 1. the engine flushes (watermark, timers, snapshots) into outputs; retention deletes dead
 //!    entries; the input positions and `n` are put into the same state delta;
-//! 2. without transactions, the outputs (with ids `{shard}:{n}:{i}` and the end offsets of
-//!    their partitions) are put into the delta as the **outbox** ([`super::outbox`]) — after
-//!    the outputs of commit `n-1` are all acknowledged, since this delta replaces their outbox;
+//! 2. without transactions (or with `kafka.transactional_outbox`), the outputs (with ids
+//!    `{shard}:{n}:{i}` and the end offsets of their partitions) are put into the delta as the
+//!    **outbox** ([`super::outbox`]) — after the outputs of commit `n-1` are all acknowledged,
+//!    since this delta replaces their outbox;
 //! 3. the delta goes to the shard's changelog partition, closed by a marker record — with
-//!    transactions, in one transaction together with the outputs;
+//!    transactions, in one transaction together with the outputs (with the transactional
+//!    outbox, the outputs are sent only once the marker is acknowledged, then the transaction
+//!    commits);
 //! 4. the delta, with the changelog offset it corresponds to, is written to local RocksDB in
 //!    one batch (without a write-ahead log: the store is a cache of the changelog);
 //! 5. without transactions, the outputs are sent; commit `n+1` (or the shard's release or
@@ -23,7 +26,10 @@
 //! when the next owner fences it): the next owner restores state and positions of `n-1` and
 //! reprocesses the same input. A crash after 3 leaves the changelog at `n`; RocksDB catches up
 //! from it on restore. Outputs: with transactions they commit with the changelog, atomically;
-//! without, the outbox of `n` is in the restored state and only its missing records are sent.
+//! with an outbox, the outbox of `n` is in the restored state and only its missing records are
+//! sent. The transactional outbox covers a broker that shows an unfinished transaction to
+//! `read_committed` readers: a restore may then see commit `n` whole though its transaction
+//! never committed, and its outputs, sent only after the marker, may be partly missing.
 
 use super::changelog::{
     self, is_local, is_packed, marker_payload, seen_pack_key, seen_packs, SeenPack, FENCE_KEY, MARKER_KEY,
@@ -56,6 +62,10 @@ pub struct ShardSetup {
     pub rules: RulesConfig,
     pub decode: DecodeOptions,
     pub transactional: bool,
+    /// With transactions, keep the outbox too (`kafka.transactional_outbox`).
+    pub transactional_outbox: bool,
+    /// The test hook that aborts mid-commit ([`super::crash`]); None in normal runs.
+    pub crash: Option<super::crash::CrashHook>,
     /// Shard `n` keeps its store in `data_dir/shard-n`.
     pub data_dir: PathBuf,
     pub clients: Clients,
@@ -401,7 +411,7 @@ impl Shard {
             .collect();
         stats.phases.rules += lap(&mut clock);
         let txn = self.producer.transactional();
-        if !txn {
+        if self.keeps_outbox() {
             if !records.is_empty() {
                 let starts = outbox::end_offsets(&self.meta_consumer, &records)?;
                 stats.phases.outbox = lap(&mut clock);
@@ -413,7 +423,7 @@ impl Shard {
                 self.outbox_pending = false;
             }
         } else if self.outbox_pending {
-            // Left by a run without transactions: its records were re-sent on open.
+            // Left by a run that kept an outbox: its records were re-sent on open.
             outbox::clear(ov)?;
             self.outbox_pending = false;
         }
@@ -433,7 +443,7 @@ impl Shard {
             self.producer.begin()?;
         }
         let queued = self.send_changelog(&batch, &packs, &expired_packs, seq, &mut stats).and_then(|()| {
-            if txn {
+            if txn && !self.keeps_outbox() {
                 for r in &records {
                     self.producer.send(r, None)?;
                 }
@@ -454,7 +464,21 @@ impl Shard {
         let Prepared { seq, mut batch, records, mut stats } = prepared;
         let mut clock = Instant::now();
         let txn = self.producer.transactional();
-        let acked = if txn { self.producer.commit() } else { self.producer.flush() };
+        let acked = if txn && self.keeps_outbox() {
+            // The marker first, then the outputs: a broker without isolation must never show
+            // an output of a commit whose marker it does not have (see the module docs).
+            self.producer.flush().and_then(|()| {
+                self.crash_point(seq, records.len());
+                for r in &records {
+                    self.producer.send(r, None)?;
+                }
+                self.producer.commit()
+            })
+        } else if txn {
+            self.producer.commit()
+        } else {
+            self.producer.flush().map(|()| self.crash_point(seq, records.len()))
+        };
         if let Err(e) = acked {
             return Err(self.abort_after(e));
         }
@@ -480,6 +504,19 @@ impl Shard {
         self.outputs.clear();
         self.retention.set_watermark(self.engine.watermark());
         Ok(stats)
+    }
+
+    /// The test hook's point: commit `seq`'s marker is acknowledged, its `outputs` not sent.
+    fn crash_point(&self, seq: u64, outputs: usize) {
+        if let Some(hook) = &self.setup.crash {
+            hook.marker_acked(self.id, seq, outputs);
+        }
+    }
+
+    /// Whether commits keep their outputs in the outbox: always without transactions, and with
+    /// them when `kafka.transactional_outbox` asks for it.
+    fn keeps_outbox(&self) -> bool {
+        !self.producer.transactional() || self.setup.transactional_outbox
     }
 
     /// Waits until the outputs of the last commit are acknowledged (before their outbox is

@@ -292,18 +292,75 @@ pub fn kill_after_acquiring(cmd: &mut Command, log: &Path, shards: usize, ms: u6
     child.wait().unwrap();
 }
 
-/// Starts a processor on `data` and SIGKILLs it `kills` times, each once it has acquired the
-/// four shards and then run 100–999 ms more (varied by `step`); the logs go next to `data`.
-pub fn kill_repeatedly(brokers: &str, group: &str, data: &Path, transactional: bool, kills: u64, step: u64) {
+/// Starts a processor made by `processor` (on the data directory `data`) and SIGKILLs it
+/// `kills` times, each once it has acquired the four shards and then run 100–999 ms more
+/// (varied by `step`); the logs go next to `data`.
+pub fn kill_repeatedly(processor: impl Fn() -> Command, data: &Path, kills: u64, step: u64) {
     for i in 0..kills {
         let log = data.with_file_name(format!("run-{i}.log"));
-        kill_after_acquiring(
-            &mut processor(brokers, group, data, transactional),
-            &log,
-            4,
-            100 + (i * step) % 900,
-        );
+        kill_after_acquiring(&mut processor(), &log, 4, 100 + (i * step) % 900);
     }
+}
+
+/// Where the crash hook stopped a processor: the shard, its commit, and how many outputs that
+/// commit had not sent yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crash {
+    pub shard: u32,
+    pub commit: u64,
+    pub outputs: usize,
+}
+
+/// Runs `cmd` with the crash hook (`shopscore::kafka::crash`) set to abort right after the
+/// `n`-th acknowledged changelog marker of a commit with outputs, before they are sent; its log
+/// goes to `log`. Panics unless the process aborted there (within 2 minutes).
+pub fn crash_after_marker(cmd: &mut Command, n: u64, log: &Path) -> Crash {
+    use shopscore::kafka::crash::{CRASH_ENV, CRASH_LINE};
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = cmd
+        .env(CRASH_ENV, n.to_string())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn shopscore");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text.lines().find_map(|l| l.strip_prefix(CRASH_LINE));
+    let (Some(status), Some(line)) = (status, line) else {
+        let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!("the crash hook did not abort the processor; log tail:\n{}", tail.join("\n"));
+    };
+    assert_eq!(status.signal(), Some(6), "expected SIGABRT from the crash hook, got {status}");
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the crash line {line:?}"))
+    };
+    Crash { shard: field("shard") as u32, commit: field("commit"), outputs: field("outputs") as usize }
+}
+
+/// How many times each output id (the `shopscore.id` header, `shard:commit:index`) occurs in
+/// the four output topics.
+pub fn output_ids(brokers: &str, read_committed: bool) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for topic in OUTPUTS {
+        for r in read_all(brokers, topic, read_committed) {
+            let id = r.header("shopscore.id").unwrap_or_else(|| panic!("a record of {topic} without an id"));
+            *ids.entry(id).or_default() += 1;
+        }
+    }
+    ids
 }
 
 /// Runs `cmd --until-idle` to completion (at most 3 minutes).
