@@ -129,23 +129,10 @@ fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
     let data = dir.path().join("data");
     // First two crashes at the outbox protocol's narrowest point (the changelog has the
     // commit, the local store and the output topics do not), then random kills.
-    let crashes: Vec<Crash> = [4, 2]
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            let log = dir.path().join(format!("crash-{i}.log"));
-            crash_after_marker(&mut processor(&t.brokers, "g", &data, false), n, &log)
-        })
-        .collect();
+    let crashes = crash_repeatedly(|| processor(&t.brokers, "g", &data, false), dir.path(), &[4, 2]);
     kill_repeatedly(|| processor(&t.brokers, "g", &data, false), &data, 6, 379);
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));
-    let ids = output_ids(&t.brokers, false);
-    for c in &crashes {
-        for i in 0..c.outputs {
-            let id = format!("{}:{}:{i}", c.shard, c.commit);
-            assert_eq!(ids.get(&id), Some(&1), "output {id} of the crashed commit {c:?}");
-        }
-    }
+    assert_crashed_outputs_once(&t.brokers, false, &crashes);
     assert_same(&outputs(&t.brokers, false), &want);
 }
 
@@ -178,7 +165,19 @@ fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
         while !ok() && start.elapsed() < std::time::Duration::from_secs(60) {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        assert!(ok(), "timed out waiting for {what}");
+        if !ok() {
+            // What each instance last said about the group, for the diagnosis.
+            let said: Vec<String> = ["a", "b", "c", "d"]
+                .iter()
+                .map(|n| {
+                    let text = std::fs::read_to_string(log(n)).unwrap_or_default();
+                    let group: Vec<&str> =
+                        text.lines().filter(|l| l.contains("shard") || l.contains("ebalanc")).collect();
+                    format!("--- {n}:\n{}", group[group.len().saturating_sub(12)..].join("\n"))
+                })
+                .collect();
+            panic!("timed out waiting for {what}\n{}", said.join("\n"));
+        }
     };
     wait_until("all four shards acquired", &|| names.iter().map(|n| acquired(n)).sum::<usize>() >= 4);
     std::thread::sleep(std::time::Duration::from_millis(1500));

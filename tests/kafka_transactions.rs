@@ -19,6 +19,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -72,28 +74,32 @@ fn transactional_kill_9_loop_commits_each_output_at_most_once() {
 #[ignore = "needs a broker with transaction isolation: librdkafka's mock cluster shows open and aborted transactions to read_committed consumers"]
 fn transactional_kill_9_loop_is_exactly_once() {
     let lines = gen_lines(30_000, 30, 30, 31);
-    let reference = {
-        let mock = cluster("ref", &lines);
-        let dir = tempfile::tempdir().unwrap();
-        run_until_idle(&mut processor(&mock.bootstrap_servers(), "ref", &dir.path().join("d"), true));
-        outputs(&mock.bootstrap_servers(), true)
-    };
-    assert!(!reference.compensations.is_empty());
-
+    let reference = reference(&lines, false);
     let mock = cluster("g", &lines);
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    kill_repeatedly(|| processor(&brokers, "g", &data, true), &data, 5, 433);
-    run_until_idle(&mut processor(&brokers, "g", &data, true));
+    kill_repeatedly(|| txn_processor(&brokers, "g", &data, false), &data, 5, 433);
+    run_until_idle(&mut txn_processor(&brokers, "g", &data, false));
     assert_same(&outputs(&brokers, true), &reference);
 }
 
-/// A processor with transactions and the transactional outbox (`kafka.transactional_outbox`).
-fn outbox_processor(brokers: &str, group: &str, data: &std::path::Path) -> std::process::Command {
+/// A processor with transactions, and with the transactional outbox if `outbox`
+/// (`kafka.transactional_outbox`).
+fn txn_processor(brokers: &str, group: &str, data: &Path, outbox: bool) -> Command {
     let mut cmd = processor(brokers, group, data, true);
-    cmd.env("SHOPSCORE__KAFKA__TRANSACTIONAL_OUTBOX", "true");
+    cmd.env("SHOPSCORE__KAFKA__TRANSACTIONAL_OUTBOX", outbox.to_string());
     cmd
+}
+
+/// The outputs of one uninterrupted transactional run on `lines`, on a mock cluster of its own.
+fn reference(lines: &[String], outbox: bool) -> Outputs {
+    let mock = cluster("ref", lines);
+    let dir = tempfile::tempdir().unwrap();
+    run_until_idle(&mut txn_processor(&mock.bootstrap_servers(), "ref", &dir.path().join("d"), outbox));
+    let reference = outputs(&mock.bootstrap_servers(), true);
+    assert!(!reference.compensations.is_empty());
+    reference
 }
 
 /// Exactly once with transactions on the mock cluster, which does not isolate them, thanks to
@@ -106,37 +112,15 @@ fn outbox_processor(brokers: &str, group: &str, data: &std::path::Path) -> std::
 #[test]
 fn transactional_outbox_is_exactly_once_across_crashes_without_isolation() {
     let lines = gen_lines(30_000, 30, 30, 31);
-    let reference = {
-        let mock = cluster("ref", &lines);
-        let dir = tempfile::tempdir().unwrap();
-        run_until_idle(&mut outbox_processor(&mock.bootstrap_servers(), "ref", &dir.path().join("d")));
-        outputs(&mock.bootstrap_servers(), true)
-    };
-    assert!(!reference.compensations.is_empty());
-
+    let reference = reference(&lines, true);
     let mock = cluster("g", &lines);
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let crashes: Vec<Crash> = [3, 5, 2]
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            let log = dir.path().join(format!("crash-{i}.log"));
-            crash_after_marker(&mut outbox_processor(&brokers, "g", &data), n, &log)
-        })
-        .collect();
-    kill_repeatedly(|| outbox_processor(&brokers, "g", &data), &data, 3, 433);
-    run_until_idle(&mut outbox_processor(&brokers, "g", &data));
-
-    let ids = output_ids(&brokers, true);
-    for c in &crashes {
-        assert!(c.outputs > 0);
-        for i in 0..c.outputs {
-            let id = format!("{}:{}:{i}", c.shard, c.commit);
-            assert_eq!(ids.get(&id), Some(&1), "output {id} of the crashed commit {c:?}");
-        }
-    }
+    let crashes = crash_repeatedly(|| txn_processor(&brokers, "g", &data, true), dir.path(), &[3, 5, 2]);
+    kill_repeatedly(|| txn_processor(&brokers, "g", &data, true), &data, 3, 433);
+    run_until_idle(&mut txn_processor(&brokers, "g", &data, true));
+    assert_crashed_outputs_once(&brokers, true, &crashes);
     assert_same(&outputs(&brokers, true), &reference);
 }
 

@@ -84,12 +84,26 @@ impl Clients {
         c
     }
 
-    /// Reads the changelog (restore) or an output topic (outbox recovery) from a given offset.
+    /// Reads the changelog (restore) or a topic's metadata and end offsets from a given offset;
+    /// `read_committed`, so an aborted commit is never restored.
     pub fn restorer(&self) -> ClientConfig {
         let mut c = self.reader();
         c.set("group.id", format!("{}.restore", self.group))
             .set("enable.partition.eof", "false")
             .set("queued.max.messages.kbytes", "65536");
+        c
+    }
+
+    /// Scans output topics for the records of a restored outbox (outbox recovery):
+    /// `read_uncommitted`. A `read_committed` scan stops at the first open transaction of any
+    /// producer (another shard's, or a dead instance's not yet fenced), and its quiet-time end
+    /// would then miss committed records behind it and re-send them. Uncommitted reads cannot
+    /// make a missing record look present: an outbox is only restored with its commit, so on a
+    /// broker that isolates transactions its outputs were committed with it, and on one that
+    /// does not, whatever is visible is delivered to every reader.
+    pub fn outbox_scanner(&self) -> ClientConfig {
+        let mut c = self.restorer();
+        c.set("isolation.level", "read_uncommitted");
         c
     }
 

@@ -127,7 +127,7 @@ const SCAN_QUIET: Duration = Duration::from_millis(1500);
 /// The outbox records that are not yet in their topics.
 pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, KafkaError> {
     let consumer: BaseConsumer =
-        clients.restorer().create().context(|| "creating an outbox reader".into())?;
+        clients.outbox_scanner().create().context(|| "creating an outbox reader".into())?;
     let mut tpl = TopicPartitionList::new();
     for (topic, p, start) in &outbox.starts {
         tpl.add_partition_offset(topic, *p, Offset::Offset(*start))

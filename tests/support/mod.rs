@@ -350,6 +350,27 @@ pub fn crash_after_marker(cmd: &mut Command, n: u64, log: &Path) -> Crash {
     Crash { shard: field("shard") as u32, commit: field("commit"), outputs: field("outputs") as usize }
 }
 
+/// [`crash_after_marker`] once for each `n` of `ns`, each run made by `processor`; the logs go
+/// into `logs`.
+pub fn crash_repeatedly(processor: impl Fn() -> Command, logs: &Path, ns: &[u64]) -> Vec<Crash> {
+    ns.iter()
+        .enumerate()
+        .map(|(i, &n)| crash_after_marker(&mut processor(), n, &logs.join(format!("crash-{i}.log"))))
+        .collect()
+}
+
+/// Asserts that every output of each crashed commit is in the output topics exactly once.
+pub fn assert_crashed_outputs_once(brokers: &str, read_committed: bool, crashes: &[Crash]) {
+    let ids = output_ids(brokers, read_committed);
+    for c in crashes {
+        assert!(c.outputs > 0);
+        for i in 0..c.outputs {
+            let id = format!("{}:{}:{i}", c.shard, c.commit);
+            assert_eq!(ids.get(&id), Some(&1), "output {id} of the crashed commit {c:?}");
+        }
+    }
+}
+
 /// How many times each output id (the `shopscore.id` header, `shard:commit:index`) occurs in
 /// the four output topics.
 pub fn output_ids(brokers: &str, read_committed: bool) -> BTreeMap<String, usize> {
