@@ -84,7 +84,7 @@ impl Clients {
         c
     }
 
-    /// Reads the changelog (restore) or a topic's metadata and end offsets from a given offset;
+    /// Reads the changelog from a given offset (restore), and topics' metadata and end offsets;
     /// `read_committed`, so an aborted commit is never restored.
     pub fn restorer(&self) -> ClientConfig {
         let mut c = self.reader();

@@ -24,7 +24,7 @@
 //! | [`records`] | output records → Kafka records (topic, key, payload, headers) |
 //! | [`changelog`] | changelog record format and restoring a shard's store from it |
 //! | [`producer`] | a shard's producer: delivery tracking, transactions, back-pressure |
-//! | [`outbox`] | without transactions: the last commit's outputs, re-sent only where missing |
+//! | [`outbox`] | without transactions (or with `kafka.transactional_outbox`): the last commit's outputs, re-sent only where missing |
 //! | [`crash`] | a test hook: abort at a chosen step of the commit protocol |
 //! | [`reader`] | the input consumer: positions, end-of-partition and idle detection |
 //! | [`shard`] | one shard: store, engine, positions, and its commit protocol |

@@ -1,4 +1,5 @@
-//! Exactly-once outputs without transactions (brokers such as tansu that lack `EndTxn`).
+//! Exactly-once outputs without transactions (brokers such as tansu that lack `EndTxn`), and
+//! with transactions on a broker that does not isolate them (`kafka.transactional_outbox`).
 //!
 //! A commit first makes its outputs part of the shard's state — the **outbox**: the records,
 //! each with an id header `{shard}:{commit}:{index}`, and the end offsets of every output

@@ -280,6 +280,9 @@ impl Shard {
                 missing = missing.len(),
                 "re-sending the unsent outputs of the last commit"
             );
+            if let Some(m) = &shard.setup.metrics {
+                m.outbox_resent(missing.len() as u64);
+            }
             if !missing.is_empty() {
                 let txn = shard.producer.transactional();
                 if txn {

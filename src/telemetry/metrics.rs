@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every metric name, for documentation and tests.
-pub const METRIC_NAMES: [&str; 13] = [
+pub const METRIC_NAMES: [&str; 14] = [
     "shopscore_events_in_total",
     "shopscore_records_out_total",
     "shopscore_dead_letters_total",
@@ -26,6 +26,7 @@ pub const METRIC_NAMES: [&str; 13] = [
     "shopscore_consumer_lag",
     "shopscore_commit_duration_seconds",
     "shopscore_transaction_aborts_total",
+    "shopscore_outbox_resent_total",
     "shopscore_state_size_bytes",
     "shopscore_ready",
     "shopscore_retention_deleted_total",
@@ -44,6 +45,7 @@ pub struct Metrics {
     consumer_lag: IntGaugeVec,
     commit_duration: Histogram,
     transaction_aborts: IntCounter,
+    outbox_resent: IntCounter,
     retention_deleted: IntCounterVec,
     state_size: IntGauge,
     ready: IntGauge,
@@ -135,6 +137,10 @@ impl Metrics {
                 "shopscore_transaction_aborts_total",
                 "Kafka transactions aborted (their batch is re-processed).",
             ),
+            outbox_resent: counter(
+                "shopscore_outbox_resent_total",
+                "Kafka mode: outputs a new shard owner found missing from their topics and sent from the last commit's outbox (after a crash).",
+            ),
             retention_deleted: counter_vec(
                 "shopscore_retention_deleted_total",
                 "Kafka mode: dead state entries deleted through the changelog (kind=entry) and seen packs tombstoned (kind=seen_pack) by retention.",
@@ -209,6 +215,11 @@ impl Metrics {
         self.transaction_aborts.inc();
     }
 
+    /// A new shard owner sent `n` outputs of the last commit's outbox that were missing.
+    pub fn outbox_resent(&self, n: u64) {
+        self.outbox_resent.inc_by(n);
+    }
+
     /// A commit's retention deleted `entries` dead state entries and tombstoned `packs` seen
     /// packs.
     pub fn retention_deleted(&self, entries: u64, packs: u64) {
@@ -274,6 +285,7 @@ mod tests {
         m.set_consumer_lag("orders", 3, 42);
         m.commit_took(Duration::from_millis(30));
         m.transaction_aborted();
+        m.outbox_resent(5);
         m.retention_deleted(7, 2);
         m.retention_deleted(1, 0);
         m.set_state_size(12345);
@@ -297,6 +309,7 @@ mod tests {
         assert_eq!(sample(&text, "shopscore_commit_duration_seconds_bucket{le=\"0.05\"}"), Some(1.0));
         assert_eq!(sample(&text, "shopscore_commit_duration_seconds_bucket{le=\"0.025\"}"), Some(0.0));
         assert_eq!(sample(&text, "shopscore_transaction_aborts_total"), Some(1.0));
+        assert_eq!(sample(&text, "shopscore_outbox_resent_total"), Some(5.0));
         assert_eq!(sample(&text, "shopscore_retention_deleted_total{kind=\"entry\"}"), Some(8.0));
         assert_eq!(sample(&text, "shopscore_retention_deleted_total{kind=\"seen_pack\"}"), Some(2.0));
         assert_eq!(sample(&text, "shopscore_state_size_bytes"), Some(12345.0));
