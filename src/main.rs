@@ -344,7 +344,11 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
     // input, long enough that no partition looks idle while it still has records.
     run.idle_timeout = Duration::from_secs(5);
     run.progress_every = None;
-    let transactional = run.kafka.transactional;
+    let commits = match (run.kafka.transactional, run.kafka.transactional_outbox) {
+        (false, _) => "transactions off (outbox)",
+        (true, false) => "transactions on",
+        (true, true) => "transactions on, with the outbox",
+    };
     let shards = run.kafka.shards;
     let r = match &mock {
         Some(m) => {
@@ -367,7 +371,7 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
     let t = &r.summary.totals;
     println!("shopscore bench: Kafka mode through {broker_name}");
     println!(
-        "  input      {} records ({:.1} MiB), {} shops, {} days, seed {}; {} partitions per input topic, {} shards, transactions {}",
+        "  input      {} records ({:.1} MiB), {} shops, {} days, seed {}; {} partitions per input topic, {} shards, {}",
         r.records,
         r.bytes as f64 / 1048576.0,
         args.shops,
@@ -375,7 +379,7 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
         args.seed,
         args.partitions,
         shards,
-        if transactional { "on" } else { "off" }
+        commits
     );
     println!(
         "  produce    {:>10.0} records/s  (broker alone, shopscore's producer settings)",
