@@ -141,9 +141,11 @@ fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
     setup_inputs(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // First two crashes at the outbox protocol's narrowest point (the changelog has the
-    // commit, the local store and the output topics do not), then random kills.
-    let crashes = crash_repeatedly(|| processor(&t.brokers, "g", &data, false), dir.path(), &[4, 2]);
+    // First crashes at each step of the commit protocol — the changelog queued; its marker
+    // acknowledged (the local store and the output topics without the commit); the local store
+    // written (no output sent) — then random kills.
+    let at = [("queued", 3), ("marker", 4), ("stored", 2)];
+    let crashes = crash_repeatedly(|| processor(&t.brokers, "g", &data, false), dir.path(), &at);
     kill_repeatedly(|| processor(&t.brokers, "g", &data, false), &data, 6, 379);
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));
     assert_crashed_outputs_once(&t.brokers, false, &crashes);

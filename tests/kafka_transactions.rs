@@ -103,12 +103,13 @@ fn reference(lines: &[String], outbox: bool) -> Outputs {
 }
 
 /// Exactly once with transactions on the mock cluster, which does not isolate them, thanks to
-/// the transactional outbox. The crash hook aborts the processor three times exactly where the
-/// ignored test above loses outputs — a transaction whose changelog marker the broker has but
-/// none of whose outputs it has — then random SIGKILLs follow, and a last run to the end. Every
-/// output of each crashed commit must appear exactly once (re-sent by the next owner from the
-/// outbox: that commit is never redone, as its marker is visible), and the outputs must equal an
-/// uninterrupted run's.
+/// the transactional outbox. The crash hook aborts the processor five times: three times exactly
+/// where the ignored test above loses outputs (`marker`: a transaction whose changelog marker
+/// the broker has but none of whose outputs it has), once with the changelog only queued and
+/// once after the commit; then random SIGKILLs follow, and a last run to the end. Every output
+/// of each commit that crashed after its marker must appear exactly once (re-sent by the next
+/// owner from the outbox: that commit is never redone, as its marker is visible), and the
+/// outputs must equal an uninterrupted run's.
 #[test]
 fn transactional_outbox_is_exactly_once_across_crashes_without_isolation() {
     let lines = gen_lines(30_000, 30, 30, 31);
@@ -117,7 +118,8 @@ fn transactional_outbox_is_exactly_once_across_crashes_without_isolation() {
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let crashes = crash_repeatedly(|| txn_processor(&brokers, "g", &data, true), dir.path(), &[3, 5, 2]);
+    let at = [("marker", 3), ("queued", 4), ("marker", 5), ("stored", 2), ("marker", 2)];
+    let crashes = crash_repeatedly(|| txn_processor(&brokers, "g", &data, true), dir.path(), &at);
     kill_repeatedly(|| txn_processor(&brokers, "g", &data, true), &data, 3, 433);
     run_until_idle(&mut txn_processor(&brokers, "g", &data, true));
     assert_crashed_outputs_once(&brokers, true, &crashes);

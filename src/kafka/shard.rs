@@ -35,6 +35,7 @@ use super::changelog::{
     self, is_local, is_packed, marker_payload, seen_pack_key, seen_packs, SeenPack, FENCE_KEY, MARKER_KEY,
 };
 use super::client::Clients;
+use super::crash::CrashPoint;
 use super::outbox::{self, record_id, Outbox};
 use super::producer::ShardProducer;
 use super::reader::InputPartition;
@@ -465,13 +466,14 @@ impl Shard {
     /// acknowledged by the next [`Shard::prepare`] or [`Shard::settle`].
     fn finish(&mut self, prepared: Prepared) -> Result<CommitStats, KafkaError> {
         let Prepared { seq, mut batch, records, mut stats } = prepared;
+        self.crash_point(CrashPoint::Queued, seq, records.len());
         let mut clock = Instant::now();
         let txn = self.producer.transactional();
         let acked = if txn && self.keeps_outbox() {
             // The marker first, then the outputs: a broker without isolation must never show
             // an output of a commit whose marker it does not have (see the module docs).
             self.producer.flush().and_then(|()| {
-                self.crash_point(seq, records.len());
+                self.crash_point(CrashPoint::Marker, seq, records.len());
                 for r in &records {
                     self.producer.send(r, None)?;
                 }
@@ -480,7 +482,7 @@ impl Shard {
         } else if txn {
             self.producer.commit()
         } else {
-            self.producer.flush().map(|()| self.crash_point(seq, records.len()))
+            self.producer.flush().map(|()| self.crash_point(CrashPoint::Marker, seq, records.len()))
         };
         if let Err(e) = acked {
             return Err(self.abort_after(e));
@@ -489,6 +491,7 @@ impl Shard {
         let next = self.producer.marker_offset() + 1;
         batch.put(Key::Meta(MetaKey::ChangelogOffset).encode(), codec::encode(&next));
         self.store.write(batch)?;
+        self.crash_point(CrashPoint::Stored, seq, records.len());
         stats.phases.local = lap(&mut clock);
         if !txn && !records.is_empty() {
             for r in &records {
@@ -509,10 +512,10 @@ impl Shard {
         Ok(stats)
     }
 
-    /// The test hook's point: commit `seq`'s marker is acknowledged, its `outputs` not sent.
-    fn crash_point(&self, seq: u64, outputs: usize) {
+    /// The test hook ([`super::crash`]): commit `seq`, with `outputs` outputs, is at `point`.
+    fn crash_point(&self, point: CrashPoint, seq: u64, outputs: usize) {
         if let Some(hook) = &self.setup.crash {
-            hook.marker_acked(self.id, seq, outputs);
+            hook.reached(point, self.id, seq, outputs);
         }
     }
 
