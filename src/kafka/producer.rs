@@ -93,6 +93,11 @@ impl ShardProducer {
         self.send_tagged(&r.topic, r.key.as_deref(), Some(&r.payload), &r.headers, partition, OUTPUT)
     }
 
+    /// Queues output records in order.
+    pub fn send_all(&self, records: &[KafkaRecord]) -> Result<(), KafkaError> {
+        records.iter().try_for_each(|r| self.send(r, None))
+    }
+
     /// When an output record was last acknowledged (the benchmark's end of processing).
     pub fn last_output_ack(&self) -> Option<Instant> {
         *self.inner.context().last_output_ack.lock().unwrap_or_else(|p| p.into_inner())

@@ -289,9 +289,7 @@ impl Shard {
                 if txn {
                     shard.producer.begin()?;
                 }
-                for r in &missing {
-                    shard.producer.send(r, None)?;
-                }
+                shard.producer.send_all(&missing)?;
                 if txn {
                     shard.producer.commit()?;
                 } else {
@@ -448,9 +446,7 @@ impl Shard {
         }
         let queued = self.send_changelog(&batch, &packs, &expired_packs, seq, &mut stats).and_then(|()| {
             if txn && !self.keeps_outbox() {
-                for r in &records {
-                    self.producer.send(r, None)?;
-                }
+                self.producer.send_all(&records)?;
             }
             Ok(())
         });
@@ -474,9 +470,7 @@ impl Shard {
             // an output of a commit whose marker it does not have (see the module docs).
             self.producer.flush().and_then(|()| {
                 self.crash_point(CrashPoint::Marker, seq, records.len());
-                for r in &records {
-                    self.producer.send(r, None)?;
-                }
+                self.producer.send_all(&records)?;
                 self.producer.commit()
             })
         } else if txn {
@@ -494,9 +488,7 @@ impl Shard {
         self.crash_point(CrashPoint::Stored, seq, records.len());
         stats.phases.local = lap(&mut clock);
         if !txn && !records.is_empty() {
-            for r in &records {
-                self.producer.send(r, None)?;
-            }
+            self.producer.send_all(&records)?;
             self.outputs_in_flight = true;
         }
         stats.phases.outputs += lap(&mut clock);
