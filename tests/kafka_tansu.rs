@@ -144,7 +144,7 @@ fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
     // First crashes at each step of the commit protocol — the changelog queued; its marker
     // acknowledged (the local store and the output topics without the commit); the local store
     // written (no output sent) — then random kills.
-    let at = [("queued", 3), ("marker", 4), ("stored", 2)];
+    let at = [(CrashPoint::Queued, 3), (CrashPoint::Marker, 4), (CrashPoint::Stored, 2)];
     let crashes = crash_repeatedly(|| processor(&t.brokers, "g", &data, false), dir.path(), &at);
     kill_repeatedly(|| processor(&t.brokers, "g", &data, false), &data, 6, 379);
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));

@@ -42,14 +42,7 @@ fn cluster(group: &str, lines: &[String]) -> MockCluster<'static, DefaultProduce
 
 #[test]
 fn transactional_kill_9_loop_commits_each_output_at_most_once() {
-    let lines = gen_lines(30_000, 30, 30, 37);
-    let mock = cluster("g", &lines);
-    let brokers = mock.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    kill_repeatedly(|| processor(&brokers, "g", &data, true), &data, 5, 433);
-    run_until_idle(&mut processor(&brokers, "g", &data, true));
-    let got = outputs(&brokers, true);
+    let got = outputs_after_a_kill_loop(&gen_lines(30_000, 30, 30, 37));
     assert!(!got.compensations.is_empty());
     assert_no_duplicates(&got);
 }
@@ -75,13 +68,19 @@ fn transactional_kill_9_loop_commits_each_output_at_most_once() {
 fn transactional_kill_9_loop_is_exactly_once() {
     let lines = gen_lines(30_000, 30, 30, 31);
     let reference = reference(&lines, false);
-    let mock = cluster("g", &lines);
+    assert_same(&outputs_after_a_kill_loop(&lines), &reference);
+}
+
+/// The outputs (`read_committed`) of a transactional run on `lines` (without the outbox) that
+/// was SIGKILLed 5 times mid-stream and then run to the end, on a mock cluster of its own.
+fn outputs_after_a_kill_loop(lines: &[String]) -> Outputs {
+    let mock = cluster("g", lines);
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     kill_repeatedly(|| txn_processor(&brokers, "g", &data, false), &data, 5, 433);
     run_until_idle(&mut txn_processor(&brokers, "g", &data, false));
-    assert_same(&outputs(&brokers, true), &reference);
+    outputs(&brokers, true)
 }
 
 /// A processor with transactions, and with the transactional outbox if `outbox`
@@ -118,7 +117,8 @@ fn transactional_outbox_is_exactly_once_across_crashes_without_isolation() {
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let at = [("marker", 3), ("queued", 4), ("marker", 5), ("stored", 2), ("marker", 2)];
+    use CrashPoint::{Marker, Queued, Stored};
+    let at = [(Marker, 3), (Queued, 4), (Marker, 5), (Stored, 2), (Marker, 2)];
     let crashes = crash_repeatedly(|| txn_processor(&brokers, "g", &data, true), dir.path(), &at);
     kill_repeatedly(|| txn_processor(&brokers, "g", &data, true), &data, 3, 433);
     run_until_idle(&mut txn_processor(&brokers, "g", &data, true));

@@ -40,7 +40,8 @@ impl CrashPoint {
         }
     }
 
-    fn parse(s: &str) -> Option<CrashPoint> {
+    /// The point named `s` ([`CrashPoint::name`]).
+    pub fn parse(s: &str) -> Option<CrashPoint> {
         [CrashPoint::Queued, CrashPoint::Marker, CrashPoint::Stored].into_iter().find(|p| p.name() == s)
     }
 }

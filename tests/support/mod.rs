@@ -10,6 +10,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Headers;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+pub use shopscore::kafka::crash::CrashPoint;
+use shopscore::kafka::records::ID_HEADER;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -255,24 +257,33 @@ pub fn final_snapshots(recs: &[Rec]) -> BTreeMap<String, serde_json::Value> {
 pub fn run_until_idle_within(cmd: &mut Command, limit: Duration) {
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = cmd.arg("--until-idle").stderr(log.reopen().unwrap()).spawn().expect("run shopscore");
+    if wait_within(&mut child, limit).is_some_and(|s| s.success()) {
+        return;
+    }
+    panic!("shopscore --until-idle failed or hung; log tail:\n{}", log_tail(log.path(), 40));
+}
+
+/// Waits for `child` to exit, at most `limit`; past it, kills it and returns None.
+fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            if status.success() {
-                return;
-            }
-            break;
+            return Some(status);
         }
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            break;
+            return None;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-    panic!("shopscore --until-idle failed or hung; log tail:\n{}", tail.join("\n"));
+}
+
+/// The last `lines` lines of the log file at `path`.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(lines).collect::<Vec<_>>().into_iter().rev().collect();
+    tail.join("\n")
 }
 
 /// Starts `cmd` with its log in `log`, waits until it has acquired `shards` shards (at most
@@ -302,11 +313,11 @@ pub fn kill_repeatedly(processor: impl Fn() -> Command, data: &Path, kills: u64,
     }
 }
 
-/// Where the crash hook stopped a processor: the point (`queued`, `marker` or `stored`), the
-/// shard, its commit, and how many outputs that commit had.
+/// Where the crash hook stopped a processor: the point, the shard, its commit, and how many
+/// outputs that commit had.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Crash {
-    pub point: String,
+    pub point: CrashPoint,
     pub shard: u32,
     pub commit: u64,
     pub outputs: usize,
@@ -315,31 +326,23 @@ pub struct Crash {
 /// Runs `cmd` with the crash hook (`shopscore::kafka::crash`) set to abort when the `n`-th
 /// commit with outputs reaches `point`; its log goes to `log`. Panics unless the process
 /// aborted there (within 2 minutes).
-pub fn crash_at(cmd: &mut Command, point: &str, n: u64, log: &Path) -> Crash {
+pub fn crash_at(cmd: &mut Command, point: CrashPoint, n: u64, log: &Path) -> Crash {
     use shopscore::kafka::crash::{CRASH_ENV, CRASH_LINE};
     use std::os::unix::process::ExitStatusExt;
     let mut child = cmd
-        .env(CRASH_ENV, format!("{point}:{n}"))
+        .env(CRASH_ENV, format!("{}:{n}", point.name()))
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("spawn shopscore");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_within(&mut child, Duration::from_secs(120));
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let line = text.lines().find_map(|l| l.strip_prefix(CRASH_LINE));
     let (Some(status), Some(line)) = (status, line) else {
-        let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
-        panic!("the crash hook did not abort the processor at {point}:{n}; log tail:\n{}", tail.join("\n"));
+        panic!(
+            "the crash hook did not abort the processor at {}:{n}; log tail:\n{}",
+            point.name(),
+            log_tail(log, 30)
+        );
     };
     assert_eq!(status.signal(), Some(6), "expected SIGABRT from the crash hook, got {status}");
     let field = |name: &str| -> &str {
@@ -351,7 +354,7 @@ pub fn crash_at(cmd: &mut Command, point: &str, n: u64, log: &Path) -> Crash {
         field(name).parse().unwrap_or_else(|_| panic!("{name} is not a number in {line:?}"))
     };
     let crash = Crash {
-        point: field("point").to_owned(),
+        point: CrashPoint::parse(field("point")).unwrap_or_else(|| panic!("no crash point in {line:?}")),
         shard: number("shard") as u32,
         commit: number("commit"),
         outputs: number("outputs") as usize,
@@ -362,7 +365,11 @@ pub fn crash_at(cmd: &mut Command, point: &str, n: u64, log: &Path) -> Crash {
 
 /// [`crash_at`] once for each `(point, n)` of `at`, each run made by `processor`; the logs go
 /// into `logs`.
-pub fn crash_repeatedly(processor: impl Fn() -> Command, logs: &Path, at: &[(&str, u64)]) -> Vec<Crash> {
+pub fn crash_repeatedly(
+    processor: impl Fn() -> Command,
+    logs: &Path,
+    at: &[(CrashPoint, u64)],
+) -> Vec<Crash> {
     at.iter()
         .enumerate()
         .map(|(i, &(point, n))| crash_at(&mut processor(), point, n, &logs.join(format!("crash-{i}.log"))))
@@ -370,12 +377,12 @@ pub fn crash_repeatedly(processor: impl Fn() -> Command, logs: &Path, at: &[(&st
 }
 
 /// Asserts that every output of each commit that crashed once its marker was acknowledged
-/// (points `marker` and `stored`: the commit is in the changelog, so it is never redone) is in
-/// the output topics exactly once. A commit that crashed at `queued` may be redone with other
+/// (points `Marker` and `Stored`: the commit is in the changelog, so it is never redone) is in
+/// the output topics exactly once. A commit that crashed at `Queued` may be redone with other
 /// outputs under the same ids, so only the comparison with an uninterrupted run covers it.
 pub fn assert_crashed_outputs_once(brokers: &str, read_committed: bool, crashes: &[Crash]) {
     let ids = output_ids(brokers, read_committed);
-    for c in crashes.iter().filter(|c| c.point != "queued") {
+    for c in crashes.iter().filter(|c| c.point != CrashPoint::Queued) {
         assert!(c.outputs > 0);
         for i in 0..c.outputs {
             let id = format!("{}:{}:{i}", c.shard, c.commit);
@@ -390,7 +397,7 @@ pub fn output_ids(brokers: &str, read_committed: bool) -> BTreeMap<String, usize
     let mut ids = BTreeMap::new();
     for topic in OUTPUTS {
         for r in read_all(brokers, topic, read_committed) {
-            let id = r.header("shopscore.id").unwrap_or_else(|| panic!("a record of {topic} without an id"));
+            let id = r.header(ID_HEADER).unwrap_or_else(|| panic!("a record of {topic} without an id"));
             *ids.entry(id).or_default() += 1;
         }
     }
