@@ -62,6 +62,20 @@ fn configuration_errors_stop_startup_and_name_the_key() {
     assert!(!dir.path().join("o").exists(), "nothing runs after a configuration error");
 }
 
+/// The binary allocates with jemalloc and gives freed memory back within about a second
+/// (`src/main.rs`): an options symbol under the wrong name is silently ignored, so this asks
+/// jemalloc which options it runs with.
+#[test]
+fn the_binary_runs_on_jemalloc_with_its_decay_options() {
+    let out =
+        Command::new(BIN).arg("--version").env("_RJEM_MALLOC_CONF", "stats_print:true").output().unwrap();
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for option in ["opt.background_thread: true", "opt.dirty_decay_ms: 1000", "opt.muzzy_decay_ms: 0"] {
+        assert!(stats.contains(option), "jemalloc runs without {option}:\n{stats}");
+    }
+}
+
 #[test]
 fn bench_reports_throughput_and_peak_memory() {
     let out = shopscore(&["bench", "--events", "20000", "--shops", "50", "--days", "10"]);
