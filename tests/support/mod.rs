@@ -21,18 +21,36 @@ use std::time::{Duration, Instant};
 pub const INPUTS: [&str; 4] = ["orders", "logistics", "refunds", "service"];
 pub const OUTPUTS: [&str; 4] = ["shop-metrics", "compensations", "shop-alerts", "dead-letters"];
 
-/// The tansu binary: `SHOPSCORE_TANSU` (set by scripts/test.sh), else the cached install.
-fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("SHOPSCORE_TANSU") {
-        return PathBuf::from(p);
+/// Which tansu build a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TansuBuild {
+    /// tansu 0.6.0 from crates.io (scripts/tansu.sh): no `EndTxn`.
+    Release,
+    /// tansu's main branch, v0.6.0-510f3e2 (scripts/tansu-txn.sh): with transactions.
+    Transactional,
+}
+
+impl TansuBuild {
+    /// The binary: `$SHOPSCORE_TANSU` / `$SHOPSCORE_TANSU_TXN` (set by scripts/test.sh), else
+    /// the cached install.
+    fn bin(self) -> PathBuf {
+        let (var, cached, script) = match self {
+            TansuBuild::Release => ("SHOPSCORE_TANSU", "bin/tansu", "scripts/tansu.sh"),
+            TansuBuild::Transactional => {
+                ("SHOPSCORE_TANSU_TXN", "tansu-0.6.0-510f3e2/tansu", "scripts/tansu-txn.sh")
+            }
+        };
+        if let Ok(p) = std::env::var(var) {
+            return PathBuf::from(p);
+        }
+        let home = std::env::var("HOME").unwrap_or_default();
+        let p = PathBuf::from(home).join(".cache/shopscore/tools").join(cached);
+        assert!(
+            p.exists(),
+            "{self:?} tansu is not installed: run `bash scripts/test.sh` (it installs it) or `bash {script}`"
+        );
+        p
     }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let p = PathBuf::from(home).join(".cache/shopscore/tools/bin/tansu");
-    assert!(
-        p.exists(),
-        "tansu is not installed: run `bash scripts/test.sh` (it installs it) or `bash scripts/tansu.sh`"
-    );
-    p
 }
 
 pub fn free_port() -> u16 {
@@ -46,10 +64,15 @@ pub struct Tansu {
 }
 
 impl Tansu {
+    /// tansu 0.6.0, the broker of most tests.
     pub fn start() -> Tansu {
+        Tansu::start_build(TansuBuild::Release)
+    }
+
+    pub fn start_build(build: TansuBuild) -> Tansu {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_bin())
+        let child = Command::new(build.bin())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())

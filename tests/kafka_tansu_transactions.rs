@@ -1,0 +1,144 @@
+//! Kafka mode with transactions on a real broker process that implements them: a build of
+//! tansu's main branch (v0.6.0-510f3e2, fetched by scripts/tansu-txn.sh), a separate server
+//! reached over TCP, unlike librdkafka's in-process mock cluster (tests/kafka_transactions.rs).
+//!
+//! This broker commits and aborts transactions (`EndTxn`), writes their control records (which
+//! take offsets, so a changelog's offsets are not contiguous) and hides open transactions from
+//! `read_committed` readers; but it does not filter aborted transactions out of their reads
+//! (pinned by `tansu_main_isolates_open_transactions_only`). So, as on the mock, exactly once
+//! needs `kafka.transactional_outbox`; with it, crashes at every commit step and random
+//! SIGKILLs give the outputs of an uninterrupted run, each crashed commit's outputs once.
+
+mod support;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+
+const PARTITIONS: i32 = 3;
+
+/// A transactional tansu with the input topics holding `lines`.
+fn broker(lines: &[String]) -> Tansu {
+    let t = Tansu::start_build(TansuBuild::Transactional);
+    create_topics(&t.brokers, &INPUTS.map(|n| (n, PARTITIONS)));
+    produce_lines(&t.brokers, lines, PARTITIONS);
+    t
+}
+
+/// A processor with transactions and the transactional outbox.
+fn txn_outbox_processor(brokers: &str, group: &str, data: &Path) -> Command {
+    let mut cmd = processor(brokers, group, data, true);
+    cmd.env("SHOPSCORE__KAFKA__TRANSACTIONAL_OUTBOX", "true");
+    cmd
+}
+
+/// Records of partition 0 of `topic` read at `isolation` until the partition's end and then
+/// a quiet second: (offset, payload).
+fn read_payloads(brokers: &str, topic: &str, isolation: &str) -> Vec<(i64, String)> {
+    let c: BaseConsumer = client(brokers)
+        .set("group.id", "canary")
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    let mut eof_at: Option<Instant> = None;
+    while start.elapsed() < Duration::from_secs(30)
+        && eof_at.is_none_or(|t| t.elapsed() < Duration::from_secs(1))
+    {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                seen.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap()).into_owned()))
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => eof_at = eof_at.or(Some(Instant::now())),
+            _ => {}
+        }
+    }
+    assert!(eof_at.is_some(), "{topic} never reached its end at {isolation}; read {seen:?}");
+    seen
+}
+
+/// Pins what this tansu build does with transactions (README → Brokers). An aborted, a
+/// committed and a still-open transaction of one record each: the control records (commit and
+/// abort markers) take offsets 1 and 3; `read_committed` stops before the open transaction
+/// (its last stable offset), but shows the aborted one. When a new producer with the same
+/// `transactional.id` fences the old one (as a new shard owner does), the open transaction is
+/// aborted — and becomes visible to `read_committed` too. Kafka would show only `committed`
+/// both times. If this starts failing because aborted records disappear, the broker isolates
+/// transactions: add the kill loop without the outbox (kafka_transactions.rs) for it.
+#[test]
+fn tansu_main_isolates_open_transactions_only() {
+    let t = Tansu::start_build(TansuBuild::Transactional);
+    create_topics(&t.brokers, &[("t", 1)]);
+    let timeout = Duration::from_secs(30);
+    let producer = || -> ThreadedProducer<DefaultProducerContext> {
+        client(&t.brokers).set("transactional.id", "canary").create().unwrap()
+    };
+    let p = producer();
+    p.init_transactions(timeout).unwrap();
+    for (payload, end) in [("aborted", "abort"), ("committed", "commit"), ("open", "none")] {
+        p.begin_transaction().unwrap();
+        p.send(BaseRecord::<str, str>::to("t").key(payload).payload(payload)).map_err(|e| e.0).unwrap();
+        p.flush(timeout).unwrap();
+        match end {
+            "abort" => p.abort_transaction(timeout).unwrap(),
+            "commit" => p.commit_transaction(timeout).unwrap(),
+            _ => {}
+        }
+    }
+    let owned = |v: &[(i64, &str)]| v.iter().map(|&(o, s)| (o, s.to_owned())).collect::<Vec<_>>();
+    assert_eq!(
+        read_payloads(&t.brokers, "t", "read_uncommitted"),
+        owned(&[(0, "aborted"), (2, "committed"), (4, "open")])
+    );
+    assert_eq!(
+        read_payloads(&t.brokers, "t", "read_committed"),
+        owned(&[(0, "aborted"), (2, "committed")]),
+        "read_committed: the open transaction hidden, the aborted one shown"
+    );
+    let fencer = producer();
+    fencer.init_transactions(timeout).unwrap();
+    assert_eq!(
+        read_payloads(&t.brokers, "t", "read_committed"),
+        owned(&[(0, "aborted"), (2, "committed"), (4, "open")]),
+        "after fencing, the fenced producer's open transaction is aborted and shown"
+    );
+}
+
+/// Exactly once with transactions on a real transactional broker, with the transactional
+/// outbox (this broker shows aborted transactions, see above). Five hook crashes at the first
+/// commit with outputs of a run — three at `marker` (the changelog marker acknowledged, no
+/// output sent: without the outbox that commit's outputs would be lost), one at `queued`, one
+/// at `stored` — then three random SIGKILLs and a run to the end. Each crashed commit's
+/// outputs must appear exactly once, and all outputs must equal an uninterrupted run's.
+#[test]
+fn transactional_outbox_is_exactly_once_across_crashes_on_tansu_main() {
+    let lines = gen_lines(30_000, 30, 30, 31);
+    let reference = {
+        let t = broker(&lines);
+        let dir = tempfile::tempdir().unwrap();
+        run_until_idle(&mut txn_outbox_processor(&t.brokers, "ref", &dir.path().join("d")));
+        outputs(&t.brokers, true)
+    };
+    assert!(!reference.compensations.is_empty());
+    let t = broker(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    use CrashPoint::{Marker, Queued, Stored};
+    // This broker is slower than the mock: a run makes only a few commits with outputs.
+    let at = [(Marker, 1), (Queued, 1), (Marker, 1), (Stored, 1), (Marker, 1)];
+    let crashes = crash_repeatedly(|| txn_outbox_processor(&t.brokers, "g", &data), dir.path(), &at);
+    kill_repeatedly(|| txn_outbox_processor(&t.brokers, "g", &data), &data, 3, 433);
+    run_until_idle(&mut txn_outbox_processor(&t.brokers, "g", &data));
+    assert_crashed_outputs_once(&t.brokers, true, &crashes);
+    assert_same(&outputs(&t.brokers, true), &reference);
+}
