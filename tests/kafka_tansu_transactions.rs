@@ -11,13 +11,10 @@
 
 mod support;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 const PARTITIONS: i32 = 3;
@@ -37,36 +34,6 @@ fn txn_outbox_processor(brokers: &str, group: &str, data: &Path) -> Command {
     cmd
 }
 
-/// Records of partition 0 of `topic` read at `isolation` until the partition's end and then
-/// a quiet second: (offset, payload).
-fn read_payloads(brokers: &str, topic: &str, isolation: &str) -> Vec<(i64, String)> {
-    let c: BaseConsumer = client(brokers)
-        .set("group.id", "canary")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
-    c.assign(&tpl).unwrap();
-    let mut seen = Vec::new();
-    let start = Instant::now();
-    let mut eof_at: Option<Instant> = None;
-    while start.elapsed() < Duration::from_secs(30)
-        && eof_at.is_none_or(|t| t.elapsed() < Duration::from_secs(1))
-    {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                seen.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap()).into_owned()))
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => eof_at = eof_at.or(Some(Instant::now())),
-            _ => {}
-        }
-    }
-    assert!(eof_at.is_some(), "{topic} never reached its end at {isolation}; read {seen:?}");
-    seen
-}
-
 /// Pins what this tansu build does with transactions (README → Brokers). An aborted, a
 /// committed and a still-open transaction of one record each: the control records (commit and
 /// abort markers) take offsets 1 and 3; `read_committed` stops before the open transaction
@@ -79,22 +46,7 @@ fn read_payloads(brokers: &str, topic: &str, isolation: &str) -> Vec<(i64, Strin
 fn tansu_main_isolates_open_transactions_only() {
     let t = Tansu::start_build(TansuBuild::Transactional);
     create_topics(&t.brokers, &[("t", 1)]);
-    let timeout = Duration::from_secs(30);
-    let producer = || -> ThreadedProducer<DefaultProducerContext> {
-        client(&t.brokers).set("transactional.id", "canary").create().unwrap()
-    };
-    let p = producer();
-    p.init_transactions(timeout).unwrap();
-    for (payload, end) in [("aborted", "abort"), ("committed", "commit"), ("open", "none")] {
-        p.begin_transaction().unwrap();
-        p.send(BaseRecord::<str, str>::to("t").key(payload).payload(payload)).map_err(|e| e.0).unwrap();
-        p.flush(timeout).unwrap();
-        match end {
-            "abort" => p.abort_transaction(timeout).unwrap(),
-            "commit" => p.commit_transaction(timeout).unwrap(),
-            _ => {}
-        }
-    }
+    let _open = three_transactions(&t.brokers, "t");
     let owned = |v: &[(i64, &str)]| v.iter().map(|&(o, s)| (o, s.to_owned())).collect::<Vec<_>>();
     assert_eq!(
         read_payloads(&t.brokers, "t", "read_uncommitted"),
@@ -105,8 +57,9 @@ fn tansu_main_isolates_open_transactions_only() {
         owned(&[(0, "aborted"), (2, "committed")]),
         "read_committed: the open transaction hidden, the aborted one shown"
     );
-    let fencer = producer();
-    fencer.init_transactions(timeout).unwrap();
+    let fencer: ThreadedProducer<DefaultProducerContext> =
+        client(&t.brokers).set("transactional.id", "canary").create().unwrap();
+    fencer.init_transactions(Duration::from_secs(30)).unwrap();
     assert_eq!(
         read_payloads(&t.brokers, "t", "read_committed"),
         owned(&[(0, "aborted"), (2, "committed"), (4, "open")]),

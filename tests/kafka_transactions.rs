@@ -14,14 +14,10 @@
 
 mod support;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::producer::DefaultProducerContext;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 use support::*;
 
 const PARTITIONS: i32 = 3;
@@ -138,40 +134,8 @@ fn mock_cluster_has_no_transaction_isolation() {
     let mock = MockCluster::new(1).expect("mock cluster");
     mock.create_topic("t", 1, 1).unwrap();
     let brokers = mock.bootstrap_servers();
-    let p: ThreadedProducer<DefaultProducerContext> =
-        client(&brokers).set("transactional.id", "canary").create().unwrap();
-    let timeout = Duration::from_secs(30);
-    p.init_transactions(timeout).unwrap();
-    for (payload, end) in [("aborted", "abort"), ("committed", "commit"), ("open", "none")] {
-        p.begin_transaction().unwrap();
-        p.send(BaseRecord::<str, str>::to("t").key(payload).payload(payload)).map_err(|e| e.0).unwrap();
-        p.flush(timeout).unwrap();
-        match end {
-            "abort" => p.abort_transaction(timeout).unwrap(),
-            "commit" => p.commit_transaction(timeout).unwrap(),
-            _ => {}
-        }
-    }
-    let c: BaseConsumer = client(&brokers)
-        .set("group.id", "canary")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("t", 0, Offset::Beginning).unwrap();
-    c.assign(&tpl).unwrap();
-    let mut seen = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                seen.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap()).into_owned()))
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) if seen.len() >= 3 => break,
-            _ => {}
-        }
-    }
+    let _open = three_transactions(&brokers, "t");
+    let seen = read_payloads(&brokers, "t", "read_committed");
     let expected: Vec<(i64, String)> =
         [(0, "aborted"), (1, "committed"), (2, "open")].map(|(o, p)| (o, p.to_owned())).to_vec();
     assert_eq!(

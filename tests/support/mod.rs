@@ -238,6 +238,61 @@ pub fn read_all(brokers: &str, topic: &str, read_committed: bool) -> Vec<Rec> {
     out
 }
 
+/// A transactional producer (`transactional.id` = `canary`) that has written three
+/// transactions of one record each to partition 0 of `topic`: `aborted` (aborted), `committed`
+/// (committed) and `open` (left open while the returned producer lives). For the canaries that
+/// pin what a broker does with transactions.
+pub fn three_transactions(brokers: &str, topic: &str) -> ThreadedProducer<DefaultProducerContext> {
+    let p: ThreadedProducer<DefaultProducerContext> =
+        client(brokers).set("transactional.id", "canary").create().unwrap();
+    let timeout = Duration::from_secs(30);
+    p.init_transactions(timeout).unwrap();
+    for (payload, end) in [("aborted", "abort"), ("committed", "commit"), ("open", "none")] {
+        p.begin_transaction().unwrap();
+        p.send(BaseRecord::<str, str>::to(topic).key(payload).partition(0).payload(payload))
+            .map_err(|e| e.0)
+            .unwrap();
+        p.flush(timeout).unwrap();
+        match end {
+            "abort" => p.abort_transaction(timeout).unwrap(),
+            "commit" => p.commit_transaction(timeout).unwrap(),
+            _ => {}
+        }
+    }
+    p
+}
+
+/// The records of partition 0 of `topic` read at `isolation` (`read_committed` or
+/// `read_uncommitted`) up to the partition's end and a quiet second after it, as
+/// (offset, payload).
+pub fn read_payloads(brokers: &str, topic: &str, isolation: &str) -> Vec<(i64, String)> {
+    let c: BaseConsumer = client(brokers)
+        .set("group.id", "canary")
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    let mut end_at: Option<Instant> = None;
+    while start.elapsed() < Duration::from_secs(30)
+        && end_at.is_none_or(|t| t.elapsed() < Duration::from_secs(1))
+    {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                seen.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap()).into_owned()))
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => end_at = end_at.or(Some(Instant::now())),
+            _ => {}
+        }
+    }
+    assert!(end_at.is_some(), "{topic} never reached its end at {isolation}; read {seen:?}");
+    seen
+}
+
 /// A `shopscore run --brokers` command for this test.
 pub fn processor(brokers: &str, group: &str, data_dir: &Path, transactional: bool) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shopscore"));
