@@ -68,10 +68,10 @@ fn tansu_main_isolates_open_transactions_only() {
 }
 
 /// Exactly once with transactions on a real transactional broker, with the transactional
-/// outbox (this broker shows aborted transactions, see above). Five hook crashes at the first
-/// commit with outputs of a run — three at `marker` (the changelog marker acknowledged, no
-/// output sent: without the outbox that commit's outputs would be lost), one at `queued`, one
-/// at `stored` — then three random SIGKILLs and a run to the end. Each crashed commit's
+/// outbox (this broker shows aborted transactions, see above). Five hook crashes — three at
+/// `marker` (the changelog marker acknowledged, no output sent: without the outbox that
+/// commit's outputs would be lost), one at `queued`, one at `stored` — then three random
+/// SIGKILLs and a run to the end. Each crashed commit's
 /// outputs must appear exactly once, and all outputs must equal an uninterrupted run's.
 #[test]
 fn transactional_outbox_is_exactly_once_across_crashes_on_tansu_main() {
@@ -87,8 +87,7 @@ fn transactional_outbox_is_exactly_once_across_crashes_on_tansu_main() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     use CrashPoint::{Marker, Queued, Stored};
-    // This broker is slower than the mock: a run makes only a few commits with outputs.
-    let at = [(Marker, 1), (Queued, 1), (Marker, 1), (Stored, 1), (Marker, 1)];
+    let at = [(Marker, 3), (Queued, 4), (Marker, 5), (Stored, 2), (Marker, 2)];
     let crashes = crash_repeatedly(|| txn_outbox_processor(&t.brokers, "g", &data), dir.path(), &at);
     kill_repeatedly(|| txn_outbox_processor(&t.brokers, "g", &data), &data, 3, 433);
     run_until_idle(&mut txn_outbox_processor(&t.brokers, "g", &data));
