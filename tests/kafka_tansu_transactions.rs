@@ -71,8 +71,8 @@ fn tansu_main_isolates_open_transactions_only() {
 /// outbox (this broker shows aborted transactions, see above). Five hook crashes — three at
 /// `marker` (the changelog marker acknowledged, no output sent: without the outbox that
 /// commit's outputs would be lost), one at `queued`, one at `stored` — then three random
-/// SIGKILLs and a run to the end. Each crashed commit's
-/// outputs must appear exactly once, and all outputs must equal an uninterrupted run's.
+/// SIGKILLs and a run to the end. Each crashed commit's outputs must appear exactly once, and
+/// all outputs must equal an uninterrupted run's.
 #[test]
 fn transactional_outbox_is_exactly_once_across_crashes_on_tansu_main() {
     let lines = gen_lines(30_000, 30, 30, 31);
