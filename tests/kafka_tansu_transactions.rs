@@ -12,8 +12,6 @@
 mod support;
 
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 use support::*;
 
@@ -25,13 +23,6 @@ fn broker(lines: &[String]) -> Tansu {
     create_topics(&t.brokers, &INPUTS.map(|n| (n, PARTITIONS)));
     produce_lines(&t.brokers, lines, PARTITIONS);
     t
-}
-
-/// A processor with transactions and the transactional outbox.
-fn txn_outbox_processor(brokers: &str, group: &str, data: &Path) -> Command {
-    let mut cmd = processor(brokers, group, data, true);
-    cmd.env("SHOPSCORE__KAFKA__TRANSACTIONAL_OUTBOX", "true");
-    cmd
 }
 
 /// Pins what this tansu build does with transactions (README → Brokers). An aborted, a
@@ -49,11 +40,11 @@ fn tansu_main_isolates_open_transactions_only() {
     let _open = three_transactions(&t.brokers, "t");
     let owned = |v: &[(i64, &str)]| v.iter().map(|&(o, s)| (o, s.to_owned())).collect::<Vec<_>>();
     assert_eq!(
-        read_payloads(&t.brokers, "t", "read_uncommitted"),
+        read_payloads(&t.brokers, "t", false),
         owned(&[(0, "aborted"), (2, "committed"), (4, "open")])
     );
     assert_eq!(
-        read_payloads(&t.brokers, "t", "read_committed"),
+        read_payloads(&t.brokers, "t", true),
         owned(&[(0, "aborted"), (2, "committed")]),
         "read_committed: the open transaction hidden, the aborted one shown"
     );
@@ -61,7 +52,7 @@ fn tansu_main_isolates_open_transactions_only() {
         client(&t.brokers).set("transactional.id", "canary").create().unwrap();
     fencer.init_transactions(Duration::from_secs(30)).unwrap();
     assert_eq!(
-        read_payloads(&t.brokers, "t", "read_committed"),
+        read_payloads(&t.brokers, "t", true),
         owned(&[(0, "aborted"), (2, "committed"), (4, "open")]),
         "after fencing, the fenced producer's open transaction is aborted and shown"
     );
@@ -79,7 +70,7 @@ fn transactional_outbox_is_exactly_once_across_crashes_on_tansu_main() {
     let reference = {
         let t = broker(&lines);
         let dir = tempfile::tempdir().unwrap();
-        run_until_idle(&mut txn_outbox_processor(&t.brokers, "ref", &dir.path().join("d")));
+        run_until_idle(&mut txn_processor(&t.brokers, "ref", &dir.path().join("d"), true));
         outputs(&t.brokers, true)
     };
     assert!(!reference.compensations.is_empty());
@@ -88,9 +79,9 @@ fn transactional_outbox_is_exactly_once_across_crashes_on_tansu_main() {
     let data = dir.path().join("d");
     use CrashPoint::{Marker, Queued, Stored};
     let at = [(Marker, 3), (Queued, 4), (Marker, 5), (Stored, 2), (Marker, 2)];
-    let crashes = crash_repeatedly(|| txn_outbox_processor(&t.brokers, "g", &data), dir.path(), &at);
-    kill_repeatedly(|| txn_outbox_processor(&t.brokers, "g", &data), &data, 3, 433);
-    run_until_idle(&mut txn_outbox_processor(&t.brokers, "g", &data));
+    let crashes = crash_repeatedly(|| txn_processor(&t.brokers, "g", &data, true), dir.path(), &at);
+    kill_repeatedly(|| txn_processor(&t.brokers, "g", &data, true), &data, 3, 433);
+    run_until_idle(&mut txn_processor(&t.brokers, "g", &data, true));
     assert_crashed_outputs_once(&t.brokers, true, &crashes);
     assert_same(&outputs(&t.brokers, true), &reference);
 }

@@ -16,8 +16,6 @@ mod support;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use std::path::Path;
-use std::process::Command;
 use support::*;
 
 const PARTITIONS: i32 = 3;
@@ -79,14 +77,6 @@ fn outputs_after_a_kill_loop(lines: &[String]) -> Outputs {
     outputs(&brokers, true)
 }
 
-/// A processor with transactions, and with the transactional outbox if `outbox`
-/// (`kafka.transactional_outbox`).
-fn txn_processor(brokers: &str, group: &str, data: &Path, outbox: bool) -> Command {
-    let mut cmd = processor(brokers, group, data, true);
-    cmd.env("SHOPSCORE__KAFKA__TRANSACTIONAL_OUTBOX", outbox.to_string());
-    cmd
-}
-
 /// The outputs of one uninterrupted transactional run on `lines`, on a mock cluster of its own.
 fn reference(lines: &[String], outbox: bool) -> Outputs {
     let mock = cluster("ref", lines);
@@ -135,7 +125,7 @@ fn mock_cluster_has_no_transaction_isolation() {
     mock.create_topic("t", 1, 1).unwrap();
     let brokers = mock.bootstrap_servers();
     let _open = three_transactions(&brokers, "t");
-    let seen = read_payloads(&brokers, "t", "read_committed");
+    let seen = read_payloads(&brokers, "t", true);
     let expected: Vec<(i64, String)> =
         [(0, "aborted"), (1, "committed"), (2, "open")].map(|(o, p)| (o, p.to_owned())).to_vec();
     assert_eq!(

@@ -262,35 +262,13 @@ pub fn three_transactions(brokers: &str, topic: &str) -> ThreadedProducer<Defaul
     p
 }
 
-/// The records of partition 0 of `topic` read at `isolation` (`read_committed` or
-/// `read_uncommitted`) up to the partition's end and a quiet second after it, as
-/// (offset, payload).
-pub fn read_payloads(brokers: &str, topic: &str, isolation: &str) -> Vec<(i64, String)> {
-    let c: BaseConsumer = client(brokers)
-        .set("group.id", "canary")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
-    c.assign(&tpl).unwrap();
-    let mut seen = Vec::new();
-    let start = Instant::now();
-    let mut end_at: Option<Instant> = None;
-    while start.elapsed() < Duration::from_secs(30)
-        && end_at.is_none_or(|t| t.elapsed() < Duration::from_secs(1))
-    {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                seen.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap()).into_owned()))
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => end_at = end_at.or(Some(Instant::now())),
-            _ => {}
-        }
-    }
-    assert!(end_at.is_some(), "{topic} never reached its end at {isolation}; read {seen:?}");
-    seen
+/// The records of `topic` ([`read_all`]) as (offset, payload text), for the transaction
+/// canaries.
+pub fn read_payloads(brokers: &str, topic: &str, read_committed: bool) -> Vec<(i64, String)> {
+    read_all(brokers, topic, read_committed)
+        .into_iter()
+        .map(|r| (r.offset, String::from_utf8_lossy(&r.payload).into_owned()))
+        .collect()
 }
 
 /// A `shopscore run --brokers` command for this test.
@@ -309,6 +287,14 @@ pub fn processor(brokers: &str, group: &str, data_dir: &Path, transactional: boo
         .env("SHOPSCORE__HTTP__ENABLED", "false")
         .env("RUST_LOG", "shopscore=info,rdkafka=warn")
         .stdout(Stdio::null());
+    cmd
+}
+
+/// A processor with transactions, and with the transactional outbox if `outbox`
+/// (`kafka.transactional_outbox`).
+pub fn txn_processor(brokers: &str, group: &str, data: &Path, outbox: bool) -> Command {
+    let mut cmd = processor(brokers, group, data, true);
+    cmd.env("SHOPSCORE__KAFKA__TRANSACTIONAL_OUTBOX", outbox.to_string());
     cmd
 }
 
