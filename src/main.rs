@@ -409,6 +409,10 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
         r.process_seconds,
         r.run_seconds
     );
+    println!(
+        "  ceiling    {:>10.0} %          (end to end over consume: reading alone, with the same reader settings, is the most this broker can feed Kafka mode)",
+        100.0 * r.consume_seconds / r.process_seconds.max(1e-9)
+    );
     if let Some(used) = &r.process_cpu {
         let (cpu, wall) = (used.cpu_seconds, used.wall_seconds);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

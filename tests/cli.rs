@@ -114,7 +114,7 @@ fn kafka_bench_on_the_mock_cluster_reports_every_phase() {
             text.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{text}"));
         line.trim_start()[label.len()..].split_whitespace().next().unwrap().parse().unwrap()
     };
-    for phase in ["produce", "consume", "end to end", "peak RSS"] {
+    for phase in ["produce", "consume", "end to end", "ceiling", "peak RSS"] {
         assert!(figure(phase) > 0.0, "{phase}: {text}");
     }
     // Every generated record went through Kafka mode: applied + duplicates + dead letters.
