@@ -35,6 +35,7 @@ impl Drop for BenchWorkDir {
     }
 }
 
+/// `shopscore bench`: file mode by default; through Kafka with `--brokers` or `--mock-cluster`.
 pub fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
     let gen = GenOptions {
         seed: args.seed,

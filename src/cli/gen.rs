@@ -20,6 +20,7 @@ fn gen_options(a: &GenArgs) -> Result<GenOptions> {
     })
 }
 
+/// `shopscore gen`: writes the sample events to a file or to standard output (`-`).
 pub fn cmd_gen(args: GenArgs) -> Result<()> {
     let opts = gen_options(&args)?;
     let summary = if args.out.as_os_str() == "-" {

@@ -9,6 +9,8 @@ use shopscore::kafka::replay::{run_replay, ReplayFrom, ReplayRun, ReplayTarget};
 use shopscore::shutdown::Shutdown;
 use std::time::Duration;
 
+/// `shopscore replay`: checks the time range and the target, then runs the replay and prints
+/// its summary.
 pub fn cmd_replay(cfg: &Config, args: ReplayArgs) -> Result<()> {
     let from = ReplayFrom::parse(&args.from).map_err(anyhow::Error::msg)?;
     let to = match &args.to {

@@ -35,6 +35,7 @@ fn serve_http(
     Ok(Some(server))
 }
 
+/// `shopscore run`: Kafka mode when brokers are given (flag or `kafka.brokers`), else file mode.
 pub fn cmd_run(cfg: &Config, args: RunArgs) -> Result<()> {
     let brokers = args.brokers.clone().unwrap_or_else(|| cfg.kafka.brokers.clone());
     if !brokers.trim().is_empty() {

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The rules' parameters from the configuration.
 fn rules_config(cfg: &Config) -> RulesConfig {
     let c = &cfg.compensation;
     RulesConfig {
@@ -37,6 +38,7 @@ fn rules_config(cfg: &Config) -> RulesConfig {
     }
 }
 
+/// File mode as configured (flags override inputs, output and data directory afterwards).
 pub fn file_run(cfg: &Config) -> FileRun {
     FileRun {
         inputs: cfg.file.inputs.clone(),
@@ -51,6 +53,7 @@ pub fn file_run(cfg: &Config) -> FileRun {
     }
 }
 
+/// Kafka mode as configured, on `brokers`, with the group and data directory flags applied.
 pub fn kafka_run(
     cfg: &Config,
     brokers: String,
