@@ -1,8 +1,9 @@
 //! Comparing two output sets (`shopscore diff A B`): what changed between a run and a
 //! replay, or before and after a rule change.
 //!
-//! The comparison is pure: an [`OutputSet`] is built from output JSON lines (of files now,
-//! of Kafka topics later) and [`diff`] compares two of them by meaning, not bytes:
+//! The comparison is pure: an [`OutputSet`] is built from output JSON lines (of a file-mode
+//! output directory, or of output topics read back by [`crate::kafka::output_set`]) and
+//! [`diff`] compares two of them by meaning, not bytes:
 //!
 //! - **snapshots**: the last snapshot (highest `version`) of each shop, on its values —
 //!   `as_of` and `version` depend on batch boundaries and are ignored;

@@ -48,7 +48,7 @@ enum Command {
     Gen(GenArgs),
     /// Measure end-to-end throughput and peak memory, in file mode or through Kafka.
     Bench(BenchArgs),
-    /// Compare two file-mode output directories; exit 0 when equal, 1 when different, 2 on error.
+    /// Compare two output sets (directories or `topics:PREFIX`); exit 0 when equal, 1 when different, 2 on error.
     Diff(DiffArgs),
 }
 
@@ -74,6 +74,6 @@ fn real_main(cli: Cli) -> Result<()> {
         Command::Replay(args) => cli::replay::cmd_replay(&cfg, args),
         Command::Gen(args) => cli::gen::cmd_gen(args),
         Command::Bench(args) => cli::bench::cmd_bench(&cfg, args),
-        Command::Diff(args) => cli::diff::cmd_diff(args),
+        Command::Diff(args) => cli::diff::cmd_diff(&cfg, args),
     }
 }

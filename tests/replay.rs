@@ -39,6 +39,35 @@ fn replayed_records(stderr: &str) -> u64 {
     line["shopscore replay: ".len()..].split(' ').next().unwrap().parse().unwrap()
 }
 
+/// `shopscore diff A B` through `brokers` (exit status and standard output).
+fn diff(brokers: &str, a: &str, b: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shopscore"));
+    cmd.args(["diff", a, b, "--brokers", brokers]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Exit status and report (standard output) of a diff; its standard error must be empty.
+fn diff_output(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = cmd.output().expect("run shopscore diff");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "diff wrote to stderr:\n{err}\nreport:\n{report}");
+    (out.status.code(), report)
+}
+
+/// Every section of a diff's report says its records are the same on both sides (the alert
+/// record counts may differ: where commits cut the input decides how often a rule toggled).
+fn sections_agree(report: &str) {
+    let sections = ["snapshots", "compensations", "alerts (final", "dead letters"];
+    for title in sections {
+        let line = report.lines().find(|l| l.starts_with(title)).unwrap_or_else(|| panic!("{report}"));
+        assert!(line.ends_with("0 changed, 0 only in A, 0 only in B"), "{report}");
+        let counts: Vec<&str> =
+            line.split(": ").nth(1).unwrap().split(';').next().unwrap().split(", ").collect();
+        assert_eq!(counts[0].trim_end_matches(" in A"), counts[1].trim_end_matches(" in B"), "{report}");
+    }
+}
+
 fn changelog_end(brokers: &str) -> usize {
     read_all(brokers, "live-changelog", false).len()
 }
@@ -70,6 +99,31 @@ fn replays_are_deterministic_equal_the_live_run_and_never_resend_a_compensation(
     assert_same(&in_a, &live);
     run_ok(&mut replay(&t.brokers, &["--from", "earliest", "--topic-prefix", "r1-"]));
     assert_same(&outputs_prefixed(&t.brokers, "r1-", false), &live);
+
+    // `shopscore diff` compares topic sets (the live ones, a replay's) and directories alike.
+    let (code, report) = diff_output(&mut diff(&t.brokers, "topics:", "topics:r1-"));
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.ends_with("equal\n"), "{report}");
+    sections_agree(&report);
+    let (code, report) = diff_output(&mut diff(&t.brokers, "topics:r1-", a.to_str().unwrap()));
+    assert_eq!(code, Some(0), "{report}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, report) = diff_output(&mut diff(&t.brokers, "topics:", empty.to_str().unwrap()));
+    assert_eq!(code, Some(1), "{report}");
+    let only_in_live = format!(
+        "compensations (by compensation_id): {n} in A, 0 in B; 0 changed, {n} only in A, 0 only in B",
+        n = live.compensations.len()
+    );
+    assert!(report.contains(&only_in_live), "{report}");
+    // Topic sets need a broker; without one the error says how to give it.
+    let out = Command::new(env!("CARGO_BIN_EXE_shopscore"))
+        .args(["diff", "topics:", "topics:r1-"])
+        .env("SHOPSCORE__KAFKA__BROKERS", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --brokers HOST:PORT or set kafka.brokers"));
 
     // A second replay into the same topics sends no compensation again.
     let err = run_ok(&mut replay(&t.brokers, &["--from", "earliest", "--topic-prefix", "r1-"]));
@@ -180,6 +234,12 @@ fn protobuf_outputs_mean_the_json_ones(brokers: &str, dir: &Path, live: &Outputs
     }
     assert!(!json_alerts.is_empty());
     assert_eq!(final_alert_states(pb_alerts.iter().map(Rec::json)), json_alerts);
+
+    // `shopscore diff` reads protobuf output topics by meaning too.
+    let mut cmd = diff(brokers, "topics:", json_dir.to_str().unwrap());
+    let (code, report) = diff_output(protobuf_outputs(&mut cmd));
+    assert!(code == Some(0) || code == Some(1), "{report}");
+    sections_agree(&report);
 
     // A replay into the protobuf topics finds every compensation there and sends none again.
     let mut cmd = replay(brokers, &["--from", "earliest", "--topic-prefix", ""]);

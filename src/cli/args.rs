@@ -36,10 +36,16 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// Output directory A (e.g. the live run's).
-    pub a: PathBuf,
-    /// Output directory B (e.g. a replay's).
-    pub b: PathBuf,
+    /// Output set A: a file-mode output directory, or `topics:PREFIX` for the output topics of
+    /// `[kafka.topics]` with PREFIX in front of their names (`topics:` for the live ones).
+    #[arg(value_name = "DIR|topics:PREFIX")]
+    pub a: String,
+    /// Output set B, like A (e.g. a replay's: `topics:replay-` or its `--output` directory).
+    #[arg(value_name = "DIR|topics:PREFIX")]
+    pub b: String,
+    /// Kafka bootstrap servers, for a `topics:` side (default: kafka.brokers).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub brokers: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -32,6 +32,8 @@
 //! | [`runtime`] | the loop: group membership, shard moves, reading and dispatch, commit cadence, stop |
 //! | [`replay`] | `shopscore replay`: a time range of the inputs into fresh state, chosen outputs |
 //! | [`sink`] | a replay's topic output, which never re-sends a compensation already there |
+//! | [`scan`] | reading a whole topic once, committed records only (a replay's compensation check, `diff`) |
+//! | [`output_set`] | output topics read back as the file lines they stand for, for `shopscore diff` |
 //!
 //! The commit protocol is described in [`shard`] and in the README.
 
@@ -40,11 +42,13 @@ pub mod client;
 pub mod crash;
 pub mod murmur;
 pub mod outbox;
+pub mod output_set;
 pub mod producer;
 pub mod reader;
 pub mod records;
 pub mod replay;
 pub mod runtime;
+pub mod scan;
 pub mod shard;
 pub mod sink;
 pub mod topics;

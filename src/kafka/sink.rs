@@ -8,21 +8,14 @@
 use super::client::Clients;
 use super::producer::ShardProducer;
 use super::records::to_record;
+use super::scan::scan_topic;
 use super::topics::OutputTopics;
-use super::{Context, KafkaError};
+use super::KafkaError;
 use crate::config::Encoding;
 use crate::output::{proto, Output};
 use crate::sinks::{Sink, SinkError};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError as RdError;
-use rdkafka::{Message, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant};
-
-/// How long a scan waits after the last record and the last end-of-partition report: end
-/// offsets are not trusted alone (tansu 0.6 reports the last batch's first offset as the end).
-const SCAN_QUIET: Duration = Duration::from_millis(1500);
-const SCAN_STALL: Duration = Duration::from_secs(600);
+use rdkafka::Message;
+use std::collections::HashSet;
 
 /// The `compensation_id`s already in `topic` (committed records only), read from the start of
 /// every partition to its end. `encoding` is the topic's configured one (see
@@ -32,55 +25,12 @@ pub fn emitted_compensations(
     topic: &str,
     encoding: Encoding,
 ) -> Result<HashSet<String>, KafkaError> {
-    let consumer: BaseConsumer = clients
-        .restorer()
-        .set("enable.partition.eof", "true")
-        .create()
-        .context(|| "creating a compensation-topic reader".into())?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .context(|| format!("reading metadata of {topic:?}"))?;
-    let partitions = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    let mut tpl = TopicPartitionList::new();
-    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .context(|| format!("reading the offsets of {topic:?} partition {p}"))?;
-        if high > low {
-            tpl.add_partition_offset(topic, p, Offset::Offset(low)).context(|| "building the scan".into())?;
-            ends.insert(p, high);
-        }
-    }
     let mut ids = HashSet::new();
-    if ends.is_empty() {
-        return Ok(ids);
-    }
-    consumer.assign(&tpl).context(|| format!("assigning {topic:?}"))?;
-    let began = Instant::now();
-    let mut last = Instant::now();
-    let mut at_end: HashSet<i32> = HashSet::new();
-    while at_end.len() < ends.len() || last.elapsed() < SCAN_QUIET {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                last = Instant::now();
-                at_end.remove(&m.partition());
-                if let Some(id) = m.payload().and_then(|p| compensation_id(p, encoding)) {
-                    ids.insert(id);
-                }
-            }
-            Some(Err(RdError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            None => {}
-            Some(Err(e)) => {
-                return Err(KafkaError::Client { context: format!("scanning {topic:?}"), source: e })
-            }
+    scan_topic(clients, topic, |m| {
+        if let Some(id) = m.payload().and_then(|p| compensation_id(p, encoding)) {
+            ids.insert(id);
         }
-        if began.elapsed() > SCAN_STALL {
-            return Err(KafkaError::Topics(format!("reading {topic:?} to its end took over 10 minutes")));
-        }
-    }
+    })?;
     Ok(ids)
 }
 
