@@ -116,6 +116,10 @@ fn replays_are_deterministic_equal_the_live_run_and_never_resend_a_compensation(
         n = live.compensations.len()
     );
     assert!(report.contains(&only_in_live), "{report}");
+    // A prefix no run wrote to is an error that names the topic, not an empty output set.
+    let out = diff(&t.brokers, "topics:nope-", "topics:").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nope-shop-metrics\""), "{out:?}");
     // Topic sets need a broker; without one the error says how to give it.
     let out = Command::new(env!("CARGO_BIN_EXE_shopscore"))
         .args(["diff", "topics:", "topics:r1-"])

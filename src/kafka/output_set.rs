@@ -13,11 +13,12 @@ use super::records::{
     REASON_CODE_HEADER, REASON_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
 };
 use super::scan::scan_topic;
-use super::topics::OutputTopics;
-use super::KafkaError;
+use super::topics::{partition_count, OutputTopics};
+use super::{Context, KafkaError};
 use crate::config::Encoding;
 use crate::diff::OutputSet;
 use crate::output::{proto, OutputKind};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Headers;
 use rdkafka::Message;
 use serde_json::{json, Value};
@@ -72,8 +73,18 @@ pub fn record_line<'h>(
 }
 
 /// Reads the four output topics of `topics` (committed records, each from its start) into an
-/// output set. A topic that does not exist reads as empty.
+/// output set. Every one must exist (a run or a replay into topics creates all four): a
+/// missing one is a wrong prefix or name, not an empty output.
 pub fn read_output_topics(clients: &Clients, topics: &OutputTopics) -> Result<OutputSet, KafkaError> {
+    let consumer: BaseConsumer =
+        clients.restorer().create().context(|| "creating a metadata reader".into())?;
+    for (topic, key, _) in topics.all() {
+        if partition_count(&consumer, topic)?.is_none() {
+            return Err(KafkaError::Topics(format!(
+                "output topic {topic:?} ({key} with the prefix given) does not exist: check the prefix of topics:PREFIX and [kafka.topics]"
+            )));
+        }
+    }
     let mut set = OutputSet::new();
     let kinds = [
         (OutputKind::Snapshot, topics.metrics.as_str(), topics.encoding.metrics),
@@ -108,17 +119,10 @@ mod tests {
     use super::*;
     use crate::domain::Timestamp;
     use crate::kafka::records::to_record;
-    use crate::kafka::topics::OutputEncodings;
     use crate::output::{Alert, DeadLetter, Output, SourcePos};
 
     fn topics(encoding: Encoding) -> OutputTopics {
-        OutputTopics {
-            metrics: "m".into(),
-            compensations: "c".into(),
-            alerts: "a".into(),
-            dead_letters: "d".into(),
-            encoding: OutputEncodings { metrics: encoding, compensations: encoding, alerts: encoding },
-        }
+        OutputTopics::uniform(encoding)
     }
 
     fn outputs() -> Vec<Output> {

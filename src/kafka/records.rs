@@ -97,18 +97,11 @@ pub fn to_record(output: &Output, topics: &OutputTopics) -> KafkaRecord {
 mod tests {
     use super::*;
     use crate::domain::Timestamp;
-    use crate::kafka::topics::OutputEncodings;
     use crate::output::proto::to_json_value;
     use crate::output::{Alert, DeadLetter};
 
     fn topics(encoding: Encoding) -> OutputTopics {
-        OutputTopics {
-            metrics: "m".into(),
-            compensations: "c".into(),
-            alerts: "a".into(),
-            dead_letters: "d".into(),
-            encoding: OutputEncodings { metrics: encoding, compensations: encoding, alerts: encoding },
-        }
+        OutputTopics::uniform(encoding)
     }
 
     #[test]

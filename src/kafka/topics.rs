@@ -82,6 +82,18 @@ impl OutputTopics {
         }
     }
 
+    /// Short names (`m`, `c`, `a`, `d`), every output in `encoding`: for unit tests.
+    #[cfg(test)]
+    pub(crate) fn uniform(encoding: Encoding) -> OutputTopics {
+        OutputTopics {
+            metrics: "m".into(),
+            compensations: "c".into(),
+            alerts: "a".into(),
+            dead_letters: "d".into(),
+            encoding: OutputEncodings { metrics: encoding, compensations: encoding, alerts: encoding },
+        }
+    }
+
     /// `(topic, config key, compacted)` for each output.
     pub fn all(&self) -> [(&str, &'static str, bool); 4] {
         [
