@@ -10,7 +10,8 @@
 
 use super::client::Clients;
 use super::records::{
-    REASON_CODE_HEADER, REASON_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
+    REASON_CODE_HEADER, REASON_HEADER, SOURCE_FILE_HEADER, SOURCE_LINE_HEADER, SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
 };
 use super::scan::scan_topic;
 use super::topics::{partition_count, OutputTopics};
@@ -49,8 +50,8 @@ pub fn record_line<'h>(
                 "offset": number(SOURCE_OFFSET_HEADER)?,
             }),
             None => json!({
-                "file": text("shopscore.source.file")?,
-                "line": number("shopscore.source.line")?,
+                "file": text(SOURCE_FILE_HEADER)?,
+                "line": number(SOURCE_LINE_HEADER)?,
             }),
         };
         let line = json!({ "reason": reason, "reason_code": reason_code, "source": source });

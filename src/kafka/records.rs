@@ -20,6 +20,9 @@ pub const REASON_CODE_HEADER: &str = "shopscore.reason_code";
 pub const SOURCE_TOPIC_HEADER: &str = "shopscore.source.topic";
 pub const SOURCE_PARTITION_HEADER: &str = "shopscore.source.partition";
 pub const SOURCE_OFFSET_HEADER: &str = "shopscore.source.offset";
+/// Dead-letter headers of a record whose source is a file line.
+pub const SOURCE_FILE_HEADER: &str = "shopscore.source.file";
+pub const SOURCE_LINE_HEADER: &str = "shopscore.source.line";
 
 /// One record to produce.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,8 +82,8 @@ pub fn to_record(output: &Output, topics: &OutputTopics) -> KafkaRecord {
                     headers.push((SOURCE_OFFSET_HEADER.to_owned(), offset.to_string().into_bytes()));
                 }
                 SourcePos::File { file, line } => {
-                    headers.push(("shopscore.source.file".to_owned(), file.as_bytes().to_vec()));
-                    headers.push(("shopscore.source.line".to_owned(), line.to_string().into_bytes()));
+                    headers.push((SOURCE_FILE_HEADER.to_owned(), file.as_bytes().to_vec()));
+                    headers.push((SOURCE_LINE_HEADER.to_owned(), line.to_string().into_bytes()));
                 }
             }
             KafkaRecord {
