@@ -14,12 +14,11 @@ use super::records::{
     SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
 };
 use super::scan::scan_topic;
-use super::topics::{partition_count, OutputTopics};
-use super::{Context, KafkaError};
+use super::topics::OutputTopics;
+use super::KafkaError;
 use crate::config::Encoding;
 use crate::diff::OutputSet;
 use crate::output::{proto, OutputKind};
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Headers;
 use rdkafka::Message;
 use serde_json::{json, Value};
@@ -77,25 +76,17 @@ pub fn record_line<'h>(
 /// output set. Every one must exist (a run or a replay into topics creates all four): a
 /// missing one is a wrong prefix or name, not an empty output.
 pub fn read_output_topics(clients: &Clients, topics: &OutputTopics) -> Result<OutputSet, KafkaError> {
-    let consumer: BaseConsumer =
-        clients.restorer().create().context(|| "creating a metadata reader".into())?;
-    for (topic, key, _) in topics.all() {
-        if partition_count(&consumer, topic)?.is_none() {
-            return Err(KafkaError::Topics(format!(
-                "output topic {topic:?} ({key} with the prefix given) does not exist: check the prefix of topics:PREFIX and [kafka.topics]"
-            )));
-        }
-    }
     let mut set = OutputSet::new();
+    // In the order of `OutputTopics::all`: metrics, compensations, alerts, dead letters.
     let kinds = [
-        (OutputKind::Snapshot, topics.metrics.as_str(), topics.encoding.metrics),
-        (OutputKind::Compensation, topics.compensations.as_str(), topics.encoding.compensations),
-        (OutputKind::Alert, topics.alerts.as_str(), topics.encoding.alerts),
-        (OutputKind::DeadLetter, topics.dead_letters.as_str(), Encoding::Json),
+        (OutputKind::Snapshot, topics.encoding.metrics),
+        (OutputKind::Compensation, topics.encoding.compensations),
+        (OutputKind::Alert, topics.encoding.alerts),
+        (OutputKind::DeadLetter, Encoding::Json),
     ];
-    for (kind, topic, encoding) in kinds {
+    for ((kind, encoding), (topic, key, _)) in kinds.into_iter().zip(topics.all()) {
         let mut bad: Option<String> = None;
-        scan_topic(clients, topic, |m| {
+        let exists = scan_topic(clients, topic, |m| {
             if bad.is_some() {
                 return;
             }
@@ -108,6 +99,11 @@ pub fn read_output_topics(clients: &Clients, topics: &OutputTopics) -> Result<Ou
                 bad = Some(format!("{topic} partition {} offset {}: {why}", m.partition(), m.offset()));
             }
         })?;
+        if !exists {
+            return Err(KafkaError::Topics(format!(
+                "output topic {topic:?} ({key} with the prefix given) does not exist: check the prefix of topics:PREFIX and [kafka.topics]"
+            )));
+        }
         if let Some(why) = bad {
             return Err(KafkaError::Topics(format!("reading outputs: {why}")));
         }

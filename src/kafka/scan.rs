@@ -4,6 +4,7 @@
 
 use super::client::Clients;
 use super::reader::QuietEof;
+use super::topics::partition_count;
 use super::{Context, KafkaError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
@@ -20,25 +21,24 @@ const SCAN_STALL: Duration = Duration::from_secs(600);
 /// Calls `each` with every committed record of `topic` (in offset order within a partition,
 /// partitions interleaved), from the start of each partition until every partition has
 /// reported its end and nothing came for [`SCAN_QUIET`] (records written meanwhile may be
-/// included). A topic that does not exist, or is empty, reads as empty.
+/// included). Returns whether the topic exists; one that does not reads as empty.
 pub fn scan_topic(
     clients: &Clients,
     topic: &str,
     mut each: impl FnMut(&BorrowedMessage<'_>),
-) -> Result<(), KafkaError> {
+) -> Result<bool, KafkaError> {
     // End-of-partition reports are how the scan ends: not logged as librdkafka errors.
     let consumer: BaseConsumer<QuietEof> = clients
         .restorer()
         .set("enable.partition.eof", "true")
         .create_with_context(QuietEof::default())
         .context(|| format!("creating a reader of {topic:?}"))?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .context(|| format!("reading metadata of {topic:?}"))?;
-    let partitions = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    let Some(partitions) = partition_count(&consumer, topic)? else {
+        return Ok(false);
+    };
     let mut tpl = TopicPartitionList::new();
     let mut nonempty = 0usize;
-    for p in 0..partitions {
+    for p in 0..partitions as i32 {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .context(|| format!("reading the offsets of {topic:?} partition {p}"))?;
@@ -48,7 +48,7 @@ pub fn scan_topic(
         }
     }
     if nonempty == 0 {
-        return Ok(());
+        return Ok(true);
     }
     consumer.assign(&tpl).context(|| format!("assigning {topic:?}"))?;
     let began = Instant::now();
@@ -73,5 +73,5 @@ pub fn scan_topic(
             return Err(KafkaError::Topics(format!("reading {topic:?} to its end took over 10 minutes")));
         }
     }
-    Ok(())
+    Ok(true)
 }

@@ -11,7 +11,7 @@ use crate::domain::event::Stream;
 use crate::domain::Event;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use std::time::{Duration, Instant};
 
@@ -149,7 +149,10 @@ fn input_topics(cfg: &KafkaConfig) -> [(&str, &'static str, Stream, Encoding); 4
 }
 
 /// Partition count of `topic`, or None when it does not exist.
-pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<Option<u32>, KafkaError> {
+pub fn partition_count<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<Option<u32>, KafkaError> {
     let md = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .context(|| format!("reading metadata of topic {topic:?}"))?;
