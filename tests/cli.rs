@@ -93,6 +93,31 @@ fn bench_reports_throughput_and_peak_memory() {
     assert!(text.contains("20000 lines"), "{text}");
 }
 
+/// `--repeat N`: N full reports, then the median, lowest and highest of their rates.
+#[test]
+fn bench_repeats_and_summarises_the_runs() {
+    let out = shopscore(&["bench", "--events", "5000", "--shops", "20", "--days", "5", "--repeat", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let numbers = |line: &str| -> Vec<f64> {
+        line.split(|c: char| !c.is_ascii_digit() && c != '.')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .map(|s| s.parse().unwrap_or_else(|_| panic!("{line}")))
+            .collect()
+    };
+    let mut runs: Vec<f64> =
+        text.lines().filter(|l| l.trim_start().starts_with("throughput")).map(|l| numbers(l)[0]).collect();
+    assert_eq!(runs.len(), 3, "{text}");
+    assert!(text.contains("run 3 of 3"), "{text}");
+    runs.sort_by(f64::total_cmp);
+    // "  median     M (lowest L, highest H) events/s throughput"
+    let summary =
+        text.lines().find(|l| l.trim_start().starts_with("median")).unwrap_or_else(|| panic!("{text}"));
+    let got = numbers(summary);
+    let expected = [runs[1].round(), runs[0].round(), runs[2].round()];
+    assert_eq!(&got[..3], &expected[..], "{summary} for runs {runs:?}");
+}
+
 #[test]
 fn kafka_bench_on_the_mock_cluster_reports_every_phase() {
     let out = shopscore(&[

@@ -35,7 +35,16 @@ impl Drop for BenchWorkDir {
     }
 }
 
-/// `shopscore bench`: file mode by default; through Kafka with `--brokers` or `--mock-cluster`.
+/// The rates of one run, for the summary of repeated runs.
+struct Rates {
+    /// End to end (Kafka) or throughput (file mode), events/s.
+    events: f64,
+    /// Kafka: what the broker alone delivers to a reader with the same settings, records/s.
+    consume: Option<f64>,
+}
+
+/// `shopscore bench`: file mode by default; through Kafka with `--brokers` or `--mock-cluster`;
+/// `--repeat N` times, each run on fresh state, then the median, lowest and highest rates.
 pub fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
     let gen = GenOptions {
         seed: args.seed,
@@ -45,12 +54,55 @@ pub fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
         ..GenOptions::default()
     };
     let work = BenchWorkDir::of(&args);
-    if args.brokers.is_some() || args.mock_cluster {
-        return cmd_bench_kafka(cfg, &args, &gen, &work.path);
+    let mut runs = Vec::with_capacity(args.repeat as usize);
+    for i in 0..args.repeat {
+        let dir = if args.repeat > 1 { work.path.join(format!("run-{}", i + 1)) } else { work.path.clone() };
+        if args.repeat > 1 {
+            println!("shopscore bench: run {} of {}", i + 1, args.repeat);
+        }
+        if i > 0 {
+            // Each run's peak, not the process's so far (Kafka mode resets it itself).
+            shopscore::bench::reset_peak_rss();
+        }
+        runs.push(if args.brokers.is_some() || args.mock_cluster {
+            cmd_bench_kafka(cfg, &args, &gen, &dir)?
+        } else {
+            bench_file(cfg, &args, &gen, &dir)?
+        });
     }
-    std::fs::create_dir_all(&work.path)?;
-    let report = shopscore::bench::run_bench(&gen, &work.path, file_run(cfg))?;
     drop(work);
+    if runs.len() > 1 {
+        print_repeated(&runs);
+    }
+    Ok(())
+}
+
+/// The summary of repeated runs: the median (of an even count, the mean of the middle two),
+/// lowest and highest of each rate.
+fn print_repeated(runs: &[Rates]) {
+    let spread = |mut v: Vec<f64>| -> String {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        format!("{median:.0} (lowest {:.0}, highest {:.0})", v[0], v[n - 1])
+    };
+    println!("shopscore bench: {} runs", runs.len());
+    let events = spread(runs.iter().map(|r| r.events).collect());
+    let consume: Vec<f64> = runs.iter().filter_map(|r| r.consume).collect();
+    if consume.len() == runs.len() {
+        println!("  median     {events} events/s end to end");
+        println!("  median     {} records/s consume (broker alone)", spread(consume));
+        let ceilings = runs.iter().map(|r| 100.0 * r.events / r.consume.unwrap_or(f64::NAN)).collect();
+        println!("  median     {} % ceiling (end to end over consume, per run)", spread(ceilings));
+    } else {
+        println!("  median     {events} events/s throughput");
+    }
+}
+
+/// One file-mode run in `work`, reported.
+fn bench_file(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path) -> Result<Rates> {
+    std::fs::create_dir_all(work)?;
+    let report = shopscore::bench::run_bench(gen, work, file_run(cfg))?;
     let t = &report.summary.totals;
     println!("shopscore bench: file mode, RocksDB state");
     println!(
@@ -59,7 +111,7 @@ pub fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
         report.input_bytes as f64 / 1048576.0,
         args.shops,
         args.days,
-        density(&args),
+        density(args),
         args.seed
     );
     println!(
@@ -80,11 +132,12 @@ pub fn cmd_bench(cfg: &Config, args: BenchArgs) -> Result<()> {
         report.state_bytes as f64 / 1048576.0,
         report.compacted_state_bytes as f64 / 1048576.0
     );
-    Ok(())
+    Ok(Rates { events: report.lines_per_second(), consume: None })
 }
 
-/// `shopscore bench --brokers …` / `--mock-cluster`: produce, consume and end-to-end rates.
-fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path) -> Result<()> {
+/// `shopscore bench --brokers …` / `--mock-cluster`: produce, consume and end-to-end rates of
+/// one run (a fresh mock cluster, or fresh topics on the broker).
+fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path) -> Result<Rates> {
     let mock = if args.mock_cluster {
         Some(rdkafka::mocking::MockCluster::new(1).context("starting the mock cluster")?)
     } else {
@@ -208,7 +261,7 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
         ),
         None => println!("  peak RSS   unknown (no /proc/self/status)"),
     }
-    Ok(())
+    Ok(Rates { events: r.per_second(r.process_seconds), consume: Some(r.per_second(r.consume_seconds)) })
 }
 
 /// How dense the generated input is in event time: records per shop and per day of story
