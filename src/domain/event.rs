@@ -107,6 +107,19 @@ impl LogisticsStatus {
                 | LogisticsStatus::LeftSortingCenter
         )
     }
+
+    /// Whether an order's facts keep this status (shipping and delivery, SPEC §5). The others
+    /// (`CREATED`, `IN_TRANSIT`, `REJECTED`, `LOST`, `DAMAGED`) change no fact and no metric:
+    /// the rules leave the order's state untouched for them.
+    pub fn is_recorded(self) -> bool {
+        matches!(
+            self,
+            LogisticsStatus::PickedUp
+                | LogisticsStatus::WarehouseOutbound
+                | LogisticsStatus::Delivered
+                | LogisticsStatus::DoorDelivered
+        ) || self.is_sorting()
+    }
 }
 
 wire_enum!(RefundKind { RefundOnly = "REFUND_ONLY", ReturnAndRefund = "RETURN_AND_REFUND", Exchange = "EXCHANGE" });

@@ -239,6 +239,8 @@ impl Engine {
                     keep_earliest(&mut o.rated, fact, value)
                 })?;
             }
+            // A status no fact keeps would leave the order unchanged: its state is not read.
+            EventBody::Logistics(l) if !l.status.is_recorded() => {}
             EventBody::Logistics(l) => {
                 self.on_order(ov, shop, &l.order_id, ev.event_time, |o| o.record_logistics(l.status, fact))?;
             }

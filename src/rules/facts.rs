@@ -347,4 +347,27 @@ mod tests {
         o.picked_up = None;
         assert_eq!(o.shipped(), None);
     }
+
+    /// The engine skips the order's state for statuses that are not recorded
+    /// ([`LogisticsStatus::is_recorded`]); this checks that those are exactly the statuses
+    /// `record_logistics` ignores, on an empty order and on one holding every fact.
+    #[test]
+    fn statuses_the_engine_skips_are_exactly_those_no_fact_keeps() {
+        let pos = Origins::default().pos(&SourcePos::File { file: "f".into(), line: 1 });
+        let mut full = OrderFacts::default();
+        for (i, s) in LogisticsStatus::ALL.iter().enumerate() {
+            full.record_logistics(*s, Fact::new(Timestamp(i as i64 + 10), "early", pos));
+        }
+        for s in LogisticsStatus::ALL {
+            let mut empty = OrderFacts::default();
+            let changed_empty = empty.record_logistics(*s, Fact::new(Timestamp(1), "x", pos));
+            let mut held = full.clone();
+            let changed_full = held.record_logistics(*s, Fact::new(Timestamp(1), "x", pos));
+            assert_eq!(changed_empty, s.is_recorded(), "{s:?} on an empty order");
+            assert_eq!(changed_full, s.is_recorded(), "{s:?} on an order with every fact");
+            if !s.is_recorded() {
+                assert_eq!(held, full, "{s:?} changed a fact");
+            }
+        }
+    }
 }
