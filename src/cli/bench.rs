@@ -202,8 +202,10 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
         r.per_second(r.produce_seconds)
     );
     println!(
-        "  consume    {:>10.0} records/s  (broker alone, shopscore's reader settings)",
-        r.per_second(r.consume_seconds)
+        "  consume    {:>10.0} records/s  (broker alone, shopscore's reader settings; {:.2} s from the first record read to the last, {:.2} s to the first before that)",
+        r.per_second(r.consume_seconds),
+        r.consume_seconds,
+        r.consume_startup_seconds
     );
     println!(
         "  end to end {:>10.0} events/s   ({:.2} s from the first record read to the last commit; whole run {:.2} s incl. startup and a 5 s idle wait)",
@@ -212,7 +214,7 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
         r.run_seconds
     );
     println!(
-        "  ceiling    {:>10.0} %          (end to end over consume: reading alone, with the same reader settings, is the most this broker can feed Kafka mode)",
+        "  ceiling    {:>10.1} %          (end to end over consume: reading alone, with the same reader settings, is the most this broker can feed Kafka mode)",
         100.0 * r.consume_seconds / r.process_seconds.max(1e-9)
     );
     if let Some(used) = &r.process_cpu {
