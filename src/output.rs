@@ -68,16 +68,41 @@ impl Output {
     }
 
     /// The record as one JSON line (no newline).
+    ///
+    /// Written into a buffer sized for the record up front: `serde_json::to_string` grows
+    /// its vector from empty, which for a ~2 KiB snapshot means a reallocation and copy at
+    /// every doubling.
     pub fn to_json(&self) -> String {
-        let r = match self {
-            Output::Snapshot(s) => serde_json::to_string(s),
-            Output::Compensation(c) => serde_json::to_string(c),
-            Output::Alert(a) => serde_json::to_string(a),
-            Output::DeadLetter(d) => serde_json::to_string(d),
+        let (buf, r) = match self {
+            Output::Snapshot(s) => {
+                let mut buf = Vec::with_capacity(SNAPSHOT_JSON_BYTES_PER_WINDOW * (s.window_days.len() + 1));
+                let r = serde_json::to_writer(&mut buf, s);
+                (buf, r)
+            }
+            Output::Compensation(c) => {
+                let mut buf = Vec::with_capacity(1024);
+                let r = serde_json::to_writer(&mut buf, c);
+                (buf, r)
+            }
+            Output::Alert(a) => {
+                let mut buf = Vec::with_capacity(256);
+                let r = serde_json::to_writer(&mut buf, a);
+                (buf, r)
+            }
+            Output::DeadLetter(d) => {
+                let mut buf = Vec::with_capacity(256 + d.raw.len() * 2);
+                let r = serde_json::to_writer(&mut buf, d);
+                (buf, r)
+            }
         };
-        r.expect("output records always serialize")
+        r.expect("output records always serialize");
+        String::from_utf8(buf).expect("serde_json writes UTF-8")
     }
 }
+
+/// Room per window (and once more for the rest) a snapshot's JSON is given up front: a
+/// window's 22 fields take ~600 bytes, shop id, times, DSR and campaign fit the extra one.
+const SNAPSHOT_JSON_BYTES_PER_WINDOW: usize = 640;
 
 /// A per-shop metric snapshot (SPEC §8). Carries counts; rates are derived on output.
 #[derive(Clone, Debug, PartialEq)]
