@@ -25,9 +25,13 @@ pub struct Buckets {
 }
 
 impl Buckets {
+    /// The bucket of `shop` and `day` as cached for this commit, read on first use — from
+    /// `known` (the window sums' remembered buckets) when it holds the shop, else from the
+    /// overlay.
     fn slot<'a>(
         &'a mut self,
         ov: &mut Overlay<'_>,
+        known: &RollingSums,
         shop: &str,
         day: Day,
     ) -> Result<&'a mut DayCounters, StateError> {
@@ -36,7 +40,10 @@ impl Buckets {
         }
         let days = self.cache.get_mut(shop).expect("inserted above");
         if let std::collections::btree_map::Entry::Vacant(v) = days.entry(day) {
-            let stored: Option<DayCounters> = ov.get(&Key::DayBucket { shop, day })?;
+            let stored: Option<DayCounters> = match known.bucket(shop, day) {
+                Some(remembered) => remembered.cloned(),
+                None => ov.get(&Key::DayBucket { shop, day })?,
+            };
             v.insert(Slot { current: stored.clone().unwrap_or_default(), stored });
         }
         Ok(&mut days.get_mut(&day).expect("present").current)
@@ -46,6 +53,7 @@ impl Buckets {
     pub fn replace(
         &mut self,
         ov: &mut Overlay<'_>,
+        known: &RollingSums,
         shop: &str,
         old: &Contribution,
         new: &Contribution,
@@ -54,10 +62,10 @@ impl Buckets {
             return Ok(false);
         }
         for (day, c) in old {
-            self.slot(ov, shop, *day)?.sub(c);
+            self.slot(ov, known, shop, *day)?.sub(c);
         }
         for (day, c) in new {
-            self.slot(ov, shop, *day)?.add(c);
+            self.slot(ov, known, shop, *day)?.add(c);
         }
         Ok(true)
     }

@@ -297,7 +297,7 @@ impl Engine {
         o.last_activity = o.last_activity.max(at);
         self.sync_deadline_timer(ov, shop, order, &before, &mut o);
         self.sync_compensation(ov, shop, order, &before, &o)?;
-        self.buckets.replace(ov, shop, &before.contribution(), &o.contribution())?;
+        self.buckets.replace(ov, &self.sums, shop, &before.contribution(), &o.contribution())?;
         self.update_dsr(ov, shop, dsr::valid_rating(order, &before), dsr::valid_rating(order, &o))?;
         ov.put(&key, &o);
         Ok(())
@@ -489,7 +489,7 @@ impl Engine {
                     group.insert(e.clone());
                 }
             }
-            self.buckets.replace(ov, shop, &before, &group.contribution())?;
+            self.buckets.replace(ov, &self.sums, shop, &before, &group.contribution())?;
             if group.entries.is_empty() {
                 ov.delete(&key);
             } else {
@@ -530,10 +530,10 @@ impl Engine {
             for other in order.refunds.iter().filter(|id| **id != r.refund_id) {
                 let other_facts: RefundFacts =
                     ov.get(&Key::Refund { shop, refund: other })?.unwrap_or_default();
-                self.buckets.replace(ov, shop, &other_facts.contribution(false), &Vec::new())?;
+                self.buckets.replace(ov, &self.sums, shop, &other_facts.contribution(false), &Vec::new())?;
             }
         }
-        self.buckets.replace(ov, shop, &before, &refund.contribution(order.protected))?;
+        self.buckets.replace(ov, &self.sums, shop, &before, &refund.contribution(order.protected))?;
         ov.put(&rkey, &refund);
         if order_changed {
             ov.put(&okey, &order);
@@ -565,7 +565,7 @@ impl Engine {
             phase: s.phase,
             satisfied: s.level.is_satisfied(),
         });
-        self.buckets.replace(ov, shop, &before, &h.contribution(self.cfg.satisfaction))?;
+        self.buckets.replace(ov, &self.sums, shop, &before, &h.contribution(self.cfg.satisfaction))?;
         ov.put(&key, &h);
         Ok(())
     }
@@ -586,6 +586,7 @@ impl Engine {
             self.meta.watermark.advance(self.cfg.out_of_orderness_ms)
         };
         if let Some(wm) = wm {
+            self.sums.watermark_day(wm.day());
             self.fire_timers(ov, wm, out)?;
         }
         if let Some((lo, hi)) = self.buckets.write_back(ov, &mut self.sums) {
@@ -669,7 +670,7 @@ impl Engine {
         }
         let before = o.contribution();
         o.deadline_passed = true;
-        self.buckets.replace(ov, shop, &before, &o.contribution())?;
+        self.buckets.replace(ov, &self.sums, shop, &before, &o.contribution())?;
         ov.put(&key, &o);
         self.mark_dirty(shop);
         Ok(())

@@ -1,62 +1,90 @@
-//! Per-shop window sums kept between snapshots, so that a snapshot does not re-sum up to
-//! 180 day buckets every time.
+//! Per-shop window sums and day buckets kept in memory between snapshots, so that a
+//! snapshot reads no bucket from the store.
 //!
 //! A snapshot's values are sums of a shop's day buckets over windows ending with the
 //! watermark's day ([`super::snapshot::shop_values`]). [`RollingSums`] remembers, per shop,
-//! the values at the day of its last snapshot and keeps them exact as buckets change: every
-//! bucket write goes through [`super::buckets::Buckets::write_back`], which reports the
-//! change (old and new counters, integers, so subtracting and adding is exact). When the
-//! watermark's day moves on, only the days that enter or leave a window are read.
+//! the values at the day of its last snapshot and **every bucket of the shop from the first
+//! day of its longest window on** (later days too). Both stay exact as buckets change:
+//! every bucket write goes through [`super::buckets::Buckets::write_back`], which reports
+//! the change (old and new counters, integers, so subtracting and adding is exact). When the
+//! watermark's day moves on, the days that enter or leave a window are taken from the
+//! remembered buckets, whatever the step; and [`super::buckets::Buckets`] reads a remembered
+//! shop's buckets from here instead of the store (absent ones included).
 //!
 //! It is a cache, held in memory only: a shop not in it (a new process, a shard just
-//! restored, more shops than [`MAX_SHOPS`]) is summed from its buckets as before, and so is
-//! one whose last snapshot day is more than [`MAX_ADVANCE_DAYS`] behind — retention keeps
-//! every bucket for the longest window plus more than that margin (see
-//! [`super::retention::horizon_ms`]), so the buckets an advance reads are never expired ones —
-//! or whose advance would need more than one range scan (a fresh sum is one scan; a RocksDB
-//! iterator costs far more to open than a few rows to read).
+//! restored, more than [`MAX_SHOPS`] shops or [`MAX_BUCKETS`] buckets) is read from the
+//! store with one scan when its snapshot is next computed. A remembered shop's buckets
+//! before the first day of its longest window are dropped as the day moves on: no window
+//! reaches them again (the watermark never goes back), a late event that changes one
+//! changes no window, and retention, which deletes buckets without telling this cache, only
+//! deletes buckets older than that (see [`super::retention::horizon_ms`]).
 //!
-//! Measured (perf sample shares, file mode): with commits every 2 000 events (the watermark's
-//! day moves by 0–1 day per commit, as in live operation) the snapshot work fell by ~30 % and
-//! the whole run's by 4–12 % (two runs); with the default 50 000-event commits of a fast
-//! replay (10-day steps) advances fall back to fresh sums and nothing changes.
+//! Measured: session 7 kept only the sums, and re-read the days entering and leaving the
+//! windows from the store; a step needing more than one range scan (a commit moving the day
+//! by more than a few days, as in a fast replay or a Kafka shard's benchmark commits) was
+//! summed afresh with a scan of up to 180 days. Session 13 keeps the buckets too (README →
+//! Benchmark).
 
 use super::metrics::DayCounters;
-use super::snapshot::{shop_values, shop_values_between, window_lengths, ShopValues};
+use super::snapshot::{window_lengths, ShopValues};
 use crate::domain::Day;
-use crate::state::keys::Key;
+use crate::state::keys::{self, Key};
 use crate::state::overlay::Overlay;
 use crate::state::StateError;
 use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 
-/// At most this many shops are remembered per engine (~0.7 KiB each with three windows:
-/// ~14 MiB; a Kafka-mode shard has an engine of its own).
+/// At most this many shops are remembered per engine.
 pub const MAX_SHOPS: usize = 20_000;
 
-/// A shop whose last snapshot day is further behind than this is summed afresh. Retention
-/// keeps buckets for the longest window plus 48 days (lateness, DSR validity, a month, a
-/// day), so 30 leaves a margin.
-pub const MAX_ADVANCE_DAYS: i32 = 30;
+/// At most this many day buckets are remembered per engine (~0.25 KiB each with the map's
+/// own overhead: ~12 MiB; a Kafka-mode shard has an engine of its own). A shop is taken in
+/// only while the total is below this; a remembered shop's buckets grow by at most the days
+/// of its longest window before the oldest are dropped.
+pub const MAX_BUCKETS: usize = 50_000;
 
-/// Ranges of fewer days than this are read bucket by bucket, longer ones by a scan.
-const POINT_READ_DAYS: i32 = 4;
-
-/// One shop's values at `day`.
+/// One shop's values at `day`, and its buckets from `from` on.
 struct Rolling {
     day: Day,
     values: ShopValues,
+    /// Every non-zero bucket of the shop on day `from` or later, as stored.
+    from: Day,
+    buckets: BTreeMap<Day, DayCounters>,
 }
 
-/// The window sums of recently snapshotted shops.
+/// The window sums and buckets of recently snapshotted shops.
 pub struct RollingSums {
     windows: Vec<u32>,
     dsr_days: u32,
+    /// Days of the longest window (configured, DSR or campaign).
+    longest: i32,
     shops: FxHashMap<String, Rolling>,
+    /// Buckets held over all shops.
+    held: usize,
+    /// [`RollingSums::bucket`] answers only for days from here on: the first day of the
+    /// longest window at the last watermark. Retention deletes from the store only buckets
+    /// far older (the horizon is longer than the longest window), so a remembered bucket of
+    /// a remembered shop that has not had a snapshot for a long time may be one the store no
+    /// longer has; it is never one a window still uses.
+    floor: Day,
 }
 
 impl RollingSums {
     pub fn new(windows: &[u32], dsr_days: u32) -> RollingSums {
-        RollingSums { windows: windows.to_vec(), dsr_days, shops: FxHashMap::default() }
+        let longest = window_lengths(windows, dsr_days).max().unwrap_or(1) as i32;
+        RollingSums {
+            windows: windows.to_vec(),
+            dsr_days,
+            longest,
+            shops: FxHashMap::default(),
+            held: 0,
+            floor: Day(i32::MIN),
+        }
+    }
+
+    /// The watermark's day moved to `day` (it only moves forward).
+    pub fn watermark_day(&mut self, day: Day) {
+        self.floor = self.floor.max(Day(day.0 - self.longest + 1));
     }
 
     /// `shop`'s bucket of `day` went from `old` to `new`.
@@ -65,7 +93,23 @@ impl RollingSums {
             let (windows, dsr_days) = (&self.windows, self.dsr_days);
             accumulate(&mut r.values, r.day, day, old, windows, dsr_days, Sign::Minus);
             accumulate(&mut r.values, r.day, day, new, windows, dsr_days, Sign::Plus);
+            if day >= r.from {
+                if new.is_zero() {
+                    if r.buckets.remove(&day).is_some() {
+                        self.held -= 1;
+                    }
+                } else if r.buckets.insert(day, new.clone()).is_none() {
+                    self.held += 1;
+                }
+            }
         }
+    }
+
+    /// `shop`'s stored bucket of `day` if this cache knows it (`Some(None)`: known to be
+    /// absent), `None` if it does not.
+    pub fn bucket(&self, shop: &str, day: Day) -> Option<Option<&DayCounters>> {
+        let r = self.shops.get(shop)?;
+        (day >= r.from && day >= self.floor).then(|| r.buckets.get(&day))
     }
 
     /// `shop`'s values over the windows ending with `as_of_day`.
@@ -76,39 +120,51 @@ impl RollingSums {
         as_of_day: Day,
     ) -> Result<ShopValues, StateError> {
         let (windows, dsr_days) = (&self.windows, self.dsr_days);
-        let cached = self.shops.get_mut(shop);
-        let known = cached.is_some();
-        if let Some(r) = cached {
-            if let Some(ranges) = plan_advance(r.day, as_of_day, windows, dsr_days) {
-                return match advance(ov, shop, r, as_of_day, &ranges, windows, dsr_days) {
-                    Ok(()) => Ok(r.values.clone()),
-                    Err(e) => {
-                        // Half moved: forget it rather than keep wrong sums.
-                        self.shops.remove(shop);
-                        Err(e)
-                    }
-                };
+        let first = Day(as_of_day.0 - self.longest + 1);
+        if let Some(r) = self.shops.get_mut(shop) {
+            if as_of_day >= r.day && first >= r.from {
+                advance(r, as_of_day, windows, dsr_days);
+                // No window reaches these days again.
+                let kept = r.buckets.split_off(&first);
+                self.held -= r.buckets.len();
+                r.buckets = kept;
+                r.from = first;
+                return Ok(r.values.clone());
             }
+            // The day went back (it never does): read it all again.
+            self.held -= r.buckets.len();
+            self.shops.remove(shop);
         }
-        let values = shop_values(ov, shop, as_of_day, windows, dsr_days)?;
-        if known || self.shops.len() < MAX_SHOPS {
-            self.shops.insert(shop.to_owned(), Rolling { day: as_of_day, values: values.clone() });
+        let buckets = read_buckets(ov, shop, first)?;
+        let mut values = ShopValues::empty(windows.len());
+        for (day, c) in buckets.range(first..=as_of_day) {
+            accumulate(&mut values, as_of_day, *day, c, windows, dsr_days, Sign::Plus);
+        }
+        if self.shops.len() < MAX_SHOPS && self.held < MAX_BUCKETS {
+            self.held += buckets.len();
+            self.shops.insert(shop.to_owned(), Rolling { day: as_of_day, values: values.clone(), from: first, buckets });
         }
         Ok(values)
     }
 }
 
-/// The days to read to move a shop's values from day `from` to day `to`, as disjoint
-/// ranges in day order; `None` when summing afresh is cheaper or required (`to` before
-/// `from`, a jump over [`MAX_ADVANCE_DAYS`], or more than one range long enough to need a
-/// scan — a fresh sum is one scan).
-fn plan_advance(from: Day, to: Day, windows: &[u32], dsr_days: u32) -> Option<Vec<(i32, i32)>> {
-    if to < from || to.0 - from.0 > MAX_ADVANCE_DAYS {
-        return None;
+/// Every bucket of `shop` on day `first` or later, with one scan.
+fn read_buckets(ov: &mut Overlay<'_>, shop: &str, first: Day) -> Result<BTreeMap<Day, DayCounters>, StateError> {
+    let prefix = keys::day_bucket_prefix(shop);
+    let start = Key::DayBucket { shop, day: first }.encode();
+    let mut buckets = BTreeMap::new();
+    for (k, bytes) in ov.scan(&prefix, &start, usize::MAX)? {
+        if let Some(day) = keys::day_of_bucket_key(&k) {
+            buckets.insert(day, crate::state::codec::decode(&k, &bytes)?);
+        }
     }
-    // The days whose membership changes: those entering any window, (from, to], and for a
-    // window of n days those leaving it, (from - n, min(from, to - n)]. Each day of their
-    // union is then moved window by window.
+    Ok(buckets)
+}
+
+/// The days whose membership of some window changes when its last day moves from `from`
+/// to `to` (later), as disjoint ranges in day order: those entering, (from, to], and for a
+/// window of n days those leaving it, (from - n, min(from, to - n)].
+fn changing_days(from: Day, to: Day, windows: &[u32], dsr_days: u32) -> Vec<(i32, i32)> {
     let mut ranges: Vec<(i32, i32)> = window_lengths(windows, dsr_days)
         .map(|n| (from.0 - n as i32 + 1, from.0.min(to.0 - n as i32)))
         .collect();
@@ -122,44 +178,24 @@ fn plan_advance(from: Day, to: Day, windows: &[u32], dsr_days: u32) -> Option<Ve
             _ => merged.push((lo, hi)),
         }
     }
-    let scans = merged.iter().filter(|(lo, hi)| hi - lo >= POINT_READ_DAYS).count();
-    (scans <= 1).then_some(merged)
+    merged
 }
 
-/// Moves `r` from its day to `to` (later), reading the days of `ranges`
-/// ([`plan_advance`]): subtracts the days that leave each window, adds those that enter it.
-fn advance(
-    ov: &mut Overlay<'_>,
-    shop: &str,
-    r: &mut Rolling,
-    to: Day,
-    ranges: &[(i32, i32)],
-    windows: &[u32],
-    dsr_days: u32,
-) -> Result<(), StateError> {
+/// Moves `r`'s values from its day to `to` (not earlier) with its remembered buckets:
+/// every bucket of a day that changes windows is taken out of the windows of the old day
+/// and put into those of the new one.
+fn advance(r: &mut Rolling, to: Day, windows: &[u32], dsr_days: u32) {
     let from = r.day;
-    let mut values = std::mem::take(&mut r.values);
-    let mut apply = |day: Day, c: &DayCounters, v: &mut ShopValues| {
-        accumulate(v, from, day, c, windows, dsr_days, Sign::Minus);
-        accumulate(v, to, day, c, windows, dsr_days, Sign::Plus);
-    };
-    for &(lo, hi) in ranges {
-        // A few days are cheaper as point reads (a RocksDB iterator costs far more to open
-        // and position than a lookup; a missing bucket is answered by a bloom filter).
-        if hi - lo < POINT_READ_DAYS {
-            for d in lo..=hi {
-                let day = Day(d);
-                if let Some(c) = ov.get::<DayCounters>(&Key::DayBucket { shop, day })? {
-                    apply(day, &c, &mut values);
-                }
-            }
-            continue;
-        }
-        values = shop_values_between(ov, shop, Day(lo), Day(hi), &mut apply, values)?;
+    if to == from {
+        return;
     }
-    r.values = values;
+    for (lo, hi) in changing_days(from, to, windows, dsr_days) {
+        for (day, c) in r.buckets.range(Day(lo)..=Day(hi)) {
+            accumulate(&mut r.values, from, *day, c, windows, dsr_days, Sign::Minus);
+            accumulate(&mut r.values, to, *day, c, windows, dsr_days, Sign::Plus);
+        }
+    }
     r.day = to;
-    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -210,7 +246,7 @@ pub(crate) fn accumulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::keys::Key;
+    use crate::rules::snapshot::shop_values;
     use crate::state::memory::MemStore;
     use proptest::prelude::*;
 
@@ -237,8 +273,9 @@ mod tests {
 
     proptest! {
         /// Whatever the order of bucket changes and watermark moves — days before, inside
-        /// and after the windows, jumps below and above the advance limit — the remembered
-        /// sums equal the sums read afresh from the buckets.
+        /// and after the windows, small steps and long jumps — the remembered sums equal the
+        /// sums read afresh from the buckets, and every remembered bucket the cache answers
+        /// for equals the stored one.
         #[test]
         fn remembered_sums_equal_fresh_sums(ops in prop::collection::vec(op(), 1..120)) {
             let store = MemStore::new();
@@ -247,6 +284,15 @@ mod tests {
             let base = 20_000;
             let mut today = Day(base);
             for op in ops {
+                // Every bucket the cache answers for is the stored one (absent ones too).
+                for shop in ["s0", "s1", "s2"] {
+                    for day in (base - 40)..(base + 260) {
+                        if let Some(known) = sums.bucket(shop, Day(day)) {
+                            let stored: Option<DayCounters> = ov.get(&Key::DayBucket { shop, day: Day(day) }).unwrap();
+                            prop_assert_eq!(known.cloned(), stored, "{} day {}", shop, day - base);
+                        }
+                    }
+                }
                 match op {
                     Op::Set { shop, day, paid, manual, dsr, rated } => {
                         let shop = format!("s{shop}");
@@ -269,6 +315,7 @@ mod tests {
                     }
                     Op::Query { shop, days } => {
                         today = Day(today.0 + days);
+                        sums.watermark_day(today);
                         let shop = format!("s{shop}");
                         let got = sums.values(&mut ov, &shop, today).unwrap();
                         let fresh = shop_values(&mut ov, &shop, today, &WINDOWS, DSR_DAYS).unwrap();
