@@ -73,31 +73,20 @@ impl Output {
     /// its vector from empty, which for a ~2 KiB snapshot means a reallocation and copy at
     /// every doubling.
     pub fn to_json(&self) -> String {
-        let (buf, r) = match self {
-            Output::Snapshot(s) => {
-                let mut buf = Vec::with_capacity(SNAPSHOT_JSON_BYTES_PER_WINDOW * (s.window_days.len() + 1));
-                let r = serde_json::to_writer(&mut buf, s);
-                (buf, r)
-            }
-            Output::Compensation(c) => {
-                let mut buf = Vec::with_capacity(1024);
-                let r = serde_json::to_writer(&mut buf, c);
-                (buf, r)
-            }
-            Output::Alert(a) => {
-                let mut buf = Vec::with_capacity(256);
-                let r = serde_json::to_writer(&mut buf, a);
-                (buf, r)
-            }
-            Output::DeadLetter(d) => {
-                let mut buf = Vec::with_capacity(256 + d.raw.len() * 2);
-                let r = serde_json::to_writer(&mut buf, d);
-                (buf, r)
-            }
-        };
-        r.expect("output records always serialize");
-        String::from_utf8(buf).expect("serde_json writes UTF-8")
+        match self {
+            Output::Snapshot(s) => json_text(s, SNAPSHOT_JSON_BYTES_PER_WINDOW * (s.window_days.len() + 1)),
+            Output::Compensation(c) => json_text(c, 1024),
+            Output::Alert(a) => json_text(a, 256),
+            Output::DeadLetter(d) => json_text(d, 256 + d.raw.len() * 2),
+        }
     }
+}
+
+/// `value` as JSON text, written into a buffer of `capacity` bytes to start with.
+fn json_text<T: Serialize>(value: &T, capacity: usize) -> String {
+    let mut buf = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut buf, value).expect("output records always serialize");
+    String::from_utf8(buf).expect("serde_json writes UTF-8")
 }
 
 /// Room per window (and once more for the rest) a snapshot's JSON is given up front: a

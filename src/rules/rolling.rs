@@ -37,12 +37,16 @@ use std::collections::BTreeMap;
 /// At most this many shops are remembered per engine.
 pub const MAX_SHOPS: usize = 20_000;
 
-/// At most this many day buckets are remembered per engine (~0.25 KiB each with the map's
-/// own overhead: ~12 MiB; a Kafka-mode shard has an engine of its own). A shop is taken in
-/// only while the total is below this; a remembered shop's buckets grow by at most the days
-/// of its longest window before the oldest are dropped.
+/// A shop is taken in only while the day buckets remembered per engine stay within this
+/// (~0.2 KiB each with the map's own overhead: ~11 MiB; a Kafka-mode shard has an engine of
+/// its own). Remembered shops gain buckets as days pass; one whose new bucket takes the total
+/// over twice this is forgotten, so the total never exceeds [`MAX_BUCKETS_HELD`]. The gap
+/// between the two keeps remembered shops from being forgotten and read again at every
+/// new day once the limit is reached.
 pub const MAX_BUCKETS: usize = 50_000;
 
+/// The most day buckets remembered per engine (~22 MiB).
+pub const MAX_BUCKETS_HELD: usize = 2 * MAX_BUCKETS;
 /// One shop's values at `day`, and its buckets from `from` on.
 struct Rolling {
     day: Day,
@@ -100,8 +104,17 @@ impl RollingSums {
                     }
                 } else if r.buckets.insert(day, new.clone()).is_none() {
                     self.held += 1;
+                    if self.held > MAX_BUCKETS_HELD {
+                        self.forget(shop);
+                    }
                 }
             }
+        }
+    }
+
+    fn forget(&mut self, shop: &str) {
+        if let Some(r) = self.shops.remove(shop) {
+            self.held -= r.buckets.len();
         }
     }
 
@@ -132,15 +145,16 @@ impl RollingSums {
                 return Ok(r.values.clone());
             }
             // The day went back (it never does): read it all again.
-            self.held -= r.buckets.len();
-            self.shops.remove(shop);
+            if let Some(r) = self.shops.remove(shop) {
+                self.held -= r.buckets.len();
+            }
         }
         let buckets = read_buckets(ov, shop, first)?;
         let mut values = ShopValues::empty(windows.len());
         for (day, c) in buckets.range(first..=as_of_day) {
             accumulate(&mut values, as_of_day, *day, c, windows, dsr_days, Sign::Plus);
         }
-        if self.shops.len() < MAX_SHOPS && self.held < MAX_BUCKETS {
+        if self.shops.len() < MAX_SHOPS && self.held + buckets.len() <= MAX_BUCKETS {
             self.held += buckets.len();
             self.shops.insert(shop.to_owned(), Rolling { day: as_of_day, values: values.clone(), from: first, buckets });
         }
@@ -323,6 +337,48 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// More buckets than [`MAX_BUCKETS_HELD`]: shops past [`MAX_BUCKETS`] are not taken in,
+    /// a remembered shop whose new bucket goes over the most held is forgotten, and every
+    /// answer stays equal to a fresh sum.
+    #[test]
+    fn remembered_buckets_stay_within_the_limit() {
+        let store = MemStore::new();
+        let mut ov = Overlay::new(&store);
+        let mut sums = RollingSums::new(&WINDOWS, DSR_DAYS);
+        let one = DayCounters { paid_orders: 1, ..Default::default() };
+        let today = Day(20_200);
+        let shops: Vec<String> = (0..(MAX_BUCKETS / 150 + 50)).map(|i| format!("s{i}")).collect();
+        for shop in &shops {
+            for d in 0..150 {
+                ov.put(&Key::DayBucket { shop, day: Day(today.0 - d) }, &one);
+            }
+        }
+        for shop in &shops {
+            let got = sums.values(&mut ov, shop, today).unwrap();
+            assert_eq!(got.windows[2].paid_orders, 30);
+            assert!(sums.held <= MAX_BUCKETS_HELD);
+        }
+        let remembered = sums.shops.len();
+        assert!(remembered < shops.len() && sums.held > MAX_BUCKETS - 150, "{remembered} {}", sums.held);
+        // New days for every shop: the remembered ones grow until the limit forgets some.
+        for d in 1..=160 {
+            let day = Day(today.0 + d);
+            for shop in &shops {
+                ov.put(&Key::DayBucket { shop, day }, &one);
+                sums.bucket_changed(shop, day, &DayCounters::default(), &one);
+                assert!(sums.held <= MAX_BUCKETS_HELD);
+            }
+        }
+        assert!(sums.shops.len() < remembered);
+        let next = Day(today.0 + 1);
+        sums.watermark_day(next);
+        for shop in &shops {
+            let fresh = shop_values(&mut ov, shop, next, &WINDOWS, DSR_DAYS).unwrap();
+            assert_eq!(sums.values(&mut ov, shop, next).unwrap(), fresh);
+            assert!(sums.held <= MAX_BUCKETS_HELD);
         }
     }
 
