@@ -110,16 +110,24 @@ impl Clients {
     /// The producer of one shard: idempotent (no duplicates or reordering from retries), and
     /// transactional with a stable id per shard when transactions are on, so a new owner's
     /// `init_transactions` fences and aborts whatever a crashed owner left open.
+    ///
+    /// Batching, compression and the delivery timeout are defaults that `[kafka.client]` may
+    /// change; idempotence, `acks=all` and the partitioner (the outputs' keys decide their
+    /// partitions, which the outbox records) are set after it.
     pub fn producer(&self, shard: u32, transactional: bool) -> ClientConfig {
-        let mut c = self.base();
-        c.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
+        let mut c = ClientConfig::new();
+        c.set("linger.ms", "5")
             .set("compression.type", "lz4")
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "1000000")
             .set("message.timeout.ms", "60000");
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random");
         if transactional {
             c.set("transactional.id", self.transactional_id(shard)).set("transaction.timeout.ms", "60000");
         }
@@ -134,5 +142,38 @@ impl Clients {
     /// Topic checks and creation.
     pub fn admin(&self) -> ClientConfig {
         self.base()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clients(extra: &[(&str, &str)]) -> Clients {
+        Clients {
+            brokers: "b:9092".into(),
+            group: "g".into(),
+            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn the_producer_takes_the_users_batching_but_keeps_what_exactly_once_needs() {
+        let c = clients(&[
+            ("compression.type", "zstd"),
+            ("linger.ms", "20"),
+            ("acks", "1"),
+            ("enable.idempotence", "false"),
+        ])
+        .producer(2, true);
+        assert_eq!(c.get("compression.type"), Some("zstd"));
+        assert_eq!(c.get("linger.ms"), Some("20"));
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(c.get("transactional.id"), Some("g-shard-2"));
+        let defaults = clients(&[]).producer(0, false);
+        assert_eq!(defaults.get("compression.type"), Some("lz4"));
+        assert_eq!(defaults.get("transactional.id"), None);
     }
 }

@@ -156,14 +156,21 @@ impl RollingSums {
         }
         if self.shops.len() < MAX_SHOPS && self.held + buckets.len() <= MAX_BUCKETS {
             self.held += buckets.len();
-            self.shops.insert(shop.to_owned(), Rolling { day: as_of_day, values: values.clone(), from: first, buckets });
+            self.shops.insert(
+                shop.to_owned(),
+                Rolling { day: as_of_day, values: values.clone(), from: first, buckets },
+            );
         }
         Ok(values)
     }
 }
 
 /// Every bucket of `shop` on day `first` or later, with one scan.
-fn read_buckets(ov: &mut Overlay<'_>, shop: &str, first: Day) -> Result<BTreeMap<Day, DayCounters>, StateError> {
+fn read_buckets(
+    ov: &mut Overlay<'_>,
+    shop: &str,
+    first: Day,
+) -> Result<BTreeMap<Day, DayCounters>, StateError> {
     let prefix = keys::day_bucket_prefix(shop);
     let start = Key::DayBucket { shop, day: first }.encode();
     let mut buckets = BTreeMap::new();
