@@ -2,7 +2,7 @@
 //! snapshot reads no bucket from the store.
 //!
 //! A snapshot's values are sums of a shop's day buckets over windows ending with the
-//! watermark's day ([`super::snapshot::shop_values`]). [`RollingSums`] remembers, per shop,
+//! watermark's day. [`RollingSums`] remembers, per shop,
 //! the values at the day of its last snapshot and **every bucket of the shop from the first
 //! day of its longest window on** (later days too). Both stay exact as buckets change:
 //! every bucket write goes through [`super::buckets::Buckets::write_back`], which reports
@@ -47,6 +47,7 @@ pub const MAX_BUCKETS: usize = 50_000;
 
 /// The most day buckets remembered per engine (~22 MiB).
 pub const MAX_BUCKETS_HELD: usize = 2 * MAX_BUCKETS;
+
 /// One shop's values at `day`, and its buckets from `from` on.
 struct Rolling {
     day: Day,
@@ -132,22 +133,20 @@ impl RollingSums {
         shop: &str,
         as_of_day: Day,
     ) -> Result<ShopValues, StateError> {
-        let (windows, dsr_days) = (&self.windows, self.dsr_days);
         let first = Day(as_of_day.0 - self.longest + 1);
-        if let Some(r) = self.shops.get_mut(shop) {
-            if as_of_day >= r.day && first >= r.from {
-                advance(r, as_of_day, windows, dsr_days);
-                // No window reaches these days again.
-                let kept = r.buckets.split_off(&first);
-                self.held -= r.buckets.len();
-                r.buckets = kept;
-                r.from = first;
-                return Ok(r.values.clone());
-            }
+        if self.shops.get(shop).is_some_and(|r| as_of_day < r.day || first < r.from) {
             // The day went back (it never does): read it all again.
-            if let Some(r) = self.shops.remove(shop) {
-                self.held -= r.buckets.len();
-            }
+            self.forget(shop);
+        }
+        let (windows, dsr_days) = (&self.windows, self.dsr_days);
+        if let Some(r) = self.shops.get_mut(shop) {
+            advance(r, as_of_day, windows, dsr_days);
+            // No window reaches these days again.
+            let kept = r.buckets.split_off(&first);
+            self.held -= r.buckets.len();
+            r.buckets = kept;
+            r.from = first;
+            return Ok(r.values.clone());
         }
         let buckets = read_buckets(ov, shop, first)?;
         let mut values = ShopValues::empty(windows.len());
@@ -220,14 +219,14 @@ fn advance(r: &mut Rolling, to: Day, windows: &[u32], dsr_days: u32) {
 }
 
 #[derive(Clone, Copy)]
-pub(crate) enum Sign {
+enum Sign {
     Plus,
     Minus,
 }
 
 /// Adds (or subtracts) bucket `c` of `day` into the windows ending with `as_of_day` that hold
 /// it.
-pub(crate) fn accumulate(
+fn accumulate(
     v: &mut ShopValues,
     as_of_day: Day,
     day: Day,
@@ -267,9 +266,33 @@ pub(crate) fn accumulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::snapshot::shop_values;
     use crate::state::memory::MemStore;
     use proptest::prelude::*;
+
+    /// The plain computation the remembered sums are checked against: every bucket of the
+    /// longest window ending at `as_of_day`, read from the store and summed.
+    fn shop_values(
+        ov: &mut Overlay<'_>,
+        shop: &str,
+        as_of_day: Day,
+        windows: &[u32],
+        dsr_days: u32,
+    ) -> Result<ShopValues, StateError> {
+        let longest = window_lengths(windows, dsr_days).max().unwrap_or(1) as i32;
+        let first = Day(as_of_day.0 - longest + 1);
+        let mut v = ShopValues::empty(windows.len());
+        let prefix = keys::day_bucket_prefix(shop);
+        let start = Key::DayBucket { shop, day: first }.encode();
+        for (k, bytes) in ov.scan(&prefix, &start, longest as usize)? {
+            let Some(day) = keys::day_of_bucket_key(&k) else { continue };
+            if day > as_of_day {
+                break;
+            }
+            let c: DayCounters = crate::state::codec::decode(&k, &bytes)?;
+            accumulate(&mut v, as_of_day, day, &c, windows, dsr_days, Sign::Plus);
+        }
+        Ok(v)
+    }
 
     const WINDOWS: [u32; 3] = [1, 7, 30];
     const DSR_DAYS: u32 = 180;

@@ -5,11 +5,11 @@
 //! only when some value other than `as_of`/`version` changes (§9), so the last emitted
 //! values are kept per shop and compared as exact counts.
 
-use super::metrics::{DayCounters, WindowCounts};
-use super::rolling::{accumulate, RollingSums, Sign};
-use crate::domain::{Day, Timestamp};
+use super::metrics::WindowCounts;
+use super::rolling::RollingSums;
+use crate::domain::Timestamp;
 use crate::output::Snapshot;
-use crate::state::keys::{self, Key};
+use crate::state::keys::Key;
 use crate::state::overlay::Overlay;
 use crate::state::StateError;
 use serde::{Deserialize, Serialize};
@@ -74,51 +74,6 @@ impl ShopValues {
 /// and the campaign window. Day rollover and retention follow the same set.
 pub fn window_lengths(windows: &[u32], dsr_days: u32) -> impl Iterator<Item = u32> + '_ {
     windows.iter().copied().chain([dsr_days, CAMPAIGN_DAYS])
-}
-
-/// Sums a shop's day buckets into the windows ending at `as_of_day` (the whole longest
-/// window read; [`RollingSums`] does the same from what it remembers).
-pub fn shop_values(
-    ov: &mut Overlay<'_>,
-    shop: &str,
-    as_of_day: Day,
-    windows: &[u32],
-    dsr_days: u32,
-) -> Result<ShopValues, StateError> {
-    let longest = window_lengths(windows, dsr_days).max().unwrap_or(1) as i32;
-    shop_values_between(
-        ov,
-        shop,
-        Day(as_of_day.0 - longest + 1),
-        as_of_day,
-        |day, c, v| accumulate(v, as_of_day, day, c, windows, dsr_days, Sign::Plus),
-        ShopValues::empty(windows.len()),
-    )
-}
-
-/// Folds `shop`'s day buckets from `first` to `last` (inclusive), in day order, into `init`.
-pub fn shop_values_between(
-    ov: &mut Overlay<'_>,
-    shop: &str,
-    first: Day,
-    last: Day,
-    mut f: impl FnMut(Day, &DayCounters, &mut ShopValues),
-    init: ShopValues,
-) -> Result<ShopValues, StateError> {
-    let mut v = init;
-    let prefix = keys::day_bucket_prefix(shop);
-    let start = Key::DayBucket { shop, day: first }.encode();
-    // At most one bucket per day: the scan need not read past `last`.
-    let days = (last.0 - first.0 + 1).max(0) as usize;
-    for (k, bytes) in ov.scan(&prefix, &start, days)? {
-        let Some(day) = keys::day_of_bucket_key(&k) else { continue };
-        if day > last {
-            break;
-        }
-        let c: DayCounters = crate::state::codec::decode(&k, &bytes)?;
-        f(day, &c, &mut v);
-    }
-    Ok(v)
 }
 
 /// Recomputes `shop`'s values at `as_of`; when they differ from the last emitted ones,
