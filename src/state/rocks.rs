@@ -4,22 +4,30 @@
 //! survives a crash whole or not at all. Batches are written with `sync` (fsync of the
 //! write-ahead log) unless the store is a cache of a durable log (Kafka mode: the changelog is
 //! the truth, see [`RocksStore::set_durable`]); then they skip the write-ahead log altogether.
+//!
+//! The dedup entries ([`Family::Seen`], one per event, nearly every read a miss) live in a
+//! column family of their own with a hash memtable; every other family shares the default
+//! one, whose skiplist memtable serves their prefix scans. A batch spans both atomically.
 
 use super::codec::{self, FORMAT_VERSION};
-use super::keys::{Key, MetaKey};
-use super::{Expiry, KvStore, StateError, WriteBatch};
+use super::keys::{self, Family, Key, MetaKey};
+use super::{Expiry, KvRows, KvStore, StateError, WriteBatch};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, DataBlockIndexType, Direction, IteratorMode, Options,
-    ReadOptions, WriteBufferManager, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, DataBlockIndexType,
+    Direction, IteratorMode, MemtableFactory, Options, ReadOptions, SliceTransform, WriteBufferManager, DB,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Block cache of a store with a budget of its own.
 const CACHE_BYTES: usize = 64 << 20;
-/// Size of one memtable; a store has at most three.
+/// Size of one memtable; a store has at most three per column family.
 const WRITE_BUFFER_BYTES: usize = 64 << 20;
+/// The column family of the dedup entries ([`Family::Seen`]).
+const SEEN_CF: &str = "seen";
+/// Hash buckets of one memtable of [`SEEN_CF`] (8 bytes each).
+const SEEN_MEMTABLE_BUCKETS: usize = 1 << 18;
 
 /// Memory shared by the stores of one process (Kafka mode: one store per shard): one block
 /// cache and one cap on all their memtables, so memory does not grow with the number of
@@ -43,6 +51,38 @@ impl MemoryBudget {
     pub fn single_store() -> MemoryBudget {
         MemoryBudget::new(CACHE_BYTES, 3 * WRITE_BUFFER_BYTES)
     }
+}
+
+/// The options both column families share: compression, memtable size, the budget's block
+/// cache with bloom filters, and the retention filter.
+fn table_options(budget: &MemoryBudget, expiry: Option<&Arc<dyn Expiry>>) -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    opts.set_max_write_buffer_number(3);
+    let mut block = BlockBasedOptions::default();
+    block.set_bloom_filter(10.0, false);
+    block.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
+    block.set_block_cache(&budget.cache);
+    block.set_cache_index_and_filter_blocks(true);
+    opts.set_block_based_table_factory(&block);
+    if let Some(expiry) = expiry {
+        let expiry = Arc::clone(expiry);
+        opts.set_compaction_filter("shopscore-retention", move |_level: u32, key: &[u8], value: &[u8]| {
+            if expiry.expired(key, value) {
+                Decision::Remove
+            } else {
+                Decision::Keep
+            }
+        });
+    }
+    opts
+}
+
+/// Whether `key` lives in [`SEEN_CF`].
+fn is_seen(key: &[u8]) -> bool {
+    keys::family(key) == Some(Family::Seen)
 }
 
 /// A RocksDB-backed store.
@@ -79,12 +119,6 @@ impl RocksStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             StateError::Backend(format!("cannot create data directory {}: {e}", dir.display()))
         })?;
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.set_compression_type(DBCompressionType::Lz4);
-        opts.set_bottommost_compression_type(DBCompressionType::Zstd);
-        opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
-        opts.set_max_write_buffer_number(3);
         let own;
         let budget = match budget {
             Some(b) => b,
@@ -93,41 +127,39 @@ impl RocksStore {
                 &own
             }
         };
+        let mut opts = table_options(budget, expiry.as_ref());
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
         opts.set_write_buffer_manager(&budget.write_buffers);
         opts.increase_parallelism(2);
-        // Most point reads miss (a new event id, a new order): a whole-key bloom filter in
+        // Batches span both column families and may skip the write-ahead log: only flushing
+        // them together keeps "a prefix of whole batches" true after a crash.
+        opts.set_atomic_flush(true);
+        // The dedup family's hash memtable takes one writer at a time (so do commits).
+        opts.set_allow_concurrent_memtable_write(false);
+        // Most point reads miss (a new order, a new bucket): a whole-key bloom filter in
         // the memtable answers those without walking its skiplist.
         opts.set_memtable_prefix_bloom_ratio(0.1);
         opts.set_memtable_whole_key_filtering(true);
-        let mut block = BlockBasedOptions::default();
-        block.set_bloom_filter(10.0, false);
-        block.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
-        block.set_block_cache(&budget.cache);
-        block.set_cache_index_and_filter_blocks(true);
-        opts.set_block_based_table_factory(&block);
-        if let Some(expiry) = expiry {
-            opts.set_compaction_filter(
-                "shopscore-retention",
-                move |_level: u32, key: &[u8], value: &[u8]| {
-                    if expiry.expired(key, value) {
-                        Decision::Remove
-                    } else {
-                        Decision::Keep
-                    }
-                },
-            );
-        }
-        let db = DB::open(&opts, dir).map_err(backend)?;
+        // Dedup entries are only ever read by whole key (one per event, nearly all misses)
+        // and written once: a hash memtable keyed by the whole key serves both without a
+        // skiplist, and keeps them out of the other families' memtables.
+        let mut seen = table_options(budget, expiry.as_ref());
+        seen.set_prefix_extractor(SliceTransform::create_noop());
+        seen.set_memtable_factory(MemtableFactory::HashLinkList { bucket_count: SEEN_MEMTABLE_BUCKETS });
+        let db = DB::open_cf_descriptors(&opts, dir, [ColumnFamilyDescriptor::new(SEEN_CF, seen)])
+            .map_err(backend)?;
         let store = RocksStore { db, path: dir.to_path_buf(), durable: true };
         store.check_version()?;
+        store.move_dedup_entries_to_their_family()?;
         Ok(store)
     }
 
     /// Whether writes go through the write-ahead log and wait for it to reach the disk
     /// (default: yes). Without (`false`), writes skip the log: a crash of the process or the
     /// machine loses the batches still in memtables, and the store reopens holding a prefix of
-    /// whole batches (one column family: a batch is never split across memtables, and
-    /// memtables are persisted in order). Closing the store flushes its memtables, so a clean
+    /// whole batches (a batch is never split across memtables, memtables are persisted in
+    /// order, and the two column families' memtables are flushed together: atomic flush). Closing the store flushes its memtables, so a clean
     /// stop loses nothing. Right for a store that a changelog restores from the offset its
     /// last surviving batch recorded; it saves the log's copy of every write (Kafka mode:
     /// 15–25 % of a shard's CPU in the benchmark).
@@ -158,19 +190,53 @@ impl RocksStore {
     }
 }
 
-impl KvStore for RocksStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.db.get(key).map_err(backend)
+impl RocksStore {
+    /// Data directories written before session 14 kept the dedup entries in the default
+    /// column family: moves any there into [`SEEN_CF`], in atomic chunks (a crash midway
+    /// leaves the rest for the next open; the first check is one seek).
+    fn move_dedup_entries_to_their_family(&self) -> Result<(), StateError> {
+        const CHUNK: usize = 100_000;
+        let prefix = [keys::family_tag(Family::Seen)];
+        loop {
+            let rows = self.scan_cf(None, &prefix, &prefix, CHUNK)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            tracing::info!(entries = rows.len(), path = %self.path.display(), "moving dedup entries to their column family");
+            let mut wb = rocksdb::WriteBatch::default();
+            for (k, v) in rows {
+                wb.delete(&k);
+                wb.put_cf(self.seen_cf(), k, v);
+            }
+            self.db.write(wb).map_err(backend)?;
+        }
     }
 
-    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
-        let from = if start > prefix { start } else { prefix };
+    fn seen_cf(&self) -> &ColumnFamily {
+        self.db.cf_handle(SEEN_CF).expect("opened with the column family")
+    }
+
+    /// Entries of one column family (None: the default one) under `prefix` from `from`.
+    fn scan_cf(
+        &self,
+        cf: Option<&ColumnFamily>,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<KvRows, StateError> {
         let mut out = Vec::new();
         let mut ro = ReadOptions::default();
+        // The dedup family's hash memtable iterates in key order only when asked to.
+        ro.set_total_order_seek(true);
         if let Some(end) = prefix_end(prefix) {
             ro.set_iterate_upper_bound(end);
         }
-        for item in self.db.iterator_opt(IteratorMode::From(from, Direction::Forward), ro) {
+        let mode = IteratorMode::From(from, Direction::Forward);
+        let iter = match cf {
+            Some(cf) => self.db.iterator_cf_opt(cf, ro, mode),
+            None => self.db.iterator_opt(mode, ro),
+        };
+        for item in iter {
             let (k, v) = item.map_err(backend)?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
@@ -179,15 +245,49 @@ impl KvStore for RocksStore {
         }
         Ok(out)
     }
+}
+
+impl KvStore for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if is_seen(key) {
+            self.db.get_cf(self.seen_cf(), key).map_err(backend)
+        } else {
+            self.db.get(key).map_err(backend)
+        }
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<KvRows, StateError> {
+        let from = if start > prefix { start } else { prefix };
+        let seen_prefix = keys::family_tag(Family::Seen);
+        let in_seen = match prefix.first() {
+            Some(&tag) => tag == seen_prefix,
+            None => true,
+        };
+        if !in_seen {
+            return self.scan_cf(None, prefix, from, limit);
+        }
+        if !prefix.is_empty() {
+            return self.scan_cf(Some(self.seen_cf()), prefix, from, limit);
+        }
+        // The whole store: both families' rows, merged in key order.
+        let mut rows = self.scan_cf(None, prefix, from, limit)?;
+        rows.extend(self.scan_cf(Some(self.seen_cf()), prefix, from, limit)?);
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        rows.truncate(limit);
+        Ok(rows)
+    }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StateError> {
         // Sized up front: growing the batch's buffer copies it again and again.
         let bytes: usize = batch.ops.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 16).sum();
         let mut wb = rocksdb::WriteBatch::with_capacity_bytes(bytes + 12);
+        let seen = self.seen_cf();
         for (k, v) in batch.ops {
-            match v {
-                Some(v) => wb.put(k, v),
-                None => wb.delete(k),
+            match (v, is_seen(&k)) {
+                (Some(v), false) => wb.put(k, v),
+                (None, false) => wb.delete(k),
+                (Some(v), true) => wb.put_cf(seen, k, v),
+                (None, true) => wb.delete_cf(seen, k),
             }
         }
         let mut wo = rocksdb::WriteOptions::default();
@@ -198,16 +298,24 @@ impl KvStore for RocksStore {
 
     fn compact(&self) -> Result<(), StateError> {
         self.db.flush().map_err(backend)?;
+        self.db.flush_cf(self.seen_cf()).map_err(backend)?;
         self.db.compact_range::<&[u8], &[u8]>(None, None);
+        self.db.compact_range_cf::<&[u8], &[u8]>(self.seen_cf(), None, None);
         Ok(())
     }
 
     fn approximate_keys(&self) -> u64 {
-        self.db.property_int_value("rocksdb.estimate-num-keys").ok().flatten().unwrap_or(0)
+        let name = "rocksdb.estimate-num-keys";
+        let default = self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        default + self.db.property_int_value_cf(self.seen_cf(), name).ok().flatten().unwrap_or(0)
     }
 
     fn size_bytes(&self) -> u64 {
-        let prop = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        let seen = self.seen_cf();
+        let prop = |name: &str| {
+            self.db.property_int_value(name).ok().flatten().unwrap_or(0)
+                + self.db.property_int_value_cf(seen, name).ok().flatten().unwrap_or(0)
+        };
         prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables")
     }
 }
@@ -248,6 +356,62 @@ mod tests {
     }
 
     #[test]
+    fn dedup_entries_of_an_older_directory_move_to_their_family_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = |i: u32| Key::Seen(&format!("e{i}")).encode();
+        {
+            // The layout before the column family: everything in the default one.
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            let db = DB::open(&opts, dir.path()).unwrap();
+            db.put(Key::Meta(MetaKey::FormatVersion).encode(), codec::encode(&FORMAT_VERSION)).unwrap();
+            for i in 0..250_000u32 {
+                db.put(seen(i), i.to_be_bytes()).unwrap();
+            }
+            db.put(b"\x09t", b"1").unwrap();
+        }
+        let s = RocksStore::open(dir.path()).unwrap();
+        assert_eq!(s.get(&seen(7)).unwrap(), Some(7u32.to_be_bytes().to_vec()));
+        assert_eq!(s.get(&seen(249_999)).unwrap(), Some(249_999u32.to_be_bytes().to_vec()));
+        assert_eq!(s.db.get(seen(7)).unwrap(), None, "still in the default family");
+        let prefix = [keys::family_tag(Family::Seen)];
+        assert_eq!(s.scan(&prefix, b"", usize::MAX).unwrap().len(), 250_000);
+        assert_eq!(s.get(b"\x09t").unwrap(), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn dedup_entries_live_in_their_column_family_and_scans_see_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStore::open(dir.path()).unwrap();
+        let mut b = WriteBatch::new();
+        let seen = |id: &str| Key::Seen(id).encode();
+        for id in ["b", "a", "c"] {
+            b.put(seen(id), id.as_bytes().to_vec());
+        }
+        b.put(b"\x09t".to_vec(), b"1".to_vec());
+        b.delete(seen("c"));
+        s.write(b).unwrap();
+        assert_eq!(s.get(&seen("a")).unwrap(), Some(b"a".to_vec()));
+        assert_eq!(s.get(&seen("c")).unwrap(), None);
+        // Not in the default family.
+        assert_eq!(s.db.get(seen("a")).unwrap(), None);
+        let prefix = [keys::family_tag(Family::Seen)];
+        let family: Vec<Vec<u8>> = s.scan(&prefix, b"", 10).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(family, vec![seen("a"), seen("b")]);
+        let from_b: Vec<Vec<u8>> =
+            s.scan(&prefix, &seen("b"), 10).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(from_b, vec![seen("b")]);
+        // The whole store, in key order across both families, and limited.
+        let all: Vec<Vec<u8>> = s.scan(b"", b"", 10).unwrap().into_iter().map(|(k, _)| k).collect();
+        let meta = Key::Meta(MetaKey::FormatVersion).encode();
+        assert_eq!(all, vec![meta.clone(), seen("a"), seen("b"), b"\x09t".to_vec()]);
+        assert_eq!(s.scan(b"", b"", 2).unwrap().len(), 2);
+        s.compact().unwrap();
+        assert_eq!(s.get(&seen("b")).unwrap(), Some(b"b".to_vec()));
+        assert!(s.approximate_keys() >= 3);
+    }
+
+    #[test]
     fn writes_without_the_log_survive_a_clean_close() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -278,6 +442,8 @@ mod tests {
             let mut b = WriteBatch::new();
             b.put(format!("\x09{i:03}a").into_bytes(), i.to_be_bytes().to_vec());
             b.put(format!("\x09{i:03}b").into_bytes(), i.to_be_bytes().to_vec());
+            // A dedup entry: the same batch, the other column family.
+            b.put(Key::Seen(&format!("{i:03}")).encode(), i.to_be_bytes().to_vec());
             s.write(b).unwrap();
             if i == 99 {
                 // Batches 0..=99 reach an SST file; the rest stay in the memtable.
@@ -288,7 +454,8 @@ mod tests {
     }
 
     /// A store written without the write-ahead log and killed (no close, no flush) reopens
-    /// holding a prefix of whole batches: what reached SST files, never half a batch.
+    /// holding a prefix of whole batches: what reached SST files, never half a batch, even
+    /// when a batch spans both column families.
     #[test]
     fn a_crash_without_the_log_leaves_a_prefix_of_whole_batches() {
         let dir = tempfile::tempdir().unwrap();
@@ -305,7 +472,9 @@ mod tests {
             .map(|i| {
                 let a = s.get(format!("\x09{i:03}a").as_bytes()).unwrap().is_some();
                 let b = s.get(format!("\x09{i:03}b").as_bytes()).unwrap().is_some();
+                let seen = s.get(&Key::Seen(&format!("{i:03}")).encode()).unwrap().is_some();
                 assert_eq!(a, b, "batch {i} is torn");
+                assert_eq!(a, seen, "batch {i} is torn across column families");
                 a
             })
             .collect();
