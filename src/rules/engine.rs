@@ -644,7 +644,7 @@ impl Engine {
             resume = Key::Timer { at: last.at, kind: last.kind, shop: &last.shop, id: &last.id }.encode();
             resume.push(0);
             for t in due {
-                ov.delete(&Key::Timer { at: t.at, kind: t.kind, shop: &t.shop, id: &t.id });
+                ov.delete_scanned(&Key::Timer { at: t.at, kind: t.kind, shop: &t.shop, id: &t.id });
                 self.meta.counters.timers_fired += 1;
                 match t.kind {
                     TimerKind::ShipDeadline => self.ship_deadline_passed(ov, &t.shop, &t.id, t.at)?,

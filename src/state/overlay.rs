@@ -11,7 +11,9 @@
 //! The buffered writes are bounded by what one commit touches.
 //!
 //! Deletes of keys the store does not hold are not written at all: a timer set and cleared
-//! within one commit costs no store write and no changelog record. (Keeping committed values
+//! within one commit costs no store write and no changelog record. Whether the store holds
+//! a key is known from its read, or learned by a scan that passed it; a key deleted after a
+//! scan returned it ([`Overlay::delete_scanned`], fired timers) needs no read either. (Keeping committed values
 //! cached across commits was measured too, and was slower than RocksDB's own memtable.)
 
 use super::codec;
@@ -112,15 +114,35 @@ impl<'s> Overlay<'s> {
         self.put_raw(key.encode(), None);
     }
 
+    /// Deletes a key that a [`Overlay::scan`] of this overlay returned. Such a key is either
+    /// a buffered write here or held by the store, so unlike [`Overlay::delete`] the commit
+    /// need not ask the store whether the delete is needed (a fired timer costs no read).
+    pub fn delete_scanned(&mut self, key: &Key<'_>) {
+        let key = key.encode();
+        if !keys::is_point_only(&key) && !self.ordered.contains(&key) {
+            self.ordered.insert(key.clone());
+        }
+        match self.cache.entry(key) {
+            MapEntry::Occupied(mut o) => {
+                let e = o.get_mut();
+                e.value = None;
+                e.dirty = true;
+            }
+            MapEntry::Vacant(v) => {
+                v.insert(Entry { value: None, dirty: true, in_store: Some(true) });
+            }
+        }
+    }
+
     /// Entries under `prefix` with key `>= start`, merging buffered writes over the
     /// store, in key order, at most `limit`.
     pub fn scan(&mut self, prefix: &[u8], start: &[u8], limit: usize) -> Result<KvRows, StateError> {
         let from = if start > prefix { start } else { prefix };
-        if !prefix.is_empty() && !keys::is_point_only(prefix) {
+        let (rows, learned) = if !prefix.is_empty() && !keys::is_point_only(prefix) {
             let dirty =
                 self.ordered.range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded));
             let dirty = dirty.take_while(|k| k.starts_with(prefix)).map(Vec::as_slice);
-            merge(self.store, &self.cache, dirty, prefix, from, limit)
+            merge(self.store, &self.cache, dirty, prefix, from, limit)?
         } else {
             // A family without an ordered index (or the whole store): sort its buffered
             // writes first. Correct for any prefix; rules do not take this path.
@@ -131,8 +153,14 @@ impl<'s> Overlay<'s> {
                 .map(|(k, _)| k.as_slice())
                 .collect();
             dirty.sort_unstable();
-            merge(self.store, &self.cache, dirty.into_iter(), prefix, from, limit)
+            merge(self.store, &self.cache, dirty.into_iter(), prefix, from, limit)?
+        };
+        for (k, held) in learned {
+            if let Some(e) = self.cache.get_mut(k.as_slice()) {
+                e.in_store = Some(held);
+            }
         }
+        Ok(rows)
     }
 
     /// Number of buffered writes.
@@ -141,8 +169,8 @@ impl<'s> Overlay<'s> {
     }
 
     /// Moves the buffered writes into `batch`, in key order (RocksDB inserts sorted keys
-    /// into its memtable much faster), leaving out deletes of keys the store does not hold,
-    /// and forgets the cache.
+    /// into its skiplist memtable much faster) except the dedup entries, which come last in
+    /// any order; leaves out deletes of keys the store does not hold, and forgets the cache.
     pub fn drain_into(&mut self, batch: &mut WriteBatch) -> Result<(), StateError> {
         self.ordered.clear();
         let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
@@ -159,7 +187,10 @@ impl<'s> Overlay<'s> {
                 writes.push((k, e.value));
             }
         }
-        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Dedup entries go to a hash memtable (state::rocks), where order buys nothing: only
+        // the rest is sorted.
+        let split = partition_in_place(&mut writes, |(k, _)| keys::family(k) != Some(keys::Family::Seen));
+        writes[..split].sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (k, v) in writes {
             match v {
                 Some(v) => batch.put(k, v),
@@ -170,9 +201,25 @@ impl<'s> Overlay<'s> {
     }
 }
 
+/// Reorders `v` so that the items `first` accepts come before the others; returns how many
+/// it accepted. (In place and unstable, like the standard library's unstable
+/// `Iterator::partition_in_place`.)
+fn partition_in_place<T>(v: &mut [T], first: impl Fn(&T) -> bool) -> usize {
+    let mut split = 0;
+    for i in 0..v.len() {
+        if first(&v[i]) {
+            v.swap(split, i);
+            split += 1;
+        }
+    }
+    split
+}
+
 /// Merges the store's rows under `prefix` from `from` with the buffered writes `dirty`
 /// (sorted keys of dirty cache entries, which win over the store), at most `limit` rows.
-/// Store rows are fetched in chunks, so buffered deletes never truncate the result.
+/// Store rows are fetched in chunks, so buffered deletes never truncate the result. Also
+/// returns what the merge learned: whether the store holds each buffered key passed whose
+/// cache entry did not know.
 fn merge<'a>(
     store: &dyn KvStore,
     cache: &Cache,
@@ -180,15 +227,15 @@ fn merge<'a>(
     prefix: &[u8],
     from: &[u8],
     limit: usize,
-) -> Result<KvRows, StateError> {
+) -> Result<(KvRows, Vec<(Vec<u8>, bool)>), StateError> {
     let mut out = Vec::new();
+    let mut learned = Vec::new();
     let mut dirty = dirty.peekable();
     let mut cursor = from.to_vec();
     let mut rows = Vec::new().into_iter().peekable();
     let mut store_done = false;
     // Each refill is at least twice the last, so buffered deletes cost few store seeks.
     let mut min_chunk = 0usize;
-    let dirty_row = |k: &[u8]| cache.get(k).and_then(|e| e.value.clone()).map(|v| (k.to_vec(), v));
     while out.len() < limit {
         if rows.peek().is_none() && !store_done {
             let need = (limit - out.len()).max(min_chunk);
@@ -209,17 +256,25 @@ fn merge<'a>(
         };
         if take_dirty {
             let d = dirty.next().expect("peeked");
-            if rows.peek().is_some_and(|(s, _)| s.as_slice() == d) {
+            // The store's rows from the cursor on are at hand (or there are none), so the
+            // next one tells whether the store holds `d`.
+            let held = rows.peek().is_some_and(|(s, _)| s.as_slice() == d);
+            if held {
                 rows.next();
             }
-            if let Some(row) = dirty_row(d) {
-                out.push(row);
+            if let Some(e) = cache.get(d) {
+                if e.in_store.is_none() {
+                    learned.push((d.to_vec(), held));
+                }
+                if let Some(v) = &e.value {
+                    out.push((d.to_vec(), v.clone()));
+                }
             }
         } else {
             out.push(rows.next().expect("peeked"));
         }
     }
-    Ok(out)
+    Ok((out, learned))
 }
 
 #[cfg(test)]
@@ -278,6 +333,72 @@ mod tests {
         ov.drain_into(&mut batch).unwrap();
         let ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = batch.ops().to_vec();
         assert_eq!(ops, vec![(b"held".to_vec(), None), (b"read".to_vec(), None)]);
+    }
+
+    #[test]
+    fn deleting_scanned_keys_needs_no_store_read_and_drops_buffered_ones() {
+        /// Counts point reads.
+        struct Counting(MemStore, std::sync::atomic::AtomicUsize);
+        impl KvStore for Counting {
+            fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.0.get(key)
+            }
+            fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<KvRows, StateError> {
+                self.0.scan(prefix, start, limit)
+            }
+            fn write(&self, batch: WriteBatch) -> Result<(), StateError> {
+                self.0.write(batch)
+            }
+        }
+        let store = Counting(MemStore::new(), Default::default());
+        let timer = |id: &'static str| Key::Timer {
+            at: crate::domain::Timestamp(5),
+            kind: keys::TimerKind::ShipDeadline,
+            shop: "s",
+            id,
+        };
+        let mut b = WriteBatch::new();
+        b.put(timer("stored").encode(), vec![]);
+        b.put(timer("set again").encode(), vec![]);
+        store.write(b).unwrap();
+        let mut ov = Overlay::new(&store);
+        // Buffered in this commit only, then fired: nothing to write.
+        ov.put(&timer("buffered"), &());
+        // Held by the store and written again without a read: the scan learns it is held.
+        ov.put(&timer("set again"), &());
+        let due = ov.scan(&keys::timer_prefix(), &[], 10).unwrap();
+        assert_eq!(due.len(), 3);
+        for id in ["stored", "buffered", "set again"] {
+            ov.delete_scanned(&timer(id));
+        }
+        assert_eq!(ov.scan(&keys::timer_prefix(), &[], 10).unwrap(), vec![]);
+        let mut batch = WriteBatch::new();
+        ov.drain_into(&mut batch).unwrap();
+        let mut deletes = vec![(timer("set again").encode(), None), (timer("stored").encode(), None)];
+        deletes.sort();
+        assert_eq!(batch.ops().to_vec(), deletes);
+        assert_eq!(store.1.load(std::sync::atomic::Ordering::Relaxed), 0, "no point read");
+    }
+
+    #[test]
+    fn drained_writes_are_in_key_order_with_dedup_entries_last() {
+        let store = MemStore::new();
+        let mut ov = Overlay::new(&store);
+        let seen = |id: &str| Key::Seen(id).encode();
+        for id in ["c", "a", "b"] {
+            ov.put_raw(seen(id), Some(vec![1]));
+        }
+        for k in [vec![0x09, 2], vec![0x02, 7], vec![0x09, 1], vec![0x00, 3]] {
+            ov.put_raw(k, Some(vec![2]));
+        }
+        let mut batch = WriteBatch::new();
+        ov.drain_into(&mut batch).unwrap();
+        let keys: Vec<Vec<u8>> = batch.ops().iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(&keys[..4], &[vec![0x00, 3], vec![0x02, 7], vec![0x09, 1], vec![0x09, 2]]);
+        let mut dedup = keys[4..].to_vec();
+        dedup.sort();
+        assert_eq!(dedup, vec![seen("a"), seen("b"), seen("c")]);
     }
 
     #[test]
