@@ -201,6 +201,10 @@ impl<'s> Overlay<'s> {
     }
 }
 
+/// Buffered keys a merge passed whose cache entries did not know whether the store holds
+/// them, and whether it does.
+type Learned = Vec<(Vec<u8>, bool)>;
+
 /// Reorders `v` so that the items `first` accepts come before the others; returns how many
 /// it accepted. (In place and unstable, like the standard library's unstable
 /// `Iterator::partition_in_place`.)
@@ -227,7 +231,7 @@ fn merge<'a>(
     prefix: &[u8],
     from: &[u8],
     limit: usize,
-) -> Result<(KvRows, Vec<(Vec<u8>, bool)>), StateError> {
+) -> Result<(KvRows, Learned), StateError> {
     let mut out = Vec::new();
     let mut learned = Vec::new();
     let mut dirty = dirty.peekable();
