@@ -66,6 +66,12 @@ impl<'s> Overlay<'s> {
 
     /// Raw write (`None` deletes).
     pub fn put_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.buffer(key, value, None);
+    }
+
+    /// Buffers a write; `in_store`: what is known of the store holding `key` if the cache
+    /// has no entry for it yet.
+    fn buffer(&mut self, key: Vec<u8>, value: Option<Vec<u8>>, in_store: Option<bool>) {
         if !keys::is_point_only(&key) && !self.ordered.contains(&key) {
             self.ordered.insert(key.clone());
         }
@@ -76,7 +82,7 @@ impl<'s> Overlay<'s> {
                 e.dirty = true;
             }
             MapEntry::Vacant(v) => {
-                v.insert(Entry { value, dirty: true, in_store: None });
+                v.insert(Entry { value, dirty: true, in_store });
             }
         }
     }
@@ -118,20 +124,9 @@ impl<'s> Overlay<'s> {
     /// a buffered write here or held by the store, so unlike [`Overlay::delete`] the commit
     /// need not ask the store whether the delete is needed (a fired timer costs no read).
     pub fn delete_scanned(&mut self, key: &Key<'_>) {
-        let key = key.encode();
-        if !keys::is_point_only(&key) && !self.ordered.contains(&key) {
-            self.ordered.insert(key.clone());
-        }
-        match self.cache.entry(key) {
-            MapEntry::Occupied(mut o) => {
-                let e = o.get_mut();
-                e.value = None;
-                e.dirty = true;
-            }
-            MapEntry::Vacant(v) => {
-                v.insert(Entry { value: None, dirty: true, in_store: Some(true) });
-            }
-        }
+        // Not cached: the scan took it from the store. Cached: the scan recorded whether the
+        // store holds it.
+        self.buffer(key.encode(), None, Some(true));
     }
 
     /// Entries under `prefix` with key `>= start`, merging buffered writes over the

@@ -484,6 +484,60 @@ mod tests {
         assert!(!present[199]);
     }
 
+    /// Child half of `automatic_flushes_keep_both_families_at_the_same_batch`.
+    #[test]
+    #[ignore = "run as a child process by automatic_flushes_keep_both_families_at_the_same_batch"]
+    fn flush_child() {
+        let Ok(dir) = std::env::var("SHOPSCORE_FLUSH_CHILD_DIR") else { return };
+        let mut s = RocksStore::open(Path::new(&dir)).unwrap();
+        s.set_durable(false);
+        // ~2 KiB per batch in the default family, a few bytes in the dedup one: the default
+        // family's memtable fills (and flushes) long before the other's would alone.
+        let write = |i: u32| {
+            let mut b = WriteBatch::new();
+            b.put(format!("\x09{i:06}").into_bytes(), vec![7; 2048]);
+            b.put(Key::Seen(&format!("{i:06}")).encode(), i.to_be_bytes().to_vec());
+            s.write(b).unwrap();
+        };
+        for i in 0..50_000u32 {
+            write(i);
+        }
+        // Let the flushes the full memtables started finish, then leave more in memtables.
+        let prop = |name: &str| s.db.property_int_value(name).unwrap().unwrap_or(0);
+        while prop("rocksdb.num-running-flushes") > 0 || prop("rocksdb.num-immutable-mem-table") > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for i in 50_000..60_000u32 {
+            write(i);
+        }
+        std::process::abort();
+    }
+
+    /// Memtables filling up flush both column families at the same batch: after a kill, the
+    /// dedup family never holds a batch the default one lost, nor the other way round.
+    #[test]
+    fn automatic_flushes_keep_both_families_at_the_same_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "state::rocks::tests::flush_child", "--ignored", "--test-threads", "1"])
+            .env("SHOPSCORE_FLUSH_CHILD_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "the child must have aborted");
+        let s = RocksStore::open(dir.path()).unwrap();
+        let mut kept = 0;
+        for i in 0..60_000u32 {
+            let a = s.get(format!("\x09{i:06}").as_bytes()).unwrap().is_some();
+            let seen = s.get(&Key::Seen(&format!("{i:06}")).encode()).unwrap().is_some();
+            assert_eq!(a, seen, "batch {i} is torn across column families");
+            kept += a as u32;
+        }
+        assert!(kept > 0, "no automatic flush happened: the test shows nothing");
+        assert!(kept < 60_000, "nothing was lost: the test shows nothing");
+    }
+
     #[test]
     fn refuses_other_format_version() {
         let dir = tempfile::tempdir().unwrap();
