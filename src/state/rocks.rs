@@ -430,6 +430,19 @@ mod tests {
         assert_eq!(s.get(b"\x09k0999").unwrap(), Some(999u32.to_be_bytes().to_vec()));
     }
 
+    /// Runs the ignored test `child` of this module in a process of its own, telling it the
+    /// store directory `dir` in the environment variable `var`; it must abort.
+    fn run_aborting_child(child: &str, var: &str, dir: &Path) {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &format!("state::rocks::tests::{child}"), "--ignored", "--test-threads", "1"])
+            .env(var, dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "the child must have aborted");
+    }
+
     /// Child half of `a_crash_without_the_log_leaves_a_prefix_of_whole_batches`: run by it in
     /// a process of its own (named by the environment variable), which it aborts.
     #[test]
@@ -459,14 +472,7 @@ mod tests {
     #[test]
     fn a_crash_without_the_log_leaves_a_prefix_of_whole_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "state::rocks::tests::crash_child", "--ignored", "--test-threads", "1"])
-            .env("SHOPSCORE_CRASH_CHILD_DIR", dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(!status.success(), "the child must have aborted");
+        run_aborting_child("crash_child", "SHOPSCORE_CRASH_CHILD_DIR", dir.path());
         let s = RocksStore::open(dir.path()).unwrap();
         let present: Vec<bool> = (0..200u32)
             .map(|i| {
@@ -518,14 +524,7 @@ mod tests {
     #[test]
     fn automatic_flushes_keep_both_families_at_the_same_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "state::rocks::tests::flush_child", "--ignored", "--test-threads", "1"])
-            .env("SHOPSCORE_FLUSH_CHILD_DIR", dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(!status.success(), "the child must have aborted");
+        run_aborting_child("flush_child", "SHOPSCORE_FLUSH_CHILD_DIR", dir.path());
         let s = RocksStore::open(dir.path()).unwrap();
         let mut kept = 0;
         for i in 0..60_000u32 {
