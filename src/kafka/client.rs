@@ -23,7 +23,16 @@ impl Clients {
     }
 
     fn base(&self) -> ClientConfig {
+        self.layered(&[])
+    }
+
+    /// A client's settings in layers: shopscore's `defaults`, then `[kafka.client]` over them,
+    /// then the brokers (the caller sets what must be shopscore's after this).
+    fn layered(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.extra {
             c.set(k, v);
         }
@@ -36,15 +45,12 @@ impl Clients {
     /// changelog) and its partitions stay paused. Session and heartbeat defaults may be
     /// overridden in `[kafka.client]`.
     pub fn member(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
-            .set("max.poll.interval.ms", "300000");
-        for (k, v) in &self.extra {
-            c.set(k, v);
-        }
-        c.set("bootstrap.servers", &self.brokers)
-            .set("group.id", &self.group)
+        let mut c = self.layered(&[
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("max.poll.interval.ms", "300000"),
+        ]);
+        c.set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "latest");
@@ -67,15 +73,12 @@ impl Clients {
         // Local: Queue full" on all 16 partitions at once), a 200 000-record bench then sat
         // ~0.8 s with nothing to read after the shards had drained the queue, and the process
         // used 60 % of the two cores. At 10 ms fetching resumes as soon as there is room.
-        let mut c = ClientConfig::new();
-        c.set("queued.max.messages.kbytes", "65536")
-            .set("fetch.wait.max.ms", "50")
-            .set("fetch.queue.backoff.ms", "10");
-        for (k, v) in &self.extra {
-            c.set(k, v);
-        }
-        c.set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("{}.reader", self.group))
+        let mut c = self.layered(&[
+            ("queued.max.messages.kbytes", "65536"),
+            ("fetch.wait.max.ms", "50"),
+            ("fetch.queue.backoff.ms", "10"),
+        ]);
+        c.set("group.id", format!("{}.reader", self.group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
@@ -115,19 +118,14 @@ impl Clients {
     /// change; idempotence, `acks=all` and the partitioner (the outputs' keys decide their
     /// partitions, which the outbox records) are set after it.
     pub fn producer(&self, shard: u32, transactional: bool) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "1000000")
-            .set("message.timeout.ms", "60000");
-        for (k, v) in &self.extra {
-            c.set(k, v);
-        }
-        c.set("bootstrap.servers", &self.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random");
+        let mut c = self.layered(&[
+            ("linger.ms", "5"),
+            ("compression.type", "lz4"),
+            ("batch.num.messages", "10000"),
+            ("queue.buffering.max.messages", "1000000"),
+            ("message.timeout.ms", "60000"),
+        ]);
+        c.set("enable.idempotence", "true").set("acks", "all").set("partitioner", "murmur2_random");
         if transactional {
             c.set("transactional.id", self.transactional_id(shard)).set("transaction.timeout.ms", "60000");
         }

@@ -168,7 +168,10 @@ impl<'s> Overlay<'s> {
     /// any order; leaves out deletes of keys the store does not hold, and forgets the cache.
     pub fn drain_into(&mut self, batch: &mut WriteBatch) -> Result<(), StateError> {
         self.ordered.clear();
+        // Dedup entries go to a hash memtable (state::rocks), where order buys nothing: only
+        // the rest is sorted, and the dedup entries follow it.
         let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut dedup = Vec::new();
         for (k, e) in self.cache.drain() {
             if !e.dirty {
                 continue;
@@ -178,15 +181,17 @@ impl<'s> Overlay<'s> {
                 (None, Some(held)) => held,
                 (None, None) => self.store.get(&k)?.is_some(),
             };
-            if needed {
+            if !needed {
+                continue;
+            }
+            if keys::family(&k) == Some(keys::Family::Seen) {
+                dedup.push((k, e.value));
+            } else {
                 writes.push((k, e.value));
             }
         }
-        // Dedup entries go to a hash memtable (state::rocks), where order buys nothing: only
-        // the rest is sorted.
-        let split = partition_in_place(&mut writes, |(k, _)| keys::family(k) != Some(keys::Family::Seen));
-        writes[..split].sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (k, v) in writes {
+        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in writes.into_iter().chain(dedup) {
             match v {
                 Some(v) => batch.put(k, v),
                 None => batch.delete(k),
@@ -199,20 +204,6 @@ impl<'s> Overlay<'s> {
 /// Buffered keys a merge passed whose cache entries did not know whether the store holds
 /// them, and whether it does.
 type Learned = Vec<(Vec<u8>, bool)>;
-
-/// Reorders `v` so that the items `first` accepts come before the others; returns how many
-/// it accepted. (In place and unstable, like the standard library's unstable
-/// `Iterator::partition_in_place`.)
-fn partition_in_place<T>(v: &mut [T], first: impl Fn(&T) -> bool) -> usize {
-    let mut split = 0;
-    for i in 0..v.len() {
-        if first(&v[i]) {
-            v.swap(split, i);
-            split += 1;
-        }
-    }
-    split
-}
 
 /// Merges the store's rows under `prefix` from `from` with the buffered writes `dirty`
 /// (sorted keys of dirty cache entries, which win over the store), at most `limit` rows.

@@ -226,8 +226,10 @@ impl RocksStore {
     ) -> Result<KvRows, StateError> {
         let mut out = Vec::new();
         let mut ro = ReadOptions::default();
-        // The dedup family's hash memtable iterates in key order only when asked to.
-        ro.set_total_order_seek(true);
+        if cf.is_some() {
+            // The dedup family's hash memtable iterates in key order only when asked to.
+            ro.set_total_order_seek(true);
+        }
         if let Some(end) = prefix_end(prefix) {
             ro.set_iterate_upper_bound(end);
         }
@@ -258,16 +260,12 @@ impl KvStore for RocksStore {
 
     fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<KvRows, StateError> {
         let from = if start > prefix { start } else { prefix };
-        let seen_prefix = keys::family_tag(Family::Seen);
-        let in_seen = match prefix.first() {
-            Some(&tag) => tag == seen_prefix,
-            None => true,
-        };
-        if !in_seen {
-            return self.scan_cf(None, prefix, from, limit);
-        }
-        if !prefix.is_empty() {
-            return self.scan_cf(Some(self.seen_cf()), prefix, from, limit);
+        match prefix.first() {
+            Some(&tag) if tag == keys::family_tag(Family::Seen) => {
+                return self.scan_cf(Some(self.seen_cf()), prefix, from, limit)
+            }
+            Some(_) => return self.scan_cf(None, prefix, from, limit),
+            None => {}
         }
         // The whole store: both families' rows, merged in key order.
         let mut rows = self.scan_cf(None, prefix, from, limit)?;
