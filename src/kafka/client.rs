@@ -60,9 +60,10 @@ impl Clients {
     /// Reads input topics at positions shopscore chooses (manual assignment, no group
     /// offsets), only committed records, reporting the end of each partition.
     pub fn reader(&self) -> ClientConfig {
-        // Prefetch: up to 64 MiB or librdkafka's `queued.min.messages` (100 000 records),
-        // counted over every input partition together (their queues forward into the
-        // consumer's). A 4 MiB queue capped fetching at ~70 000 records/s, 16 MiB cost about
+        // Prefetch: up to 64 MiB or 100 000 records (`queued.min.messages`, librdkafka's
+        // default) over every input partition together: each partition has its own queue
+        // ([`super::reader::Reader`]), where librdkafka applies both per partition, so the
+        // reader divides them by the number of input partitions. A 4 MiB queue capped fetching at ~70 000 records/s, 16 MiB cost about
         // a quarter of the end-to-end rate; it is also the largest part of Kafka mode's
         // memory, so `[kafka.client]` may set it lower. A prefetched record waits at most a
         // few seconds, far below `time.idle_timeout`, and an idle partition must also have
@@ -75,6 +76,7 @@ impl Clients {
         // used 60 % of the two cores. At 10 ms fetching resumes as soon as there is room.
         let mut c = self.layered(&[
             ("queued.max.messages.kbytes", "65536"),
+            ("queued.min.messages", "100000"),
             ("fetch.wait.max.ms", "50"),
             ("fetch.queue.backoff.ms", "10"),
         ]);

@@ -7,6 +7,7 @@
 use super::topics::Layout;
 use super::{Context, KafkaError};
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
@@ -26,6 +27,14 @@ struct PartitionActivity {
     /// tansu 0.6 sends them early, hence also the quiet time).
     at_end: bool,
     last_record: Instant,
+}
+
+/// A record of `input` came: it is not at its end.
+fn record_seen(activity: &mut BTreeMap<InputPartition, PartitionActivity>, input: InputPartition) {
+    if let Some(a) = activity.get_mut(&input) {
+        a.at_end = false;
+        a.last_record = Instant::now();
+    }
 }
 
 /// What one poll returned.
@@ -75,11 +84,34 @@ impl ClientContext for QuietEof {
 impl ConsumerContext for QuietEof {}
 
 /// The input consumer.
+///
+/// Every assigned partition is read from its own queue (librdkafka's per-partition queues),
+/// because an end-of-partition report names only the partition number: on the shared queue
+/// the end of partition 3 of one topic could not be told from that of partition 3 of
+/// another, and a partition whose records were still queued could look idle. Queues are
+/// taken in turns, a run of up to [`RUN`] records each.
 pub struct Reader {
-    consumer: BaseConsumer<QuietEof>,
+    consumer: Arc<BaseConsumer<QuietEof>>,
     layout: Arc<Layout>,
     activity: BTreeMap<InputPartition, PartitionActivity>,
+    queues: Vec<(InputPartition, PartitionQueue<QuietEof>)>,
+    /// The queue read next, and how many records it has given in its current run.
+    cursor: usize,
+    run: usize,
+    /// Records since the consumer's own queue (statistics, errors) was last served.
+    unserved: usize,
 }
+
+/// Records taken from one partition's queue before the next partition's turn.
+const RUN: usize = 64;
+
+/// Records between two services of the consumer's own queue while records keep coming.
+const SERVE_EVERY: usize = 4096;
+
+/// Prefetch settings that librdkafka applies per partition once each partition has its own
+/// queue; shopscore's defaults and `[kafka.client]` give them for all input partitions
+/// together, so the reader divides them.
+const PER_PARTITION: [&str; 2] = ["queued.max.messages.kbytes", "queued.min.messages"];
 
 impl Reader {
     pub fn new(config: &ClientConfig, layout: Arc<Layout>) -> Result<Reader, KafkaError> {
@@ -88,17 +120,42 @@ impl Reader {
             // End offsets for the lag gauge and progress come from these statistics.
             config.set("statistics.interval.ms", "5000");
         }
+        let partitions: u64 = layout.inputs.iter().map(|t| u64::from(t.partitions)).sum::<u64>().max(1);
+        for key in PER_PARTITION {
+            if let Some(total) = config.get(key).and_then(|v| v.trim().parse::<u64>().ok()) {
+                config.set(key, (total / partitions).max(1).to_string());
+            }
+        }
         let consumer: BaseConsumer<QuietEof> = config
             .create_with_context(QuietEof::default())
             .context(|| "creating the input consumer".into())?;
-        Ok(Reader { consumer, layout, activity: BTreeMap::new() })
+        Ok(Reader {
+            consumer: Arc::new(consumer),
+            layout,
+            activity: BTreeMap::new(),
+            queues: Vec::new(),
+            cursor: 0,
+            run: 0,
+            unserved: 0,
+        })
     }
 
-    /// Reads exactly `starts`: each partition from the given offset.
+    /// Reads exactly `starts`: each partition from the given offset, on its own queue.
     pub fn assign(&mut self, starts: &BTreeMap<InputPartition, i64>) -> Result<(), KafkaError> {
+        // Split before assigning, so no fetched record or end report reaches the shared queue.
+        self.queues.clear();
+        let waker = std::thread::current();
         let mut tpl = TopicPartitionList::new();
         for (&(t, p), &offset) in starts {
             let topic = &self.layout.inputs[t].name;
+            let Some(mut queue) = self.consumer.split_partition_queue(topic, p) else {
+                return Err(KafkaError::Topics(format!(
+                    "librdkafka gave input partition {topic:?} [{p}] no queue of its own"
+                )));
+            };
+            let waker = waker.clone();
+            queue.set_nonempty_callback(move || waker.unpark());
+            self.queues.push(((t, p), queue));
             let at = if offset <= 0 { Offset::Beginning } else { Offset::Offset(offset) };
             tpl.add_partition_offset(topic, p, at).context(|| "building the input assignment".into())?;
         }
@@ -106,38 +163,67 @@ impl Reader {
         let now = Instant::now();
         self.activity =
             starts.keys().map(|&k| (k, PartitionActivity { at_end: false, last_record: now })).collect();
+        (self.cursor, self.run) = (0, 0);
         Ok(())
     }
 
     /// Waits up to `timeout` for the next input record.
     pub fn poll(&mut self, timeout: Duration) -> Result<Polled<'_>, KafkaError> {
-        let (consumer, activity, layout) = (&self.consumer, &mut self.activity, &self.layout);
-        match consumer.poll(timeout) {
-            None => Ok(Polled::Nothing),
-            Some(Ok(message)) => {
-                let Some(t) = layout.inputs.iter().position(|t| t.name == message.topic()) else {
-                    return Ok(Polled::Nothing);
-                };
-                let input = (t, message.partition());
-                if let Some(a) = activity.get_mut(&input) {
-                    a.at_end = false;
-                    a.last_record = Instant::now();
-                }
-                Ok(Polled::Record { input, message })
-            }
-            Some(Err(RdError::PartitionEOF(p))) => {
-                // The event names only the partition number: mark it in every input topic.
-                for ((_, q), a) in activity.iter_mut() {
-                    if *q == p {
-                        a.at_end = true;
+        let deadline = Instant::now() + timeout;
+        let Reader { consumer, layout, activity, queues, cursor, run, unserved } = self;
+        let n = queues.len();
+        let mut waited = false;
+        loop {
+            if *unserved >= SERVE_EVERY || n == 0 {
+                *unserved = 0;
+                // Statistics and errors; no record should come here, but one that did would
+                // still be handed on rather than lost.
+                match consumer.poll(Duration::ZERO) {
+                    Some(Ok(message)) => {
+                        if let Some(t) = layout.inputs.iter().position(|t| t.name == message.topic()) {
+                            let input = (t, message.partition());
+                            record_seen(activity, input);
+                            return Ok(Polled::Record { input, message });
+                        }
                     }
+                    Some(Err(e)) => tracing::warn!(error = %e, "input consumer error (librdkafka retries)"),
+                    None => {}
                 }
-                Ok(Polled::Nothing)
             }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "input consumer error (librdkafka retries)");
-                Ok(Polled::Nothing)
+            for k in 0..n {
+                let i = (*cursor + k) % n;
+                let (input, queue) = &queues[i];
+                match queue.poll(Duration::ZERO) {
+                    None => {}
+                    Some(Ok(message)) => {
+                        if i != *cursor {
+                            (*cursor, *run) = (i, 0);
+                        }
+                        *run += 1;
+                        if *run >= RUN {
+                            (*cursor, *run) = ((i + 1) % n, 0);
+                        }
+                        *unserved += 1;
+                        record_seen(activity, *input);
+                        return Ok(Polled::Record { input: *input, message });
+                    }
+                    Some(Err(RdError::PartitionEOF(_))) => {
+                        if let Some(a) = activity.get_mut(input) {
+                            a.at_end = true;
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "input consumer error (librdkafka retries)"),
+                }
             }
+            // Every queue is empty: serve the consumer's own queue, then wait once.
+            *unserved = SERVE_EVERY;
+            let now = Instant::now();
+            if waited || now >= deadline {
+                return Ok(Polled::Nothing);
+            }
+            // A queue that becomes non-empty wakes this thread (its callback unparks it).
+            std::thread::park_timeout(deadline - now);
+            waited = true;
         }
     }
 
@@ -175,5 +261,82 @@ impl Reader {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::topics::{InputTopic, OutputTopics};
+    use super::*;
+    use crate::config::Encoding;
+    use crate::domain::event::Stream;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    fn layout(topics: &[&str]) -> Arc<Layout> {
+        let input = |name: &&str| InputTopic {
+            name: name.to_string(),
+            stream: Stream::Orders,
+            encoding: Encoding::Json,
+            partitions: 1,
+        };
+        Arc::new(Layout {
+            inputs: topics.iter().map(input).collect(),
+            outputs: OutputTopics::uniform(Encoding::Json),
+            changelog: "changelog".into(),
+            shards: 1,
+            co_partitioned: false,
+        })
+    }
+
+    /// Partition 0 of an empty topic reports its end at once, while partition 0 of a full one
+    /// still has most of its records to give (small fetches). Only the empty one may be at its
+    /// end then; the full one only once all its records were read.
+    #[test]
+    fn a_partition_is_at_its_end_only_once_its_own_records_are_read() {
+        const RECORDS: usize = 20_000;
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("full", 1, 1).unwrap();
+        mock.create_topic("empty", 1, 1).unwrap();
+        let brokers = mock.bootstrap_servers();
+        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        for i in 0..RECORDS {
+            let payload = format!("{{\"n\":{i}}}");
+            producer.send(BaseRecord::<(), _>::to("full").payload(&payload)).unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "reader-test")
+            .set("enable.partition.eof", "true")
+            .set("max.partition.fetch.bytes", "1024")
+            .set("queued.min.messages", "100");
+        let mut reader = Reader::new(&config, layout(&["full", "empty"])).unwrap();
+        reader.assign(&[((0, 0), 0), ((1, 0), 0)].into_iter().collect()).unwrap();
+        let (full, empty) = ((0, 0), (1, 0));
+        let mut read = 0;
+        let mut empty_at_end_before_full_read = false;
+        let started = Instant::now();
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(60), "read {read} of {RECORDS} in 60 s");
+            if let Polled::Record { input, .. } = reader.poll(Duration::from_millis(50)).unwrap() {
+                assert_eq!(input, full);
+                read += 1;
+            }
+            let at_end = reader.idle(Duration::ZERO);
+            assert!(
+                !at_end.contains(&full) || read == RECORDS,
+                "the full partition was at its end with {read} of {RECORDS} records read"
+            );
+            empty_at_end_before_full_read |= at_end.contains(&empty) && read < RECORDS;
+            if at_end.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(read, RECORDS);
+        assert!(empty_at_end_before_full_read, "the empty partition's end should come first");
     }
 }
