@@ -35,6 +35,12 @@ pub struct KafkaConfig {
     pub co_partitioned: bool,
     /// Replication factor of the topics shopscore creates (-1: the broker's default).
     pub replication_factor: i32,
+    /// How often a shard refreshes the snapshots (and alerts) of the shops that changed:
+    /// at a commit at least this long after its last refresh, and at every commit that
+    /// follows no input (the input is quiet or idle). In between, changed shops are marked
+    /// in the state and their snapshots coalesced (SPEC §6). "0s": at every commit.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_interval: std::time::Duration,
     /// Extra librdkafka settings, e.g. `"security.protocol" = "SASL_SSL"`. Keys are normalized to
     /// librdkafka's dotted form (`security_protocol` and nested tables work too), values to strings.
     #[serde(deserialize_with = "serde_util::client_map")]
@@ -53,6 +59,7 @@ impl Default for KafkaConfig {
             shards: 4,
             co_partitioned: false,
             replication_factor: -1,
+            snapshot_interval: std::time::Duration::from_secs(5),
             client: BTreeMap::new(),
             topics: TopicsConfig::default(),
             encoding: EncodingConfig::default(),

@@ -34,6 +34,7 @@ impl fmt::Debug for KafkaConfig {
             .field("group", &self.group)
             .field("transactional", &self.transactional)
             .field("transactional_outbox", &self.transactional_outbox)
+            .field("snapshot_interval", &self.snapshot_interval)
             .field("shards", &self.shards)
             .field("co_partitioned", &self.co_partitioned)
             .field("replication_factor", &self.replication_factor)

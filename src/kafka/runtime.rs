@@ -102,6 +102,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         metrics: run.metrics.clone(),
         // However many shards this instance owns: what one file-mode store may use.
         memory: MemoryBudget::single_store(),
+        snapshot_interval: run.kafka.snapshot_interval,
     });
     let member: BaseConsumer = clients.member().create().context(|| "creating the group member".into())?;
     member.subscribe(&[&layout.changelog]).context(|| format!("joining group {:?}", run.kafka.group))?;

@@ -45,6 +45,7 @@ use super::{Context, KafkaError};
 use crate::domain::decode::{DecodeError, DecodeOptions};
 use crate::domain::Event;
 use crate::output::{DeadLetter, Output, SourcePos};
+use crate::rules::engine::Snapshots;
 use crate::rules::retention::{Retention, Sweeper};
 use crate::rules::{ApplyOutcome, Engine, RulesConfig};
 use crate::state::keys::{seen_pack_index_prefix, seen_pack_of_index_key, Key, MetaKey};
@@ -75,6 +76,8 @@ pub struct ShardSetup {
     pub metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
     /// The block cache and memtable cap every shard's store shares.
     pub memory: MemoryBudget,
+    /// `kafka.snapshot_interval`.
+    pub snapshot_interval: Duration,
 }
 
 /// A shard's progress as stored (topics by name, so renaming a topic starts it afresh).
@@ -190,6 +193,10 @@ pub struct Shard {
     outputs_in_flight: bool,
     outputs: Vec<Output>,
     meta_consumer: BaseConsumer,
+    /// When this shard last refreshed its snapshots, and the records offered to it since its
+    /// last commit (none: the input is quiet, so the snapshots are refreshed).
+    snapshots_refreshed: Instant,
+    offered_since_commit: u64,
 }
 
 fn dir_of(setup: &ShardSetup, id: u32) -> PathBuf {
@@ -269,6 +276,8 @@ impl Shard {
             outputs_in_flight: false,
             outputs: Vec::new(),
             meta_consumer,
+            snapshots_refreshed: Instant::now(),
+            offered_since_commit: 0,
             setup,
         };
         if let Some(outbox) = outbox {
@@ -320,6 +329,7 @@ impl Shard {
 
     /// Offers one input record.
     pub fn offer(&mut self, ov: &mut Overlay<'_>, r: &Offered<'_>) -> Result<Taken, KafkaError> {
+        self.offered_since_commit += 1;
         let Some(pos) = self.positions.get_mut(&r.input) else { return Ok(Taken::Skipped) };
         if r.offset < *pos {
             return Ok(Taken::Skipped);
@@ -385,7 +395,16 @@ impl Shard {
         let mut clock = Instant::now();
         stats.previous_outputs_acked = self.settle()?;
         stats.phases.outputs = lap(&mut clock);
-        self.engine.flush(ov, false, &mut self.outputs)?;
+        let interval = self.setup.snapshot_interval;
+        let refresh = interval.is_zero()
+            || self.offered_since_commit == 0
+            || self.snapshots_refreshed.elapsed() >= interval;
+        let snapshots = if refresh { Snapshots::Refresh } else { Snapshots::Defer };
+        self.engine.flush_with(ov, false, snapshots, &mut self.outputs)?;
+        if refresh {
+            self.snapshots_refreshed = Instant::now();
+        }
+        self.offered_since_commit = 0;
         stats.phases.rules = lap(&mut clock);
         // Retention through the changelog: dead entries are deleted here, in the commit, so
         // the deletes reach the changelog (the local compaction filter only drops dedup

@@ -25,7 +25,7 @@ use crate::state::keys::{self, Key, MetaKey, TimerKind};
 use crate::state::overlay::Overlay;
 use crate::state::StateError;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The parameters the rules need (built from the typed configuration).
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +94,14 @@ impl Counters {
     }
 }
 
+/// Whether a flush refreshes the snapshots of the shops that changed, or defers them to a
+/// later flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Snapshots {
+    Refresh,
+    Defer,
+}
+
 /// What [`Engine::apply`] did with an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {
@@ -120,7 +128,9 @@ pub struct Engine {
     meta: EngineMeta,
     /// Watermark as of the last flush (snapshots were made at it).
     flushed_at: Option<Timestamp>,
-    dirty: BTreeSet<String>,
+    /// Shops to re-evaluate at the next snapshot refresh; `true`: marked in the state too
+    /// ([`Key::PendingSnapshot`]), because a flush deferred their snapshots.
+    dirty: BTreeMap<String, bool>,
     buckets: Buckets,
     sums: RollingSums,
 }
@@ -131,7 +141,13 @@ impl Engine {
         let meta: EngineMeta = ov.get(&Key::Meta(MetaKey::Watermark))?.unwrap_or_default();
         let flushed_at = meta.watermark.current();
         let sums = RollingSums::new(&cfg.windows, cfg.dsr_days);
-        Ok(Engine { cfg, meta, flushed_at, dirty: BTreeSet::new(), buckets: Buckets::default(), sums })
+        let mut dirty = BTreeMap::new();
+        for (k, _) in ov.scan(&keys::pending_snapshot_prefix(), &[], usize::MAX)? {
+            if let Some(shop) = keys::shop_of_pending_snapshot_key(&k) {
+                dirty.insert(shop.to_owned(), true);
+            }
+        }
+        Ok(Engine { cfg, meta, flushed_at, dirty, buckets: Buckets::default(), sums })
     }
 
     pub fn config(&self) -> &RulesConfig {
@@ -175,8 +191,8 @@ impl Engine {
     }
 
     fn mark_dirty(&mut self, shop: &str) {
-        if !self.dirty.contains(shop) {
-            self.dirty.insert(shop.to_owned());
+        if !self.dirty.contains_key(shop) {
+            self.dirty.insert(shop.to_owned(), false);
         }
     }
 
@@ -580,6 +596,20 @@ impl Engine {
         end_of_input: bool,
         out: &mut Vec<Output>,
     ) -> Result<(), StateError> {
+        self.flush_with(ov, end_of_input, Snapshots::Refresh, out)
+    }
+
+    /// [`Engine::flush`], with snapshots refreshed or deferred as `snapshots` says. Deferred
+    /// shops are marked in the state, so a later refresh — after a restart too — emits
+    /// them; a shop's last snapshot still ends equal to its state (SPEC §6 allows
+    /// coalescing).
+    pub fn flush_with(
+        &mut self,
+        ov: &mut Overlay<'_>,
+        end_of_input: bool,
+        snapshots: Snapshots,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StateError> {
         let wm = if end_of_input {
             self.meta.watermark.finish()
         } else {
@@ -597,27 +627,50 @@ impl Engine {
         }
         if let Some(wm) = wm {
             self.mark_shops_with_moved_days(ov, wm.day())?;
-            for shop in std::mem::take(&mut self.dirty) {
-                let Some(s) = snapshot::refresh(ov, &mut self.sums, &shop, wm, &self.cfg.windows)? else {
-                    continue;
-                };
-                self.meta.counters.snapshots += 1;
-                let mut changes = Vec::new();
-                if !self.cfg.alerts.is_empty() {
-                    let key = Key::AlertState { shop: &shop };
-                    let mut state: AlertState = ov.get(&key)?.unwrap_or_default();
-                    changes = alerts::evaluate(&self.cfg.alerts, &s, &mut state);
-                    if !changes.is_empty() {
-                        ov.put(&key, &state);
-                    }
-                }
-                out.push(Output::Snapshot(s));
-                self.meta.counters.alerts += changes.len() as u64;
-                out.extend(changes.into_iter().map(Output::Alert));
-            }
             self.flushed_at = Some(wm);
         }
+        match wm {
+            Some(wm) if snapshots == Snapshots::Refresh => self.refresh_snapshots(ov, wm, out)?,
+            _ => {
+                for (shop, marked) in self.dirty.iter_mut().filter(|(_, marked)| !**marked) {
+                    ov.put(&Key::PendingSnapshot { shop }, &());
+                    *marked = true;
+                }
+            }
+        }
         ov.put(&Key::Meta(MetaKey::Watermark), &self.meta);
+        Ok(())
+    }
+
+    /// Re-evaluates every dirty shop at `wm` and emits the changed snapshots (and the alert
+    /// changes they bring) into `out`.
+    fn refresh_snapshots(
+        &mut self,
+        ov: &mut Overlay<'_>,
+        wm: Timestamp,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StateError> {
+        for (shop, marked) in std::mem::take(&mut self.dirty) {
+            if marked {
+                ov.delete(&Key::PendingSnapshot { shop: &shop });
+            }
+            let Some(s) = snapshot::refresh(ov, &mut self.sums, &shop, wm, &self.cfg.windows)? else {
+                continue;
+            };
+            self.meta.counters.snapshots += 1;
+            let mut changes = Vec::new();
+            if !self.cfg.alerts.is_empty() {
+                let key = Key::AlertState { shop: &shop };
+                let mut state: AlertState = ov.get(&key)?.unwrap_or_default();
+                changes = alerts::evaluate(&self.cfg.alerts, &s, &mut state);
+                if !changes.is_empty() {
+                    ov.put(&key, &state);
+                }
+            }
+            out.push(Output::Snapshot(s));
+            self.meta.counters.alerts += changes.len() as u64;
+            out.extend(changes.into_iter().map(Output::Alert));
+        }
         Ok(())
     }
 

@@ -96,9 +96,12 @@ impl Retention {
                 .is_ok_and(|g| g.entries.iter().all(|e| e.completed.plus_ms(VALIDITY_MS) < cutoff)),
             Family::ServiceHistory => codec::decode::<ServiceHistory>(key, value)
                 .is_ok_and(|h| h.entries.last().is_none_or(|e| e.time < cutoff)),
-            Family::Meta | Family::Snapshot | Family::Timer | Family::AlertState | Family::BuyerOrders => {
-                false
-            }
+            Family::Meta
+            | Family::Snapshot
+            | Family::Timer
+            | Family::AlertState
+            | Family::BuyerOrders
+            | Family::PendingSnapshot => false,
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::output::{Output, Snapshot, SourcePos};
 use crate::state::memory::MemStore;
 use crate::state::overlay::Overlay;
 use crate::state::{KvStore, WriteBatch};
+use std::collections::BTreeMap;
 
 fn t(s: &str) -> Timestamp {
     Timestamp::parse_rfc3339(s).unwrap()
@@ -311,4 +312,59 @@ fn lineage_names_the_smallest_kafka_copy_whatever_the_arrival_order() {
     assert_eq!(lineages[0].len(), 1);
     assert_eq!((lineages[0][0].role, lineages[0][0].event_id.as_str()), ("paid", "e1"));
     assert_eq!(lineages[0][0].source, kafka("aa-orders", 3, 2));
+}
+
+/// Applies `batches`, one commit each with a fresh engine (as after a restart), flushing
+/// with the given snapshot choice per commit; returns all outputs.
+fn run_with(store: &MemStore, batches: &[(Vec<Event>, engine::Snapshots)]) -> Vec<Output> {
+    let mut out = Vec::new();
+    for (batch, snapshots) in batches {
+        let mut ov = Overlay::new(store);
+        let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
+        for ev in batch {
+            engine.apply(&mut ov, ev, 0, &SourcePos::File { file: "t".into(), line: 1 }).unwrap();
+        }
+        engine.flush_with(&mut ov, false, *snapshots, &mut out).unwrap();
+        let mut wb = WriteBatch::new();
+        ov.drain_into(&mut wb).unwrap();
+        store.write(wb).unwrap();
+    }
+    out
+}
+
+#[test]
+fn deferred_snapshots_survive_a_restart_and_end_equal_to_refreshing_every_commit() {
+    use engine::Snapshots::{Defer, Refresh};
+    let batches = [
+        vec![
+            paid("e1", "s1", "o1", "2024-05-01T10:00:00+08:00"),
+            paid("e2", "s2", "o2", "2024-05-01T11:00:00+08:00"),
+        ],
+        vec![requested("e3", "s1", "r1", "2024-05-02T10:00:00+08:00")],
+        vec![paid("e4", "s3", "o4", "2024-05-03T10:00:00+08:00")],
+    ];
+    let every = MemStore::new();
+    let reference = run_with(&every, &batches.iter().map(|b| (b.clone(), Refresh)).collect::<Vec<_>>());
+    let last = |out: &[Output]| -> BTreeMap<String, snapshot::ShopValues> {
+        snapshots(out).into_iter().map(|s| (s.shop_id.clone(), s.values.clone())).collect()
+    };
+
+    let store = MemStore::new();
+    let plan: Vec<_> = batches.iter().cloned().zip([Defer, Defer, Refresh]).collect();
+    let deferred = run_with(&store, &plan[..2]);
+    assert!(snapshots(&deferred).is_empty(), "deferred flushes emit no snapshot");
+    let marked: Vec<String> = store
+        .scan(&crate::state::keys::pending_snapshot_prefix(), &[], usize::MAX)
+        .unwrap()
+        .iter()
+        .filter_map(|(k, _)| crate::state::keys::shop_of_pending_snapshot_key(k).map(str::to_owned))
+        .collect();
+    assert_eq!(marked, ["s1", "s2"], "the changed shops are marked in the state");
+
+    // The engine is loaded afresh for every commit: the marks carry the deferred shops over.
+    let refreshed = run_with(&store, &plan[2..]);
+    assert_eq!(snapshots(&refreshed).len(), 3);
+    assert_eq!(last(&refreshed), last(&reference));
+    assert!(store.scan(&crate::state::keys::pending_snapshot_prefix(), &[], usize::MAX).unwrap().is_empty());
+    assert!(snapshots(&reference).len() > 3, "refreshing every commit emitted more snapshots");
 }

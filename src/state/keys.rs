@@ -34,6 +34,10 @@ pub enum Key<'a> {
     AlertState { shop: &'a str },
     /// One buyer's orders at a shop awaiting a late-shipment group decision.
     BuyerOrders { shop: &'a str, buyer: &'a str },
+    /// A shop whose values changed after its last snapshot, while snapshots were deferred
+    /// (no watermark yet, or Kafka mode's `kafka.snapshot_interval`): it is re-evaluated at
+    /// the next refresh, also after a restart or by a shard's next owner.
+    PendingSnapshot { shop: &'a str },
 }
 
 /// What an event-time timer is for.
@@ -108,6 +112,7 @@ const TAG_SERVICE: u8 = 0x08;
 const TAG_TIMER: u8 = 0x09;
 const TAG_ALERT: u8 = 0x0a;
 const TAG_BUYER_ORDERS: u8 = 0x0b;
+const TAG_PENDING_SNAPSHOT: u8 = 0x0c;
 
 /// The tag bytes after [`TAG_META`] of [`MetaKey::SeenPack`] keys.
 const SEEN_PACK_INDEX: &[u8] = &[9];
@@ -249,6 +254,10 @@ impl Key<'_> {
                 push_str(out, shop);
                 push_str(out, buyer);
             }
+            Key::PendingSnapshot { shop } => {
+                out.push(TAG_PENDING_SNAPSHOT);
+                push_str(out, shop);
+            }
         }
     }
 }
@@ -269,6 +278,7 @@ pub enum Family {
     Timer,
     AlertState,
     BuyerOrders,
+    PendingSnapshot,
 }
 
 /// The family of a raw key.
@@ -286,6 +296,7 @@ pub fn family(key: &[u8]) -> Option<Family> {
         TAG_TIMER => Family::Timer,
         TAG_ALERT => Family::AlertState,
         TAG_BUYER_ORDERS => Family::BuyerOrders,
+        TAG_PENDING_SNAPSHOT => Family::PendingSnapshot,
         _ => return None,
     })
 }
@@ -305,6 +316,7 @@ pub fn family_tag(family: Family) -> u8 {
         Family::Timer => TAG_TIMER,
         Family::AlertState => TAG_ALERT,
         Family::BuyerOrders => TAG_BUYER_ORDERS,
+        Family::PendingSnapshot => TAG_PENDING_SNAPSHOT,
     }
 }
 
@@ -389,6 +401,19 @@ pub fn snapshot_prefix() -> Vec<u8> {
     vec![TAG_SNAPSHOT]
 }
 
+/// Prefix of all pending-snapshot marks.
+pub fn pending_snapshot_prefix() -> Vec<u8> {
+    vec![TAG_PENDING_SNAPSHOT]
+}
+
+/// The shop of a pending-snapshot mark.
+pub fn shop_of_pending_snapshot_key(key: &[u8]) -> Option<&str> {
+    if key.first() != Some(&TAG_PENDING_SNAPSHOT) {
+        return None;
+    }
+    read_str(&key[1..]).map(|(s, _)| s)
+}
+
 /// The shop of a snapshot key.
 pub fn shop_of_snapshot_key(key: &[u8]) -> Option<&str> {
     if key.first() != Some(&TAG_SNAPSHOT) {
@@ -412,6 +437,7 @@ pub fn describe(key: &[u8]) -> String {
         Some(&TAG_TIMER) => "timer",
         Some(&TAG_ALERT) => "alert-state",
         Some(&TAG_BUYER_ORDERS) => "buyer-orders",
+        Some(&TAG_PENDING_SNAPSHOT) => "pending-snapshot",
         _ => "unknown",
     };
     format!("{family}:{}", String::from_utf8_lossy(key.get(1..).unwrap_or_default()))
