@@ -49,20 +49,34 @@ fn requested(id: &str, shop: &str, refund: &str, at: &str) -> Event {
     }
 }
 
+/// One commit with a freshly loaded engine (as after a restart): applies `events`, flushes
+/// (`end`: the input ended) with the given snapshot choice, writes the batch.
+fn commit<'a>(
+    store: &MemStore,
+    events: impl IntoIterator<Item = (&'a Event, &'a SourcePos)>,
+    end: bool,
+    snapshots: engine::Snapshots,
+    out: &mut Vec<Output>,
+) {
+    let mut ov = Overlay::new(store);
+    let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
+    for (ev, source) in events {
+        engine.apply(&mut ov, ev, 0, source).unwrap();
+    }
+    engine.flush_with(&mut ov, end, snapshots, out).unwrap();
+    let mut wb = WriteBatch::new();
+    ov.drain_into(&mut wb).unwrap();
+    store.write(wb).unwrap();
+}
+
 /// Applies `batches` of events, committing (flushing) after each, and returns all outputs.
 fn run(store: &MemStore, batches: &[Vec<Event>], end: bool) -> Vec<Output> {
     let mut out = Vec::new();
+    let source = SourcePos::File { file: "t".into(), line: 1 };
     let n = batches.len();
     for (i, batch) in batches.iter().enumerate() {
-        let mut ov = Overlay::new(store);
-        let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
-        for ev in batch {
-            engine.apply(&mut ov, ev, 0, &SourcePos::File { file: "t".into(), line: 1 }).unwrap();
-        }
-        engine.flush(&mut ov, end && i + 1 == n, &mut out).unwrap();
-        let mut wb = WriteBatch::new();
-        ov.drain_into(&mut wb).unwrap();
-        store.write(wb).unwrap();
+        let events = batch.iter().map(|ev| (ev, &source));
+        commit(store, events, end && i + 1 == n, engine::Snapshots::Refresh, &mut out);
     }
     out
 }
@@ -270,13 +284,7 @@ fn shipped_on_time_owes_nothing_and_decisions_are_final() {
 fn run_from(store: &MemStore, events: &[(Event, SourcePos)]) -> Vec<Output> {
     let mut out = Vec::new();
     for (i, (ev, source)) in events.iter().enumerate() {
-        let mut ov = Overlay::new(store);
-        let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
-        engine.apply(&mut ov, ev, 0, source).unwrap();
-        engine.flush(&mut ov, i + 1 == events.len(), &mut out).unwrap();
-        let mut wb = WriteBatch::new();
-        ov.drain_into(&mut wb).unwrap();
-        store.write(wb).unwrap();
+        commit(store, [(ev, source)], i + 1 == events.len(), engine::Snapshots::Refresh, &mut out);
     }
     out
 }
@@ -318,16 +326,9 @@ fn lineage_names_the_smallest_kafka_copy_whatever_the_arrival_order() {
 /// with the given snapshot choice per commit; returns all outputs.
 fn run_with(store: &MemStore, batches: &[(Vec<Event>, engine::Snapshots)]) -> Vec<Output> {
     let mut out = Vec::new();
+    let source = SourcePos::File { file: "t".into(), line: 1 };
     for (batch, snapshots) in batches {
-        let mut ov = Overlay::new(store);
-        let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
-        for ev in batch {
-            engine.apply(&mut ov, ev, 0, &SourcePos::File { file: "t".into(), line: 1 }).unwrap();
-        }
-        engine.flush_with(&mut ov, false, *snapshots, &mut out).unwrap();
-        let mut wb = WriteBatch::new();
-        ov.drain_into(&mut wb).unwrap();
-        store.write(wb).unwrap();
+        commit(store, batch.iter().map(|ev| (ev, &source)), false, *snapshots, &mut out);
     }
     out
 }
