@@ -21,7 +21,7 @@ use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 const SCAN_STALL: Duration = Duration::from_secs(300);
@@ -98,26 +98,65 @@ pub fn record_id(shard: u32, seq: u64, index: usize) -> Vec<u8> {
     format!("{shard}:{seq}:{index}").into_bytes()
 }
 
-/// Reads the end offsets of every partition of the topics `records` go to.
-pub fn end_offsets(
-    consumer: &BaseConsumer,
-    records: &[KafkaRecord],
-) -> Result<Vec<(String, i32, i64)>, KafkaError> {
-    let topics: BTreeSet<&str> = records.iter().map(|r| r.topic.as_str()).collect();
-    let mut out = Vec::new();
-    for topic in topics {
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .context(|| format!("reading metadata of {topic:?}"))?;
-        let parts = md.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
-        for p in 0..parts as i32 {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .context(|| format!("reading the end offset of {topic:?} partition {p}"))?;
-            out.push((topic.to_owned(), p, high));
+/// How long a topic's partition count is trusted before it is read again (partitions are
+/// rarely added, but a record sent to a new one must have a recorded start).
+const PARTITIONS_FOR: Duration = Duration::from_secs(60);
+
+/// Reads the end offsets of every partition of the output topics a commit's records go to:
+/// all partitions in one request (a `ListOffsets` for the latest offset, which is what
+/// `fetch_watermarks` asks one partition at a time), with each topic's partition count
+/// remembered for [`PARTITIONS_FOR`].
+#[derive(Default)]
+pub struct EndOffsets {
+    partitions: BTreeMap<String, (i32, Instant)>,
+}
+
+impl EndOffsets {
+    pub fn read(
+        &mut self,
+        consumer: &BaseConsumer,
+        records: &[KafkaRecord],
+    ) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        let topics: BTreeSet<&str> = records.iter().map(|r| r.topic.as_str()).collect();
+        let mut tpl = TopicPartitionList::new();
+        for topic in topics {
+            let parts = match self.partitions.get(topic) {
+                Some(&(n, at)) if at.elapsed() < PARTITIONS_FOR => n,
+                _ => {
+                    let md = consumer
+                        .fetch_metadata(Some(topic), Duration::from_secs(10))
+                        .context(|| format!("reading metadata of {topic:?}"))?;
+                    let n = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+                    self.partitions.insert(topic.to_owned(), (n, Instant::now()));
+                    n
+                }
+            };
+            for p in 0..parts {
+                // In a request for offsets by time, "the end" asks for the latest offset.
+                tpl.add_partition_offset(topic, p, Offset::End)
+                    .context(|| format!("listing {topic:?} partition {p}"))?;
+            }
         }
+        if tpl.count() == 0 {
+            return Ok(Vec::new());
+        }
+        let ends = consumer
+            .offsets_for_times(tpl, Duration::from_secs(10))
+            .context(|| "reading the end offsets of the output partitions".into())?;
+        let mut out = Vec::new();
+        for e in ends.elements() {
+            let Offset::Offset(end) = e.offset() else {
+                return Err(KafkaError::Topics(format!(
+                    "the broker gave no end offset for {:?} partition {} ({:?})",
+                    e.topic(),
+                    e.partition(),
+                    e.error()
+                )));
+            };
+            out.push((e.topic().to_owned(), e.partition(), end));
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// How long the scan waits for more records after the last one: the scan has no trustworthy
@@ -235,5 +274,43 @@ mod tests {
         commit(&store, ov);
         assert_eq!(chunk_keys(&store), 0);
         assert_eq!(load(&mut Overlay::new(&store)).unwrap(), None);
+    }
+
+    /// The end offsets read for an outbox, in one request for every partition, are those
+    /// `fetch_watermarks` gives partition by partition; a topic no record goes to is left out.
+    #[test]
+    fn end_offsets_of_every_partition_in_one_request() {
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        use rdkafka::ClientConfig;
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("compensations", 3, 1).unwrap();
+        mock.create_topic("shop-alerts", 2, 1).unwrap();
+        let brokers = mock.bootstrap_servers();
+        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        for (p, n) in [(0, 5), (1, 0), (2, 12)] {
+            for _ in 0..n {
+                producer.send(BaseRecord::<(), _>::to("compensations").partition(p).payload("x")).unwrap();
+            }
+        }
+        producer.send(BaseRecord::<(), _>::to("shop-alerts").partition(1).payload("x")).unwrap();
+        producer.flush(Duration::from_secs(30)).unwrap();
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", "ends").create().unwrap();
+
+        let mut ends = EndOffsets::default();
+        let got = ends.read(&consumer, &[record(0, 10), record(1, 10)]).unwrap();
+        let want: Vec<(String, i32, i64)> = (0..3)
+            .map(|p| {
+                let (_, high) =
+                    consumer.fetch_watermarks("compensations", p, Duration::from_secs(10)).unwrap();
+                ("compensations".to_owned(), p, high)
+            })
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(want.iter().map(|e| e.2).collect::<Vec<_>>(), [5, 0, 12]);
+        // The partition count is remembered: a second read asks for offsets only.
+        assert!(ends.partitions.contains_key("compensations"));
+        assert_eq!(ends.read(&consumer, &[record(2, 10)]).unwrap(), want);
     }
 }

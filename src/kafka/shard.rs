@@ -193,6 +193,7 @@ pub struct Shard {
     outputs_in_flight: bool,
     outputs: Vec<Output>,
     meta_consumer: BaseConsumer,
+    output_ends: outbox::EndOffsets,
     /// When this shard last refreshed its snapshots, and the records offered to it since its
     /// last commit (none: the input is quiet, so the snapshots are refreshed).
     snapshots_refreshed: Instant,
@@ -276,6 +277,7 @@ impl Shard {
             outputs_in_flight: false,
             outputs: Vec::new(),
             meta_consumer,
+            output_ends: outbox::EndOffsets::default(),
             snapshots_refreshed: Instant::now(),
             offered_since_commit: 0,
             setup,
@@ -434,7 +436,7 @@ impl Shard {
         let txn = self.producer.transactional();
         if self.keeps_outbox() {
             if !records.is_empty() {
-                let starts = outbox::end_offsets(&self.meta_consumer, &records)?;
+                let starts = self.output_ends.read(&self.meta_consumer, &records)?;
                 stats.phases.outbox = lap(&mut clock);
                 let outbox = Outbox { shard: self.id, seq, starts, records: records.clone() };
                 outbox::save(ov, &outbox)?;
