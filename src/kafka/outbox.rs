@@ -123,10 +123,7 @@ impl EndOffsets {
             let parts = match self.partitions.get(topic) {
                 Some(&(n, at)) if at.elapsed() < PARTITIONS_FOR => n,
                 _ => {
-                    let md = consumer
-                        .fetch_metadata(Some(topic), Duration::from_secs(10))
-                        .context(|| format!("reading metadata of {topic:?}"))?;
-                    let n = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+                    let n = super::topics::partition_count(consumer, topic)?.unwrap_or(0) as i32;
                     self.partitions.insert(topic.to_owned(), (n, Instant::now()));
                     n
                 }

@@ -408,15 +408,17 @@ pub fn pending_snapshot_prefix() -> Vec<u8> {
 
 /// The shop of a pending-snapshot mark.
 pub fn shop_of_pending_snapshot_key(key: &[u8]) -> Option<&str> {
-    if key.first() != Some(&TAG_PENDING_SNAPSHOT) {
-        return None;
-    }
-    read_str(&key[1..]).map(|(s, _)| s)
+    shop_after_tag(key, TAG_PENDING_SNAPSHOT)
 }
 
 /// The shop of a snapshot key.
 pub fn shop_of_snapshot_key(key: &[u8]) -> Option<&str> {
-    if key.first() != Some(&TAG_SNAPSHOT) {
+    shop_after_tag(key, TAG_SNAPSHOT)
+}
+
+/// The shop of a key of a family keyed by shop alone (`tag`, then the shop).
+fn shop_after_tag(key: &[u8], tag: u8) -> Option<&str> {
+    if key.first() != Some(&tag) {
         return None;
     }
     read_str(&key[1..]).map(|(s, _)| s)
