@@ -137,18 +137,25 @@ impl RocksStore {
         opts.set_atomic_flush(true);
         // The dedup family's hash memtable takes one writer at a time (so do commits).
         opts.set_allow_concurrent_memtable_write(false);
+        // The default family needs its options spelled out: opened without a descriptor of
+        // its own, rust-rocksdb gives it `Options::default()` (no compression, no bloom
+        // filters, no retention filter, a block cache outside the budget).
+        let mut default = table_options(budget, expiry.as_ref());
         // Most point reads miss (a new order, a new bucket): a whole-key bloom filter in
         // the memtable answers those without walking its skiplist.
-        opts.set_memtable_prefix_bloom_ratio(0.1);
-        opts.set_memtable_whole_key_filtering(true);
+        default.set_memtable_prefix_bloom_ratio(0.1);
+        default.set_memtable_whole_key_filtering(true);
         // Dedup entries are only ever read by whole key (one per event, nearly all misses)
         // and written once: a hash memtable keyed by the whole key serves both without a
         // skiplist, and keeps them out of the other families' memtables.
         let mut seen = table_options(budget, expiry.as_ref());
         seen.set_prefix_extractor(SliceTransform::create_noop());
         seen.set_memtable_factory(MemtableFactory::HashLinkList { bucket_count: SEEN_MEMTABLE_BUCKETS });
-        let db = DB::open_cf_descriptors(&opts, dir, [ColumnFamilyDescriptor::new(SEEN_CF, seen)])
-            .map_err(backend)?;
+        let families = [
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, default),
+            ColumnFamilyDescriptor::new(SEEN_CF, seen),
+        ];
+        let db = DB::open_cf_descriptors(&opts, dir, families).map_err(backend)?;
         let store = RocksStore { db, path: dir.to_path_buf(), durable: true };
         store.check_version()?;
         store.move_dedup_entries_to_their_family()?;
@@ -546,5 +553,57 @@ mod tests {
         }
         let err = RocksStore::open(dir.path()).err().expect("must refuse");
         assert!(err.to_string().contains("format 999"), "{err}");
+    }
+
+    /// Declares dead every entry whose value is `dead`.
+    struct DeadValues;
+    impl Expiry for DeadValues {
+        fn expired(&self, _key: &[u8], value: &[u8]) -> bool {
+            value == b"dead"
+        }
+    }
+
+    #[test]
+    fn expiry_applies_to_both_column_families() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStore::open_with_expiry(dir.path(), Some(Arc::new(DeadValues))).unwrap();
+        let order = Key::Order { shop: "s", order: "o" }.encode();
+        let kept = Key::Order { shop: "s", order: "p" }.encode();
+        let seen = Key::Seen("e").encode();
+        let mut b = WriteBatch::new();
+        b.put(order.clone(), b"dead".to_vec());
+        b.put(kept.clone(), b"live".to_vec());
+        b.put(seen.clone(), b"dead".to_vec());
+        s.write(b).unwrap();
+        s.compact().unwrap();
+        // Read from the files, not from anything a write left in memory.
+        drop(s);
+        let s = RocksStore::open(dir.path()).unwrap();
+        assert_eq!(s.get(&order).unwrap(), None, "the default family's dead entry was dropped");
+        assert_eq!(s.get(&seen).unwrap(), None, "the dedup family's dead entry was dropped");
+        assert_eq!(s.get(&kept).unwrap(), Some(b"live".to_vec()));
+    }
+
+    #[test]
+    fn both_column_families_are_opened_with_the_store_options() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(RocksStore::open(dir.path()).unwrap());
+        let options = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+            .expect("RocksDB writes an OPTIONS file");
+        let text = std::fs::read_to_string(options).unwrap();
+        for family in ["default", SEEN_CF] {
+            let section = text
+                .split("[CFOptions \"")
+                .find(|s| s.starts_with(&format!("{family}\"")))
+                .unwrap_or_else(|| panic!("no options for column family {family}"));
+            let section = section.split("[TableOptions").next().unwrap();
+            assert!(section.contains("compression=kLZ4Compression"), "{family}: {section}");
+        }
+        let default =
+            text.split("[CFOptions \"default\"]").nth(1).unwrap().split("[TableOptions").next().unwrap();
+        assert!(default.contains("memtable_whole_key_filtering=true"), "{default}");
     }
 }
