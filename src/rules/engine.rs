@@ -133,6 +133,12 @@ pub struct Engine {
     dirty: BTreeMap<String, bool>,
     buckets: Buckets,
     sums: RollingSums,
+    /// No timer is due before this time (None: unknown, after a load): every timer before
+    /// the last firing's watermark has fired and been deleted, and each timer set since
+    /// lowers it. Firing seeks here instead of to the first timer key, so it does not walk
+    /// the deletes of fired timers that RocksDB keeps until compaction (their number grows
+    /// with the time between compactions).
+    timers_from: Option<Timestamp>,
 }
 
 impl Engine {
@@ -147,7 +153,7 @@ impl Engine {
                 dirty.insert(shop.to_owned(), true);
             }
         }
-        Ok(Engine { cfg, meta, flushed_at, dirty, buckets: Buckets::default(), sums })
+        Ok(Engine { cfg, meta, flushed_at, dirty, buckets: Buckets::default(), sums, timers_from: None })
     }
 
     pub fn config(&self) -> &RulesConfig {
@@ -321,7 +327,7 @@ impl Engine {
 
     /// Keeps the ship-deadline timer in step with the order's (earliest) payment.
     fn sync_deadline_timer(
-        &self,
+        &mut self,
         ov: &mut Overlay<'_>,
         shop: &str,
         order: &str,
@@ -339,7 +345,7 @@ impl Engine {
         if let Some(at) = new {
             after.deadline_passed = self.meta.watermark.current().is_some_and(|wm| wm > at);
             if !after.deadline_passed {
-                ov.put(&Key::Timer { at, kind: TimerKind::ShipDeadline, shop, id: order }, &());
+                self.set_timer(ov, at, TimerKind::ShipDeadline, shop, order);
             }
         }
     }
@@ -347,7 +353,7 @@ impl Engine {
     /// Keeps the late-shipment pending lists and the promise timer in step with the order's
     /// (earliest) payment, until each is decided.
     fn sync_compensation(
-        &self,
+        &mut self,
         ov: &mut Overlay<'_>,
         shop: &str,
         order: &str,
@@ -387,7 +393,7 @@ impl Engine {
                 ov.delete(&Key::Timer { at, kind: TimerKind::PromiseDeadline, shop, id: order });
             }
             if let Some(at) = promise(after) {
-                ov.put(&Key::Timer { at, kind: TimerKind::PromiseDeadline, shop, id: order }, &());
+                self.set_timer(ov, at, TimerKind::PromiseDeadline, shop, order);
             }
         }
         Ok(())
@@ -399,14 +405,14 @@ impl Engine {
 
     /// Saves a buyer's pending orders and moves its decision timer to the first group's
     /// decision time.
-    fn save_buyer_orders(&self, ov: &mut Overlay<'_>, shop: &str, buyer: &str, mut bo: BuyerOrders) {
+    fn save_buyer_orders(&mut self, ov: &mut Overlay<'_>, shop: &str, buyer: &str, mut bo: BuyerOrders) {
         let due = bo.first_group(self.cfg.compensation.group_span_ms).map(|(_, at)| at);
         if bo.timer_at != due {
             if let Some(at) = bo.timer_at {
                 ov.delete(&Key::Timer { at, kind: TimerKind::GroupDecision, shop, id: buyer });
             }
             if let Some(at) = due {
-                ov.put(&Key::Timer { at, kind: TimerKind::GroupDecision, shop, id: buyer }, &());
+                self.set_timer(ov, at, TimerKind::GroupDecision, shop, buyer);
             }
             bo.timer_at = due;
         }
@@ -674,6 +680,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Sets an event-time timer.
+    fn set_timer(&mut self, ov: &mut Overlay<'_>, at: Timestamp, kind: TimerKind, shop: &str, id: &str) {
+        ov.put(&Key::Timer { at, kind, shop, id }, &());
+        // Unknown stays unknown: stored timers may lie before `at`.
+        self.timers_from = self.timers_from.map(|from| from.min(at));
+    }
+
     /// Fires every timer whose time the watermark has passed (`at < wm`), in time order.
     /// Cost is proportional to the timers due, not to those pending. Each batch resumes
     /// after the last timer fired: firing only ever adds timers at or after `wm` (a
@@ -685,7 +698,10 @@ impl Engine {
         out: &mut Vec<Output>,
     ) -> Result<(), StateError> {
         let prefix = keys::timer_prefix();
-        let mut resume = Vec::new();
+        let mut resume = self.timers_from.map(keys::timer_seek_key).unwrap_or_default();
+        // Once this returns, every timer before `wm` has fired, except any that firing sets
+        // there (set_timer lowers the bound again).
+        self.timers_from = Some(wm);
         loop {
             let due: Vec<keys::TimerRef> = ov
                 .scan(&prefix, &resume, 1024)?

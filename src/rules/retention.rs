@@ -206,13 +206,19 @@ impl Sweeper {
             };
             from = last.clone();
             from.push(0);
-            for (key, _) in &rows {
+            for (key, stored) in &rows {
                 done.scanned += 1;
-                let Some(value) = ov.get_raw(key)?.map(<[u8]>::to_vec) else { continue };
-                if retention.is_dead(key, &value) {
-                    ov.put_raw(key.clone(), None);
+                // The overlay's value if this commit has one for the key, else the row just
+                // scanned (reading it again would cost a point read per row).
+                let value = match ov.cached_raw(key) {
+                    Some(None) => continue,
+                    Some(Some(current)) => current,
+                    None => stored.as_slice(),
+                };
+                if retention.is_dead(key, value) {
+                    ov.delete_stored_raw(key.clone());
                     done.deleted += 1;
-                } else if let Some(at) = dead_from(key, &value) {
+                } else if let Some(at) = dead_from(key, value) {
                     self.earliest = self.earliest.min(at);
                 }
             }

@@ -369,3 +369,58 @@ fn deferred_snapshots_survive_a_restart_and_end_equal_to_refreshing_every_commit
     assert!(store.scan(&crate::state::keys::pending_snapshot_prefix(), &[], usize::MAX).unwrap().is_empty());
     assert!(snapshots(&reference).len() > 3, "refreshing every commit emitted more snapshots");
 }
+
+/// Commits `batches` with one engine kept across them (as a running pipeline does, unlike
+/// [`run`]'s reload per commit); returns all outputs.
+fn run_kept(store: &MemStore, batches: &[Vec<Event>]) -> Vec<Output> {
+    let source = SourcePos::File { file: "t".into(), line: 1 };
+    let mut out = Vec::new();
+    let mut engine = {
+        let mut ov = Overlay::new(store);
+        Engine::load(&mut ov, RulesConfig::default()).unwrap()
+    };
+    for (i, batch) in batches.iter().enumerate() {
+        let mut ov = Overlay::new(store);
+        for ev in batch {
+            engine.apply(&mut ov, ev, 0, &source).unwrap();
+        }
+        engine.flush(&mut ov, i + 1 == batches.len(), &mut out).unwrap();
+        let mut wb = WriteBatch::new();
+        ov.drain_into(&mut wb).unwrap();
+        store.write(wb).unwrap();
+    }
+    out
+}
+
+#[test]
+fn a_timer_set_behind_the_last_firing_still_fires_in_a_running_engine() {
+    // Commit 1 takes the watermark to 05-10 (firing every timer before it). Commit 2 brings a
+    // late payment (within the allowed lateness) whose promised delivery, 05-09 12:00, is
+    // already behind the watermark: its timer lies before the point where firing now starts.
+    let mut late = paid("e2", "s1", "o2", "2024-05-09T10:00:00+08:00");
+    if let EventBody::OrderPaid(p) = &mut late.body {
+        p.delivery_promise = DeliveryPromise::SameDay;
+        p.promised_delivery_by = Some(t("2024-05-09T12:00:00+08:00"));
+    }
+    let batches = vec![
+        vec![paid("e1", "s1", "o1", "2024-05-01T10:00:00+08:00")],
+        vec![paid("e3", "s2", "o3", "2024-05-10T10:00:00+08:00")],
+        vec![late, paid("e4", "s2", "o4", "2024-05-10T11:00:00+08:00")],
+    ];
+    let breaches = |out: &[Output]| -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Compensation(c)
+                    if c.kind == crate::output::CompensationKind::DeliveryPromiseBreach =>
+                {
+                    Some(c.compensation_id())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let kept = run_kept(&MemStore::new(), &batches);
+    assert_eq!(breaches(&kept), vec!["o2:DELIVERY_PROMISE_BREACH".to_string()]);
+    let reloaded = run(&MemStore::new(), &batches, true);
+    assert_eq!(breaches(&kept), breaches(&reloaded));
+}

@@ -384,6 +384,13 @@ pub fn timer_prefix() -> Vec<u8> {
     vec![TAG_TIMER]
 }
 
+/// Where the timers due at `at` or later begin (a seek position under [`timer_prefix`]).
+pub fn timer_seek_key(at: Timestamp) -> Vec<u8> {
+    let mut out = timer_prefix();
+    push_time(&mut out, at);
+    out
+}
+
 /// Decodes a timer key.
 pub fn parse_timer_key(key: &[u8]) -> Option<TimerRef> {
     if key.first() != Some(&TAG_TIMER) {

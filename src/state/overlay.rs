@@ -124,9 +124,20 @@ impl<'s> Overlay<'s> {
     /// a buffered write here or held by the store, so unlike [`Overlay::delete`] the commit
     /// need not ask the store whether the delete is needed (a fired timer costs no read).
     pub fn delete_scanned(&mut self, key: &Key<'_>) {
-        // Not cached: the scan took it from the store. Cached: the scan recorded whether the
-        // store holds it.
-        self.buffer(key.encode(), None, Some(true));
+        self.delete_stored_raw(key.encode());
+    }
+
+    /// Deletes a key known to be held by the store, or buffered here (a key a scan of the
+    /// store or of this overlay returned): no read to learn whether the delete is needed.
+    pub fn delete_stored_raw(&mut self, key: Vec<u8>) {
+        // Not cached: the store holds it. Cached: the entry knows whether the store does.
+        self.buffer(key, None, Some(true));
+    }
+
+    /// What this overlay holds for `key` without reading the store: `Some(None)` for a
+    /// key read as absent or deleted here, `None` when it has no entry for it.
+    pub fn cached_raw(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.cache.get(key).map(|e| e.value.as_deref())
     }
 
     /// Entries under `prefix` with key `>= start`, merging buffered writes over the
