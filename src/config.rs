@@ -106,6 +106,7 @@ pub struct Config {
     pub compensation: CompensationConfig,
     pub file: FileConfig,
     pub pipeline: PipelineConfig,
+    pub state: StateConfig,
     pub kafka: KafkaConfig,
     pub alerts: Vec<AlertRule>,
     pub http: HttpConfig,
@@ -295,6 +296,24 @@ impl Default for PipelineConfig {
             commit_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// `[state]`: the memory of the RocksDB state, shared by every store of the process (file
+/// mode's one, Kafka mode's one per owned shard).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// RocksDB block cache, MiB: the recently read blocks of state files (and their index and
+    /// filter blocks). Too small, and a long run reads its day buckets and orders from files.
+    pub block_cache_mib: u64,
+    /// Cap on all memtables (RocksDB's write buffers), MiB.
+    pub memtables_mib: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { block_cache_mib: 256, memtables_mib: 192 }
     }
 }
 

@@ -20,7 +20,7 @@ use crate::sinks::{Sink, SinkError};
 use crate::sources::file::{FilePosition, FileSource, SourceError};
 use crate::state::keys::{Key, MetaKey};
 use crate::state::overlay::Overlay;
-use crate::state::rocks::RocksStore;
+use crate::state::rocks::{MemoryLimits, RocksStore};
 use crate::state::{KvStore, StateError, WriteBatch};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::progress::{Position, Progress};
@@ -65,6 +65,8 @@ pub struct FileRun {
     pub metrics: Option<Arc<Metrics>>,
     /// The live view to feed (the store once open, readiness, freshness after each commit).
     pub live: Option<Arc<StateView>>,
+    /// The state store's block cache and memtable cap (`[state]`).
+    pub memory: MemoryLimits,
 }
 
 impl FileRun {
@@ -86,6 +88,7 @@ impl FileRun {
             stop: None,
             metrics: None,
             live: None,
+            memory: MemoryLimits::default(),
         }
     }
 }
@@ -108,7 +111,8 @@ pub struct RunSummary {
 /// retention policy declares dead.
 pub fn run_files(run: &FileRun) -> Result<RunSummary, PipelineError> {
     let retention = Arc::new(Retention::new(&run.rules));
-    let store = Arc::new(RocksStore::open_with_expiry(&run.data_dir, Some(retention.clone()))?);
+    let store =
+        Arc::new(RocksStore::open_with(&run.data_dir, Some(retention.clone()), Some(&run.memory.budget()))?);
     if let Some(live) = &run.live {
         live.attach(store.clone());
     }
@@ -263,7 +267,7 @@ pub fn run_files_on(
 /// horizon of its committed watermark; returns the state's size on disk afterwards.
 pub fn compact_state(run: &FileRun) -> Result<u64, PipelineError> {
     let retention = Arc::new(Retention::new(&run.rules));
-    let store = RocksStore::open_with_expiry(&run.data_dir, Some(retention.clone()))?;
+    let store = RocksStore::open_with(&run.data_dir, Some(retention.clone()), Some(&run.memory.budget()))?;
     let mut ov = Overlay::new(&store);
     retention.set_watermark(Engine::load(&mut ov, run.rules.clone())?.watermark());
     drop(ov);

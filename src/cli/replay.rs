@@ -48,6 +48,7 @@ pub fn cmd_replay(cfg: &Config, args: ReplayArgs) -> Result<()> {
         commit_every_records: cfg.pipeline.commit_every_events,
         stop: shutdown.flag(),
         progress_every: Some(Duration::from_secs(10)),
+        memory: live.memory,
     };
     let s = run_replay(&run)?;
     let t = &s.totals;

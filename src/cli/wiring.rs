@@ -9,6 +9,7 @@ use shopscore::pipeline::FileRun;
 use shopscore::rules::compensation::CompensationRules;
 use shopscore::rules::satisfaction::SatisfactionRules;
 use shopscore::rules::RulesConfig;
+use shopscore::state::rocks::MemoryLimits;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub fn file_run(cfg: &Config) -> FileRun {
         commit_every_records: cfg.pipeline.commit_every_events,
         commit_interval: cfg.pipeline.commit_interval,
         progress_every: Some(Duration::from_secs(10)),
+        memory: memory_limits(cfg),
         ..FileRun::new(Vec::new(), PathBuf::new(), PathBuf::new())
     }
 }
@@ -79,5 +81,11 @@ pub fn kafka_run(
         progress_every: Some(Duration::from_secs(10)),
         live: None,
         metrics: None,
+        memory: memory_limits(cfg),
     }
+}
+
+/// The state stores' memory as configured (`[state]`).
+fn memory_limits(cfg: &Config) -> MemoryLimits {
+    MemoryLimits::from_mib(cfg.state.block_cache_mib, cfg.state.memtables_mib)
 }

@@ -465,6 +465,8 @@ fn value_ranges_are_validated() {
             ("[time]\nidle_timeout = \"0s\"", "time.idle_timeout"),
             ("[time]\nallowed_lateness = \"400d\"", "time.allowed_lateness"),
             ("[pipeline]\ncommit_every_events = 0", "pipeline.commit_every_events"),
+            ("[state]\nblock_cache_mib = 0", "state.block_cache_mib"),
+            ("[state]\nmemtables_mib = 0", "state.memtables_mib"),
             ("[kafka.topics]\nalerts = \"orders\"", "kafka.topics.alerts"),
             ("[kafka.topics]\norders = \"my topic\"", "kafka.topics.orders"),
             ("[kafka]\ngroup = \"\"", "kafka.group"),

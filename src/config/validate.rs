@@ -141,7 +141,14 @@ impl Config {
             format!("must be at least 1, got {}", p.commit_every_events)
         })?;
         duration_in("pipeline.commit_interval", p.commit_interval, MS, DAY)?;
-        duration_in("pipeline.shutdown_timeout", p.shutdown_timeout, MS, DAY)
+        duration_in("pipeline.shutdown_timeout", p.shutdown_timeout, MS, DAY)?;
+        let s = &self.state;
+        ensure((1..=1 << 20).contains(&s.block_cache_mib), "state.block_cache_mib", || {
+            format!("must be between 1 and 1048576 (MiB), got {}", s.block_cache_mib)
+        })?;
+        ensure((1..=1 << 20).contains(&s.memtables_mib), "state.memtables_mib", || {
+            format!("must be between 1 and 1048576 (MiB), got {}", s.memtables_mib)
+        })
     }
 
     fn validate_kafka(&self) -> Check {

@@ -30,7 +30,7 @@ use crate::rules::{ApplyOutcome, Counters, Engine, RulesConfig};
 use crate::sinks::file::FileSink;
 use crate::sinks::Sink;
 use crate::state::overlay::Overlay;
-use crate::state::rocks::RocksStore;
+use crate::state::rocks::{MemoryLimits, RocksStore};
 use crate::state::{KvStore, WriteBatch};
 use crate::telemetry::progress::{Position, Progress};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -90,6 +90,8 @@ pub struct ReplayRun {
     /// Set by a signal handler: stop early (the replay is then incomplete).
     pub stop: Arc<AtomicBool>,
     pub progress_every: Option<Duration>,
+    /// The replay store's block cache and memtable cap (`[state]`).
+    pub memory: MemoryLimits,
 }
 
 /// One input partition's range.
@@ -161,7 +163,7 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
     }
 
     let retention = Arc::new(Retention::new(&run.rules));
-    let store = RocksStore::open_with_expiry(&run.data_dir, Some(retention.clone()))?;
+    let store = RocksStore::open_with(&run.data_dir, Some(retention.clone()), Some(&run.memory.budget()))?;
     let mut summary = ReplaySummary::default();
     {
         let mut ov = Overlay::new(&store);

@@ -15,7 +15,7 @@ use crate::config::KafkaConfig;
 use crate::domain::decode::DecodeOptions;
 use crate::live::{Freshness, ShardsView};
 use crate::rules::{Counters, RulesConfig};
-use crate::state::rocks::MemoryBudget;
+use crate::state::rocks::MemoryLimits;
 use crate::state::KvStore;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::progress::Position;
@@ -49,6 +49,8 @@ pub struct KafkaRun {
     pub live: Option<Arc<ShardsView>>,
     /// Prometheus metrics to feed.
     pub metrics: Option<Arc<Metrics>>,
+    /// The block cache and memtable cap all owned shards' stores share (`[state]`).
+    pub memory: MemoryLimits,
 }
 
 /// What a run did.
@@ -100,8 +102,8 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
         clients: clients.clone(),
         layout: layout.clone(),
         metrics: run.metrics.clone(),
-        // However many shards this instance owns: what one file-mode store may use.
-        memory: MemoryBudget::single_store(),
+        // However many shards this instance owns: one budget for all their stores.
+        memory: run.memory.budget(),
         snapshot_interval: run.kafka.snapshot_interval,
     });
     let member: BaseConsumer = clients.member().create().context(|| "creating the group member".into())?;
