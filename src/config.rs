@@ -309,11 +309,21 @@ pub struct StateConfig {
     pub block_cache_mib: u64,
     /// Cap on all memtables (RocksDB's write buffers), MiB.
     pub memtables_mib: u64,
+    /// Shops whose window sums and day buckets an engine (Kafka mode: a shard) remembers
+    /// between snapshots, at most.
+    pub window_sums_shops: u64,
+    /// Day buckets those shops may hold (~0.2 KiB each; held up to twice this).
+    pub window_sums_buckets: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { block_cache_mib: 256, memtables_mib: 192 }
+        StateConfig {
+            block_cache_mib: 256,
+            memtables_mib: 192,
+            window_sums_shops: 20_000,
+            window_sums_buckets: 50_000,
+        }
     }
 }
 

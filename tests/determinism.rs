@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use shopscore::domain::decode::{decode_json, DecodeOptions};
 use shopscore::gen::{generate, GenOptions};
 use shopscore::pipeline::{run_files, FileRun};
+use shopscore::rules::rolling::SumsLimits;
 use shopscore::rules::RulesConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -59,11 +60,26 @@ enum Lineage {
 }
 
 fn run(dir: &Path, lines: &[String], commit_every: u64, stops: &[u64], lineage: Lineage) -> Outcome {
+    run_remembering(dir, lines, commit_every, stops, lineage, SumsLimits::default())
+}
+
+/// [`run`], with the engine remembering window sums within `sums`.
+fn run_remembering(
+    dir: &Path,
+    lines: &[String],
+    commit_every: u64,
+    stops: &[u64],
+    lineage: Lineage,
+    sums: SumsLimits,
+) -> Outcome {
     std::fs::create_dir_all(dir).unwrap();
     let input = dir.join("in.jsonl");
     std::fs::write(&input, lines.join("\n")).unwrap();
-    let rules =
-        RulesConfig { alerts: toml::from_str::<Alerts>(ALERTS).unwrap().alerts, ..RulesConfig::default() };
+    let rules = RulesConfig {
+        alerts: toml::from_str::<Alerts>(ALERTS).unwrap().alerts,
+        sums,
+        ..RulesConfig::default()
+    };
     let mut run = FileRun {
         rules,
         commit_every_records: commit_every,
@@ -181,5 +197,25 @@ proptest! {
         stops.dedup();
         let got = run(&base.path().join("restarts"), &shuffled, commit_every, &stops, Lineage::LineNumbers);
         prop_assert!(got == whole, "stopped after {:?} records and restarted:\n{}", stops, diff(&got, &whole));
+    }
+}
+
+/// How many shops' window sums the engine remembers changes speed and memory, never an output
+/// (`[state] window_sums_*`): none, a few (shops forgotten and read again all the time), and
+/// the default give the same outputs, down to the lineage's line numbers.
+#[test]
+fn remembered_window_sums_change_no_output() {
+    let lines = sample(11);
+    let base = tempfile::tempdir().unwrap();
+    let run_with = |name: &str, sums: SumsLimits| {
+        run_remembering(&base.path().join(name), &lines, 64, &[], Lineage::LineNumbers, sums)
+    };
+    let default = run_with("default", SumsLimits::default());
+    assert!(!default.snapshots.is_empty() && !default.compensations.is_empty());
+    for (name, sums) in
+        [("none", SumsLimits { shops: 0, buckets: 0 }), ("few", SumsLimits { shops: 4, buckets: 10 })]
+    {
+        let got = run_with(name, sums);
+        assert!(got == default, "{name}:\n{}", diff(&got, &default));
     }
 }

@@ -7,6 +7,7 @@ use shopscore::kafka::runtime::KafkaRun;
 use shopscore::kafka::topics::OutputTopics;
 use shopscore::pipeline::FileRun;
 use shopscore::rules::compensation::CompensationRules;
+use shopscore::rules::rolling::SumsLimits;
 use shopscore::rules::satisfaction::SatisfactionRules;
 use shopscore::rules::RulesConfig;
 use shopscore::state::rocks::MemoryLimits;
@@ -36,6 +37,10 @@ fn rules_config(cfg: &Config) -> RulesConfig {
             promise_breach_fen: c.promise_breach_fen,
         },
         alerts: cfg.alerts.clone(),
+        sums: SumsLimits {
+            shops: usize::try_from(cfg.state.window_sums_shops).unwrap_or(usize::MAX),
+            buckets: usize::try_from(cfg.state.window_sums_buckets).unwrap_or(usize::MAX),
+        },
     }
 }
 

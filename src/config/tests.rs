@@ -467,6 +467,7 @@ fn value_ranges_are_validated() {
             ("[pipeline]\ncommit_every_events = 0", "pipeline.commit_every_events"),
             ("[state]\nblock_cache_mib = 0", "state.block_cache_mib"),
             ("[state]\nmemtables_mib = 0", "state.memtables_mib"),
+            ("[state]\nwindow_sums_buckets = 100000001", "state.window_sums_buckets"),
             ("[kafka.topics]\nalerts = \"orders\"", "kafka.topics.alerts"),
             ("[kafka.topics]\norders = \"my topic\"", "kafka.topics.orders"),
             ("[kafka]\ngroup = \"\"", "kafka.group"),

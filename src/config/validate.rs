@@ -148,6 +148,12 @@ impl Config {
         })?;
         ensure((1..=1 << 20).contains(&s.memtables_mib), "state.memtables_mib", || {
             format!("must be between 1 and 1048576 (MiB), got {}", s.memtables_mib)
+        })?;
+        ensure(s.window_sums_shops <= 100_000_000, "state.window_sums_shops", || {
+            format!("must be at most 100000000 (0 remembers none), got {}", s.window_sums_shops)
+        })?;
+        ensure(s.window_sums_buckets <= 100_000_000, "state.window_sums_buckets", || {
+            format!("must be at most 100000000 (0 remembers none), got {}", s.window_sums_buckets)
         })
     }
 

@@ -14,7 +14,7 @@ use super::dsr::{self, DsrGroup};
 use super::facts::{keep_earliest, Fact, OrderFacts, Payment, RefundFacts};
 use super::origins::Origins;
 use super::retention;
-use super::rolling::RollingSums;
+use super::rolling::{RollingSums, SumsLimits};
 use super::satisfaction::{SatisfactionRules, ServiceEntry, ServiceHistory};
 use super::snapshot;
 use super::watermark::Watermark;
@@ -40,6 +40,8 @@ pub struct RulesConfig {
     pub compensation: CompensationRules,
     /// Alert rules, evaluated on every new snapshot.
     pub alerts: Vec<AlertRule>,
+    /// How many shops' window sums and day buckets the engine remembers between snapshots.
+    pub sums: SumsLimits,
 }
 
 impl Default for RulesConfig {
@@ -52,6 +54,7 @@ impl Default for RulesConfig {
             satisfaction: SatisfactionRules::default(),
             compensation: CompensationRules::default(),
             alerts: Vec::new(),
+            sums: SumsLimits::default(),
         }
     }
 }
@@ -146,7 +149,7 @@ impl Engine {
     pub fn load(ov: &mut Overlay<'_>, cfg: RulesConfig) -> Result<Engine, StateError> {
         let meta: EngineMeta = ov.get(&Key::Meta(MetaKey::Watermark))?.unwrap_or_default();
         let flushed_at = meta.watermark.current();
-        let sums = RollingSums::new(&cfg.windows, cfg.dsr_days);
+        let sums = RollingSums::new(&cfg.windows, cfg.dsr_days, cfg.sums);
         let mut dirty = BTreeMap::new();
         for (k, _) in ov.scan(&keys::pending_snapshot_prefix(), &[], usize::MAX)? {
             if let Some(shop) = keys::shop_of_pending_snapshot_key(&k) {

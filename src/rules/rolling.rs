@@ -48,6 +48,22 @@ pub const MAX_BUCKETS: usize = 50_000;
 /// The most day buckets remembered per engine (~22 MiB).
 pub const MAX_BUCKETS_HELD: usize = 2 * MAX_BUCKETS;
 
+/// How much an engine remembers (configuration: `[state]`): at most `shops` shops, taken in
+/// while the buckets held stay within `buckets`, never more than twice that held. The
+/// defaults are [`MAX_SHOPS`] and [`MAX_BUCKETS`]. Only speed and memory depend on them, never
+/// a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SumsLimits {
+    pub shops: usize,
+    pub buckets: usize,
+}
+
+impl Default for SumsLimits {
+    fn default() -> Self {
+        SumsLimits { shops: MAX_SHOPS, buckets: MAX_BUCKETS }
+    }
+}
+
 /// One shop's values at `day`, and its buckets from `from` on.
 struct Rolling {
     day: Day,
@@ -66,6 +82,7 @@ pub struct RollingSums {
     shops: FxHashMap<String, Rolling>,
     /// Buckets held over all shops.
     held: usize,
+    limits: SumsLimits,
     /// [`RollingSums::bucket`] answers only for days from here on: the first day of the
     /// longest window at the last watermark. Retention deletes from the store only buckets
     /// far older (the horizon is longer than the longest window), so a remembered bucket of
@@ -75,7 +92,7 @@ pub struct RollingSums {
 }
 
 impl RollingSums {
-    pub fn new(windows: &[u32], dsr_days: u32) -> RollingSums {
+    pub fn new(windows: &[u32], dsr_days: u32, limits: SumsLimits) -> RollingSums {
         let longest = window_lengths(windows, dsr_days).max().unwrap_or(1) as i32;
         RollingSums {
             windows: windows.to_vec(),
@@ -83,6 +100,7 @@ impl RollingSums {
             longest,
             shops: FxHashMap::default(),
             held: 0,
+            limits,
             floor: Day(i32::MIN),
         }
     }
@@ -105,7 +123,7 @@ impl RollingSums {
                     }
                 } else if r.buckets.insert(day, new.clone()).is_none() {
                     self.held += 1;
-                    if self.held > MAX_BUCKETS_HELD {
+                    if self.held > 2 * self.limits.buckets {
                         self.forget(shop);
                     }
                 }
@@ -153,7 +171,7 @@ impl RollingSums {
         for (day, c) in buckets.range(first..=as_of_day) {
             accumulate(&mut values, as_of_day, *day, c, windows, dsr_days, Sign::Plus);
         }
-        if self.shops.len() < MAX_SHOPS && self.held + buckets.len() <= MAX_BUCKETS {
+        if self.shops.len() < self.limits.shops && self.held + buckets.len() <= self.limits.buckets {
             self.held += buckets.len();
             self.shops.insert(
                 shop.to_owned(),
@@ -324,7 +342,7 @@ mod tests {
         fn remembered_sums_equal_fresh_sums(ops in prop::collection::vec(op(), 1..120)) {
             let store = MemStore::new();
             let mut ov = Overlay::new(&store);
-            let mut sums = RollingSums::new(&WINDOWS, DSR_DAYS);
+            let mut sums = RollingSums::new(&WINDOWS, DSR_DAYS, SumsLimits::default());
             let base = 20_000;
             let mut today = Day(base);
             for op in ops {
@@ -377,7 +395,7 @@ mod tests {
     fn remembered_buckets_stay_within_the_limit() {
         let store = MemStore::new();
         let mut ov = Overlay::new(&store);
-        let mut sums = RollingSums::new(&WINDOWS, DSR_DAYS);
+        let mut sums = RollingSums::new(&WINDOWS, DSR_DAYS, SumsLimits::default());
         let one = DayCounters { paid_orders: 1, ..Default::default() };
         let today = Day(20_200);
         let shops: Vec<String> = (0..(MAX_BUCKETS / 150 + 50)).map(|i| format!("s{i}")).collect();
@@ -416,7 +434,7 @@ mod tests {
     fn a_remembered_shop_follows_bucket_changes_and_day_steps() {
         let store = MemStore::new();
         let mut ov = Overlay::new(&store);
-        let mut sums = RollingSums::new(&WINDOWS, DSR_DAYS);
+        let mut sums = RollingSums::new(&WINDOWS, DSR_DAYS, SumsLimits::default());
         let one = DayCounters { paid_orders: 1, ..Default::default() };
         for d in 0..100 {
             let day = Day(20_000 + d);
