@@ -58,8 +58,20 @@ fn commit<'a>(
     snapshots: engine::Snapshots,
     out: &mut Vec<Output>,
 ) {
+    let mut engine = Engine::load(&mut Overlay::new(store), RulesConfig::default()).unwrap();
+    commit_on(&mut engine, store, events, end, snapshots, out);
+}
+
+/// [`commit`] with an engine kept from earlier commits (as a running pipeline does).
+fn commit_on<'a>(
+    engine: &mut Engine,
+    store: &MemStore,
+    events: impl IntoIterator<Item = (&'a Event, &'a SourcePos)>,
+    end: bool,
+    snapshots: engine::Snapshots,
+    out: &mut Vec<Output>,
+) {
     let mut ov = Overlay::new(store);
-    let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
     for (ev, source) in events {
         engine.apply(&mut ov, ev, 0, source).unwrap();
     }
@@ -375,19 +387,10 @@ fn deferred_snapshots_survive_a_restart_and_end_equal_to_refreshing_every_commit
 fn run_kept(store: &MemStore, batches: &[Vec<Event>]) -> Vec<Output> {
     let source = SourcePos::File { file: "t".into(), line: 1 };
     let mut out = Vec::new();
-    let mut engine = {
-        let mut ov = Overlay::new(store);
-        Engine::load(&mut ov, RulesConfig::default()).unwrap()
-    };
+    let mut engine = Engine::load(&mut Overlay::new(store), RulesConfig::default()).unwrap();
     for (i, batch) in batches.iter().enumerate() {
-        let mut ov = Overlay::new(store);
-        for ev in batch {
-            engine.apply(&mut ov, ev, 0, &source).unwrap();
-        }
-        engine.flush(&mut ov, i + 1 == batches.len(), &mut out).unwrap();
-        let mut wb = WriteBatch::new();
-        ov.drain_into(&mut wb).unwrap();
-        store.write(wb).unwrap();
+        let events = batch.iter().map(|ev| (ev, &source));
+        commit_on(&mut engine, store, events, i + 1 == batches.len(), engine::Snapshots::Refresh, &mut out);
     }
     out
 }
