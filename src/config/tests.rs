@@ -46,6 +46,15 @@ fn defaults_load_without_file_or_env() {
         assert_eq!(cfg.file.data_dir, Path::new("data"));
         assert_eq!(cfg.pipeline.commit_every_events, 50_000);
         assert_eq!(cfg.pipeline.commit_interval, Duration::from_secs(1));
+        // `[state]`'s defaults are those the stores and engines use when built without a
+        // configuration (tests, FileRun::new): one value, stated twice.
+        let s = &cfg.state;
+        assert_eq!(
+            crate::state::rocks::MemoryLimits::from_mib(s.block_cache_mib, s.memtables_mib),
+            crate::state::rocks::MemoryLimits::default()
+        );
+        let sums = crate::rules::rolling::SumsLimits::default();
+        assert_eq!((s.window_sums_shops, s.window_sums_buckets), (sums.shops as u64, sums.buckets as u64));
         assert!(!cfg.kafka_mode());
         assert_eq!(cfg.kafka.group, "shopscore");
         assert!(cfg.kafka.transactional);
