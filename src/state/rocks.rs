@@ -157,7 +157,8 @@ impl RocksStore {
                 &own
             }
         };
-        let mut opts = table_options(budget, expiry.as_ref());
+        // Database-wide options only: each column family gets its own below.
+        let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_write_buffer_manager(&budget.write_buffers);
