@@ -7,6 +7,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 use support::*;
 
 const PARTITIONS: i32 = 3;
@@ -249,6 +250,40 @@ fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A shard that fails (here: its state directory cannot be created, as on a full or broken
+/// disk) stops the process with that shard's error, after releasing the others. Until session
+/// 17 the runtime then waited for a stop report from the failed shard's ended thread and hung,
+/// logging nothing: the stall seen in the crash tests of sessions 14 and 16 (README → Tests
+/// against real brokers).
+#[test]
+fn a_shard_that_cannot_open_stops_the_process_with_its_error() {
+    let _shared = shared();
+    let t = Tansu::start();
+    setup_inputs(&t, &gen_lines(500, 4, 3, 5));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("shard-2"), "a file where shard 2's state directory should be").unwrap();
+    let (status, log) =
+        run_until_idle_failing(&mut processor(&t.brokers, "broken", &data, false), Duration::from_secs(90));
+    let status = status.unwrap_or_else(|| panic!("the processor hung after a shard failed; log:\n{log}"));
+    assert!(!status.success(), "exited successfully; log:\n{log}");
+    let failed = log
+        .lines()
+        .find(|l| l.contains("\"shard failed\""))
+        .unwrap_or_else(|| panic!("no shard failure logged; log:\n{log}"));
+    assert!(failed.contains("\"level\":\"ERROR\"") && failed.contains("\"shard\":2"), "{failed}");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("shopscore: error:")
+            && last.contains("shard 2")
+            && last.contains("cannot create data directory"),
+        "the process's last words should name the shard and the cause: {last}"
+    );
+    // The other shards were opened and released in order before the exit.
+    assert_eq!(log.matches("\"shard released\"").count(), log.matches("\"shard acquired\"").count(), "{log}");
 }
 
 #[test]

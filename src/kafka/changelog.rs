@@ -295,10 +295,23 @@ pub fn restore(
                     })
                 }
                 None if last_progress.elapsed() > RESTORE_STALL => {
+                    let at = consumer
+                        .position()
+                        .ok()
+                        .and_then(|tpl| tpl.find_partition(topic, shard as i32).map(|e| e.offset()))
+                        .and_then(|o| o.to_raw())
+                        .map_or_else(|| start.to_string(), |o| o.to_string());
                     return Err(KafkaError::Shard {
                         shard,
-                        why: format!("restoring from {topic:?} stalled for {RESTORE_STALL:?}"),
-                    })
+                        why: format!(
+                            "restoring from {topic:?} partition {shard} stalled for {RESTORE_STALL:?} at \
+                             offset {at}, before this owner's fence record at offset {fence}: nothing more \
+                             could be read. With transactions this is an open transaction in that \
+                             partition holding read_committed readers back (a broker aborts a dead \
+                             producer's transaction after its transaction.timeout.ms; tansu's main \
+                             build never does); otherwise the broker stopped answering"
+                        ),
+                    });
                 }
                 None => {}
             }

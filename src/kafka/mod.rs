@@ -69,6 +69,19 @@ pub enum KafkaError {
     State(#[from] StateError),
     #[error("shard {shard}: {why}")]
     Shard { shard: u32, why: String },
+    /// Another error, raised by the worker of `shard` (so the operator knows which one).
+    #[error("shard {shard}: {source}")]
+    InShard { shard: u32, source: Box<KafkaError> },
+}
+
+impl KafkaError {
+    /// This error as raised by the worker of `shard`: named after it unless it already is.
+    pub fn in_shard(self, shard: u32) -> KafkaError {
+        match self {
+            e @ (KafkaError::Shard { .. } | KafkaError::InShard { .. }) => e,
+            e => KafkaError::InShard { shard, source: Box::new(e) },
+        }
+    }
 }
 
 /// Adds what was being done to an rdkafka error.

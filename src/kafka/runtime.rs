@@ -243,6 +243,10 @@ struct Shards {
     /// The last completed commit followed input records, and its outputs may still be in
     /// flight (the benchmark's end is when they are acknowledged).
     outputs_unsettled: bool,
+    /// Workers that reported a failure: their threads have ended, so they will never report
+    /// again, and nothing may wait for them (waiting for a stopped report from one made the
+    /// process hang after any shard failure instead of exiting with its error).
+    dead: BTreeSet<u32>,
 }
 
 /// A commit of every owned shard, completed.
@@ -265,6 +269,7 @@ impl Shards {
             report_tx,
             in_flight: None,
             outputs_unsettled: false,
+            dead: BTreeSet::new(),
         }
     }
 
@@ -274,6 +279,11 @@ impl Shards {
 
     fn ids(&self) -> BTreeSet<u32> {
         self.workers.keys().copied().collect()
+    }
+
+    /// The owned shards whose workers still run (and so will report).
+    fn live_ids(&self) -> BTreeSet<u32> {
+        self.workers.keys().copied().filter(|id| !self.dead.contains(id)).collect()
     }
 
     fn needs_commit(&self) -> bool {
@@ -296,7 +306,8 @@ impl Shards {
         for id in &released {
             self.workers[id].send(Command::Stop);
         }
-        let stopped = await_reports(&self.reports, &released, |report| {
+        let reporting: BTreeSet<u32> = released.difference(&self.dead).copied().collect();
+        let stopped = await_reports(&self.reports, &reporting, &mut self.dead, |report| {
             if let Report::Stopped { id, counters, outputs_acked } = report {
                 if assigned.is_empty() {
                     // The final stop: the summary's totals are those of the shards owned at the end.
@@ -308,6 +319,7 @@ impl Shards {
         });
         for id in &released {
             self.views.remove(id);
+            self.dead.remove(id);
             if let Some(w) = self.workers.remove(id) {
                 w.join();
             }
@@ -319,7 +331,7 @@ impl Shards {
             self.workers.insert(id, Worker::spawn(self.setup.clone(), id, self.report_tx.clone())?);
         }
         let views = &mut self.views;
-        await_reports(&self.reports, &opening, |report| {
+        await_reports(&self.reports, &opening, &mut self.dead, |report| {
             if let Report::Opened { id, view, took_ms } = report {
                 tracing::info!(shard = id, ms = took_ms, "shard acquired");
                 views.insert(id, view);
@@ -335,10 +347,8 @@ impl Shards {
         }
         let began = Instant::now();
         let batch = Arc::new(batch);
-        for worker in self.workers.values() {
-            if !worker.send(Command::Records(batch.clone())) {
-                return Err(self.failure());
-            }
+        if !self.workers.values().all(|worker| worker.send(Command::Records(batch.clone()))) {
+            return Err(self.failure());
         }
         let waited = began.elapsed();
         if waited > Duration::from_millis(1) {
@@ -351,10 +361,8 @@ impl Shards {
     /// parallel, while the runtime reads on); `with_records`: input was read since the last.
     fn start_commit(&mut self, idle: Vec<InputPartition>, with_records: bool) -> Result<(), KafkaError> {
         let idle = Arc::new(idle);
-        for worker in self.workers.values() {
-            if !worker.send(Command::Commit { idle: idle.clone() }) {
-                return Err(self.failure());
-            }
+        if !self.workers.values().all(|worker| worker.send(Command::Commit { idle: idle.clone() })) {
+            return Err(self.failure());
         }
         self.in_flight = Some((Instant::now(), with_records));
         Ok(())
@@ -364,11 +372,11 @@ impl Shards {
     /// metrics and the live view.
     fn complete_commit(&mut self, run: &KafkaRun, summary: &mut KafkaSummary) -> Result<(), KafkaError> {
         let Some((started, with_records)) = self.in_flight.take() else { return Ok(()) };
-        let ids = self.ids();
+        let ids = self.live_ids();
         let mut done =
             Completed { stats: Vec::with_capacity(ids.len()), started, finished: started, with_records };
         let views = &mut self.views;
-        await_reports(&self.reports, &ids, |report| {
+        await_reports(&self.reports, &ids, &mut self.dead, |report| {
             if let Report::Committed { id, stats, view, finished } = report {
                 views.insert(id, view);
                 done.stats.push(stats);
@@ -407,9 +415,11 @@ impl Shards {
     }
 
     /// The error of a worker that stopped taking commands.
-    fn failure(&self) -> KafkaError {
+    fn failure(&mut self) -> KafkaError {
         while let Ok(report) = self.reports.recv_timeout(Duration::from_secs(10)) {
-            if let Report::Failed { error, .. } = report {
+            if let Report::Failed { id, error } = report {
+                tracing::error!(shard = id, error = %error, "shard failed");
+                self.dead.insert(id);
                 return error;
             }
         }
@@ -423,11 +433,13 @@ impl Shards {
     }
 }
 
-/// Waits for one report from each of `ids`, handing each to `on`, except failures: the first
-/// one is returned (once every worker has reported).
+/// Waits for one report from each of `ids`, handing each to `on`, except failures: each is
+/// logged, its shard added to `dead`, and the first one returned (once every worker has
+/// reported).
 fn await_reports(
     reports: &Receiver<Report>,
     ids: &BTreeSet<u32>,
+    dead: &mut BTreeSet<u32>,
     mut on: impl FnMut(Report),
 ) -> Result<(), KafkaError> {
     let mut waiting = ids.clone();
@@ -442,7 +454,9 @@ fn await_reports(
         };
         waiting.remove(&id);
         match report {
-            Report::Failed { error, .. } => {
+            Report::Failed { id, error } => {
+                tracing::error!(shard = id, error = %error, "shard failed");
+                dead.insert(id);
                 failure.get_or_insert(error);
             }
             report => on(report),

@@ -122,7 +122,7 @@ impl Worker {
                 let served = std::panic::catch_unwind(AssertUnwindSafe(|| serve(setup, id, rx, &reports)));
                 let report = match served {
                     Ok(Ok(r)) => r,
-                    Ok(Err(error)) => Report::Failed { id, error },
+                    Ok(Err(error)) => Report::Failed { id, error: error.in_shard(id) },
                     Err(panic) => {
                         let why = panic
                             .downcast_ref::<String>()
