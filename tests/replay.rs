@@ -21,7 +21,7 @@ fn replay(brokers: &str, args: &[&str]) -> Command {
         .env("SHOPSCORE__KAFKA__TRANSACTIONAL", "false")
         .env("SHOPSCORE__KAFKA__REPLICATION_FACTOR", "1")
         .env("SHOPSCORE__LOG__FORMAT", "json")
-        .env("RUST_LOG", "shopscore=info,rdkafka=warn")
+        .env("RUST_LOG", "shopscore=info,rdkafka=warn,librdkafka=warn")
         .stdout(Stdio::null());
     cmd
 }

@@ -118,7 +118,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
 
     let outcome = loop {
         // Group membership: serve rebalances, then follow the assignment.
-        let _ = member.poll(Duration::from_millis(if shards.is_empty() { 100 } else { 0 }));
+        serve_member(&member, if shards.is_empty() { Duration::from_millis(100) } else { MEMBER_POLL });
         let assigned = assigned_shards(&member, &layout.changelog)?;
         if assigned != shards.ids() {
             if let Some(l) = &run.live {
@@ -503,6 +503,22 @@ fn owner_of(layout: &Layout, input: InputPartition, shop: Option<&str>) -> u32 {
     match shop {
         Some(shop) if !layout.co_partitioned => partition_for(shop.as_bytes(), layout.shards),
         _ => input.1 as u32 % layout.shards,
+    }
+}
+
+/// How long each turn of the loop lets the group member serve its queue while shards run.
+const MEMBER_POLL: Duration = Duration::from_millis(1);
+
+/// Serves the group member's queue for up to `budget`: rebalances, errors, librdkafka's logs.
+/// rust-rdkafka's `poll` with a zero timeout takes a single event, and the loop turns once per
+/// commit cycle, so anything queued before a rebalance (a burst of logs, changelog records
+/// fetched before the partitions were paused) held it back for as many cycles. Within a
+/// non-zero timeout `poll` goes on through such events; it returns early at a rebalance or a
+/// fetched record, hence the loop.
+fn serve_member(member: &BaseConsumer, budget: Duration) {
+    let began = Instant::now();
+    while let Some(left) = budget.checked_sub(began.elapsed()).filter(|d| !d.is_zero()) {
+        let _ = member.poll(left);
     }
 }
 

@@ -285,7 +285,7 @@ pub fn processor(brokers: &str, group: &str, data_dir: &Path, transactional: boo
         // Kafka mode serves HTTP on a fixed port by default: parallel processes would collide
         // (a test that wants the endpoint passes --http-addr 127.0.0.1:0).
         .env("SHOPSCORE__HTTP__ENABLED", "false")
-        .env("RUST_LOG", "shopscore=info,rdkafka=warn")
+        .env("RUST_LOG", "shopscore=info,rdkafka=warn,librdkafka=warn")
         .stdout(Stdio::null());
     cmd
 }
