@@ -359,7 +359,8 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub format: LogFormat,
-    /// A `tracing` EnvFilter directive, e.g. `"info"` or `"shopscore=debug,librdkafka=warn"` (librdkafka's own log lines have the target `librdkafka`, rust-rdkafka's `rdkafka::…`);
+    /// A `tracing` EnvFilter directive, e.g. `"info"` or `"shopscore=debug,librdkafka=warn"`
+    /// (librdkafka's own log lines have the target `librdkafka`, rust-rdkafka's `rdkafka::…`);
     /// `RUST_LOG` wins when set.
     #[serde(deserialize_with = "serde_util::lenient_string")]
     pub level: String,

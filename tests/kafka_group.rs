@@ -29,6 +29,16 @@ fn owned(log: &Path) -> BTreeSet<u32> {
     owned
 }
 
+/// A processor killed when dropped, so that a failed assertion leaves none running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits until `ok` holds (at most `limit`), panicking with `what` and both logs.
 fn wait_for(what: &str, limit: Duration, logs: &[&Path], ok: impl Fn() -> bool) {
     let start = Instant::now();
@@ -63,29 +73,30 @@ fn a_survivor_takes_over_a_dead_instances_shards_under_a_flood_of_client_events(
     let dir = tempfile::tempdir().unwrap();
     let (x_log, y_log) = (dir.path().join("x.log"), dir.path().join("y.log"));
     let logs = [x_log.as_path(), y_log.as_path()];
-    let mut x = processor(&t.brokers, "grp", &dir.path().join("x"), false)
-        .stderr(std::fs::File::create(&x_log).unwrap())
-        .spawn()
-        .expect("spawn shopscore");
+    let x = Running(
+        processor(&t.brokers, "grp", &dir.path().join("x"), false)
+            .stderr(std::fs::File::create(&x_log).unwrap())
+            .spawn()
+            .expect("spawn shopscore"),
+    );
     wait_for("the first instance to own all four shards", Duration::from_secs(60), &logs, || {
         owned(&x_log).len() == 4
     });
-    let mut y = processor(&t.brokers, "grp", &dir.path().join("y"), false)
-        // librdkafka logs at the level the Rust side lets through: debug, for the flood.
-        .env("SHOPSCORE__KAFKA__CLIENT__DEBUG", "cgrp")
-        .env("RUST_LOG", "shopscore=info,librdkafka=debug")
-        .stderr(std::fs::File::create(&y_log).unwrap())
-        .spawn()
-        .expect("spawn shopscore");
+    let _y = Running(
+        processor(&t.brokers, "grp", &dir.path().join("y"), false)
+            // librdkafka logs at the level the Rust side lets through: debug, for the flood.
+            .env("SHOPSCORE__KAFKA__CLIENT__DEBUG", "cgrp")
+            .env("RUST_LOG", "shopscore=info,librdkafka=debug")
+            .stderr(std::fs::File::create(&y_log).unwrap())
+            .spawn()
+            .expect("spawn shopscore"),
+    );
     wait_for("the two instances to split the shards", Duration::from_secs(60), &logs, || {
         let (a, b) = (owned(&x_log), owned(&y_log));
         a.len() == 2 && b.len() == 2 && a.is_disjoint(&b)
     });
-    x.kill().unwrap();
-    x.wait().unwrap();
+    drop(x); // SIGKILL
     wait_for("the survivor to take over every shard", Duration::from_secs(60), &logs, || {
         owned(&y_log).len() == 4
     });
-    y.kill().unwrap();
-    y.wait().unwrap();
 }
