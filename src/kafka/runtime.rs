@@ -418,8 +418,7 @@ impl Shards {
     fn failure(&mut self) -> KafkaError {
         while let Ok(report) = self.reports.recv_timeout(Duration::from_secs(10)) {
             if let Report::Failed { id, error } = report {
-                tracing::error!(shard = id, error = %error, "shard failed");
-                self.dead.insert(id);
+                record_failure(&mut self.dead, id, &error);
                 return error;
             }
         }
@@ -455,14 +454,20 @@ fn await_reports(
         waiting.remove(&id);
         match report {
             Report::Failed { id, error } => {
-                tracing::error!(shard = id, error = %error, "shard failed");
-                dead.insert(id);
+                record_failure(dead, id, &error);
                 failure.get_or_insert(error);
             }
             report => on(report),
         }
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// Logs a worker's failure at once and counts its shard among the `dead`, whose ended
+/// threads nothing may wait for.
+fn record_failure(dead: &mut BTreeSet<u32>, id: u32, error: &KafkaError) {
+    tracing::error!(shard = id, error = %error, "shard failed");
+    dead.insert(id);
 }
 
 /// How often the watermark, consumer-lag and state-size gauges are refreshed.

@@ -319,17 +319,16 @@ pub fn final_snapshots(recs: &[Rec]) -> BTreeMap<String, serde_json::Value> {
 /// Runs `cmd --until-idle` to completion (at most `limit`), panicking with its log tail when it
 /// fails or hangs.
 pub fn run_until_idle_within(cmd: &mut Command, limit: Duration) {
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = cmd.arg("--until-idle").stderr(log.reopen().unwrap()).spawn().expect("run shopscore");
-    if wait_within(&mut child, limit).is_some_and(|s| s.success()) {
+    let (status, log) = run_until_idle_logged(cmd, limit);
+    if status.is_some_and(|s| s.success()) {
         return;
     }
-    panic!("shopscore --until-idle failed or hung; log tail:\n{}", log_tail(log.path(), 40));
+    panic!("shopscore --until-idle failed or hung; log tail:\n{}", tail(&log, 40));
 }
 
-/// Runs `cmd --until-idle` expecting it to fail: its exit status (None: it had not exited
-/// within `limit` and was killed) and its log.
-pub fn run_until_idle_failing(
+/// Runs `cmd --until-idle` (at most `limit`): its exit status (None: it had not exited within
+/// `limit` and was killed) and its log.
+pub fn run_until_idle_logged(
     cmd: &mut Command,
     limit: Duration,
 ) -> (Option<std::process::ExitStatus>, String) {
@@ -357,7 +356,11 @@ fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitS
 
 /// The last `lines` lines of the log file at `path`.
 fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    tail(&std::fs::read_to_string(path).unwrap_or_default(), lines)
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
     let tail: Vec<&str> = text.lines().rev().take(lines).collect::<Vec<_>>().into_iter().rev().collect();
     tail.join("\n")
 }
