@@ -24,7 +24,7 @@ use rdkafka::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,11 +127,11 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             if let Some(m) = &run.metrics {
                 m.set_ready(false);
             }
-            if let Err(e) = shards.follow(run, &assigned, &mut summary) {
+            // The shards restore their changelog partitions themselves: the member must not
+            // fetch them too.
+            pause_assignment(&member);
+            if let Err(e) = shards.follow(run, &member, &assigned, &mut summary) {
                 break Err(e);
-            }
-            if let Ok(tpl) = member.assignment() {
-                let _ = member.pause(&tpl);
             }
             reader.assign(&shards.reader_starts())?;
             last_idle.clear();
@@ -201,7 +201,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             // Commits are pipelined: the shards commit while this thread reads on; a commit
             // is waited for when the next one starts (it has normally finished by then).
             let waiting = Instant::now();
-            shards.complete_commit(run, &mut summary)?;
+            shards.complete_commit(run, &member, &mut summary)?;
             reader.discount(waiting.elapsed());
             shards.start_commit(idle.iter().copied().collect(), records > 0)?;
             last_idle = idle;
@@ -221,7 +221,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             break Ok(());
         }
     };
-    let stopped = shards.follow(run, &BTreeSet::new(), &mut summary);
+    let stopped = shards.follow(run, &member, &BTreeSet::new(), &mut summary);
     outcome.and(stopped)?;
     if shards.outputs_unsettled {
         summary.last_commit = summary.last_commit.max(summary.outputs_acked);
@@ -292,22 +292,24 @@ impl Shards {
 
     /// Completes the commit in flight, stops the workers of shards no longer `assigned`
     /// (after their outputs are acknowledged) and starts and opens the newly assigned ones,
-    /// in parallel.
+    /// in parallel. The group `member` is served while it waits (opening restores state from
+    /// the changelog, which takes as long as the changelog is big).
     fn follow(
         &mut self,
         run: &KafkaRun,
+        member: &BaseConsumer,
         assigned: &BTreeSet<u32>,
         summary: &mut KafkaSummary,
     ) -> Result<(), KafkaError> {
         // A worker reports its commit before its stop: wait for the commits first.
-        self.complete_commit(run, summary)?;
+        self.complete_commit(run, member, summary)?;
         let released: BTreeSet<u32> =
             self.workers.keys().copied().filter(|id| !assigned.contains(id)).collect();
         for id in &released {
             self.workers[id].send(Command::Stop);
         }
         let reporting: BTreeSet<u32> = released.difference(&self.dead).copied().collect();
-        let stopped = await_reports(&self.reports, &reporting, &mut self.dead, |report| {
+        let stopped = await_reports(&self.reports, &reporting, &mut self.dead, member, |report| {
             if let Report::Stopped { id, counters, outputs_acked } = report {
                 if assigned.is_empty() {
                     // The final stop: the summary's totals are those of the shards owned at the end.
@@ -331,7 +333,7 @@ impl Shards {
             self.workers.insert(id, Worker::spawn(self.setup.clone(), id, self.report_tx.clone())?);
         }
         let views = &mut self.views;
-        await_reports(&self.reports, &opening, &mut self.dead, |report| {
+        await_reports(&self.reports, &opening, &mut self.dead, member, |report| {
             if let Report::Opened { id, view, took_ms } = report {
                 tracing::info!(shard = id, ms = took_ms, "shard acquired");
                 views.insert(id, view);
@@ -370,13 +372,18 @@ impl Shards {
 
     /// Waits for the commit in flight, if any, and adds what it did to the summary, the
     /// metrics and the live view.
-    fn complete_commit(&mut self, run: &KafkaRun, summary: &mut KafkaSummary) -> Result<(), KafkaError> {
+    fn complete_commit(
+        &mut self,
+        run: &KafkaRun,
+        member: &BaseConsumer,
+        summary: &mut KafkaSummary,
+    ) -> Result<(), KafkaError> {
         let Some((started, with_records)) = self.in_flight.take() else { return Ok(()) };
         let ids = self.live_ids();
         let mut done =
             Completed { stats: Vec::with_capacity(ids.len()), started, finished: started, with_records };
         let views = &mut self.views;
-        await_reports(&self.reports, &ids, &mut self.dead, |report| {
+        await_reports(&self.reports, &ids, &mut self.dead, member, |report| {
             if let Report::Committed { id, stats, view, finished } = report {
                 views.insert(id, view);
                 done.stats.push(stats);
@@ -434,17 +441,25 @@ impl Shards {
 
 /// Waits for one report from each of `ids`, handing each to `on`, except failures: each is
 /// logged, its shard added to `dead`, and the first one returned (once every worker has
-/// reported).
+/// reported). Serves the group `member` every [`KEEP_MEMBER_EVERY`] meanwhile.
 fn await_reports(
     reports: &Receiver<Report>,
     ids: &BTreeSet<u32>,
     dead: &mut BTreeSet<u32>,
+    member: &BaseConsumer,
     mut on: impl FnMut(Report),
 ) -> Result<(), KafkaError> {
     let mut waiting = ids.clone();
     let mut failure = None;
     while !waiting.is_empty() {
-        let Ok(report) = reports.recv() else { break };
+        let report = match reports.recv_timeout(KEEP_MEMBER_EVERY) {
+            Ok(report) => report,
+            Err(RecvTimeoutError::Timeout) => {
+                keep_member(member);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let id = match &report {
             Report::Opened { id, .. }
             | Report::Committed { id, .. }
@@ -513,6 +528,28 @@ fn owner_of(layout: &Layout, input: InputPartition, shop: Option<&str>) -> u32 {
 
 /// How long each turn of the loop lets the group member serve its queue while shards run.
 const MEMBER_POLL: Duration = Duration::from_millis(1);
+
+/// How often the member is served while the runtime waits for its shards (opening, a commit,
+/// stopping). librdkafka leaves the group when the application has not polled the member for
+/// `max.poll.interval.ms` (5 minutes by default); opening a shard restores its state from the
+/// changelog, and did so without a poll until session 18: a restore longer than the interval
+/// sent the shards to a rebalance mid-restore (test `kafka_group::a_restore_longer_…`).
+const KEEP_MEMBER_EVERY: Duration = Duration::from_millis(100);
+
+/// Serves the member while the runtime waits, and pauses whatever a rebalance served here
+/// assigned: the loop follows the new assignment once the wait is over.
+fn keep_member(member: &BaseConsumer) {
+    serve_member(member, MEMBER_POLL);
+    pause_assignment(member);
+}
+
+/// Pauses every partition assigned to the member: it only holds shards, their workers read
+/// the changelog.
+fn pause_assignment(member: &BaseConsumer) {
+    if let Ok(tpl) = member.assignment() {
+        let _ = member.pause(&tpl);
+    }
+}
 
 /// Serves the group member's queue for up to `budget`: rebalances, errors, librdkafka's logs.
 /// rust-rdkafka's `poll` with a zero timeout takes a single event, and the loop turns once per

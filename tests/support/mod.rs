@@ -360,7 +360,7 @@ fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 /// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
+pub fn tail(text: &str, lines: usize) -> String {
     let tail: Vec<&str> = text.lines().rev().take(lines).collect::<Vec<_>>().into_iter().rev().collect();
     tail.join("\n")
 }
