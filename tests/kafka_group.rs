@@ -29,16 +29,6 @@ fn owned(log: &Path) -> BTreeSet<u32> {
     owned
 }
 
-/// A processor killed when dropped, so that a failed assertion leaves none running.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Waits until `ok` holds (at most `limit`), panicking with `what` and both logs.
 fn wait_for(what: &str, limit: Duration, logs: &[&Path], ok: impl Fn() -> bool) {
     let start = Instant::now();

@@ -173,14 +173,17 @@ fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
     let acquired = |name: &str| {
         std::fs::read_to_string(log(name)).unwrap_or_default().matches("\"shard acquired\"").count()
     };
+    // Killed when dropped: a failed assertion leaves no instance running.
     let spawn = |name: &str| {
-        processor(&t.brokers, "g", &dir.path().join(name), false)
-            .stderr(std::fs::File::create(log(name)).unwrap())
-            .spawn()
-            .expect("spawn shopscore")
+        Running(
+            processor(&t.brokers, "g", &dir.path().join(name), false)
+                .stderr(std::fs::File::create(log(name)).unwrap())
+                .spawn()
+                .expect("spawn shopscore"),
+        )
     };
     let names = ["a", "b", "c"];
-    let mut procs: Vec<std::process::Child> = names.iter().map(|n| spawn(n)).collect();
+    let mut procs: Vec<Running> = names.iter().map(|n| spawn(n)).collect();
     let wait_until = |what: &str, ok: &dyn Fn() -> bool| {
         let start = std::time::Instant::now();
         while !ok() && start.elapsed() < std::time::Duration::from_secs(60) {
@@ -214,11 +217,13 @@ fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
     // stop, and it finishes the job alone. (It joins while the others still run: on tansu
     // 0.6.0 an instance that joins a group whose members have all gone — one of them killed —
     // got no assignment within 3 minutes in every attempt.)
-    let mut d = processor(&t.brokers, "g", &dir.path().join("d"), false)
-        .arg("--until-idle")
-        .stderr(std::fs::File::create(log("d")).unwrap())
-        .spawn()
-        .expect("spawn the replacement");
+    let mut d = Running(
+        processor(&t.brokers, "g", &dir.path().join("d"), false)
+            .arg("--until-idle")
+            .stderr(std::fs::File::create(log("d")).unwrap())
+            .spawn()
+            .expect("spawn the replacement"),
+    );
     wait_until("the replacement to own a shard", &|| acquired("d") >= 1);
     // The survivors stop one at a time, each once the group has settled (the replacement has
     // taken shards over): on tansu 0.6.0 a member leaving while a rebalance is under way could
@@ -286,6 +291,45 @@ fn a_shard_that_cannot_open_stops_the_process_with_its_error() {
     assert_eq!(log.matches("\"shard released\"").count(), log.matches("\"shard acquired\"").count(), "{log}");
 }
 
+/// `kafka.transactional` is true by default (right for Kafka); tansu 0.6.0 has no `EndTxn`.
+/// The first start must stop with the key and the fix before writing anything, and the
+/// restart with the fix must run. Until session 18 the fence record was written in a
+/// transaction that could not be completed, and every restart with `kafka.transactional =
+/// false` stalled at it for 60 s and failed (a `read_committed` restore cannot pass an
+/// unfinished transaction): the changelog was unusable on that broker.
+#[test]
+fn transactions_on_a_broker_without_them_stop_startup_and_leave_the_changelog_usable() {
+    let _shared = shared();
+    let t = Tansu::start();
+    setup_inputs(&t, &gen_lines(2_000, 6, 4, 41));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (status, log) =
+        run_until_idle_logged(&mut processor(&t.brokers, "txn", &data, true), Duration::from_secs(90));
+    let status = status.unwrap_or_else(|| panic!("the transactional processor hung; log:\n{log}"));
+    assert!(!status.success(), "exited successfully without transactions; log:\n{log}");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("shopscore: error:")
+            && last.contains("cannot complete a transaction")
+            && last.contains("kafka.transactional = false")
+            && last.contains("SHOPSCORE__KAFKA__TRANSACTIONAL=false"),
+        "the error should name the key and the fix: {last}"
+    );
+    let started = std::time::Instant::now();
+    let (status, log) =
+        run_until_idle_logged(&mut processor(&t.brokers, "txn", &data, false), Duration::from_secs(90));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the restart without transactions failed:\n{}",
+        tail(&log, 30)
+    );
+    assert!(!log.contains("stalled"), "{}", tail(&log, 30));
+    let out = outputs(&t.brokers, false);
+    assert!(!out.snapshots.is_empty(), "the restart produced no snapshot");
+    eprintln!("restart without transactions: {:?}", started.elapsed());
+}
+
 #[test]
 fn http_endpoints_in_kafka_mode_and_sigterm() {
     let _shared = shared();
@@ -294,11 +338,13 @@ fn http_endpoints_in_kafka_mode_and_sigterm() {
     setup_inputs(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("run.log");
-    let mut child = processor(&t.brokers, "h", &dir.path().join("data"), false)
-        .args(["--http-addr", "127.0.0.1:0"])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Running(
+        processor(&t.brokers, "h", &dir.path().join("data"), false)
+            .args(["--http-addr", "127.0.0.1:0"])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
         let start = std::time::Instant::now();
         while !ok() {

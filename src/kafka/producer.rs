@@ -5,10 +5,11 @@
 use super::client::Clients;
 use super::records::KafkaRecord;
 use super::{Context, KafkaError};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Message};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -209,6 +210,52 @@ impl ShardProducer {
     /// Offset of the last acknowledged marker.
     pub fn marker_offset(&self) -> i64 {
         self.inner.context().marker_offset.load(Ordering::SeqCst)
+    }
+
+    /// Checks, before this owner writes anything, that the broker can complete a transaction:
+    /// commits a transaction that holds no record, only an offset commit (offset 0 of this
+    /// shard's changelog partition for the group of `consumer`, the restorer's, which nothing
+    /// reads), so librdkafka has to send `EndTxn`. A broker without transactions (tansu 0.6.0)
+    /// accepts `InitProducerId` and transactional records, and only fails at `EndTxn`: the
+    /// fence record was then left in the changelog as an unfinished transaction that every
+    /// later `read_committed` restore stalled at, even after the operator had set
+    /// `kafka.transactional = false` as the error said (seen in session 18). Without
+    /// transactions, nothing to check.
+    pub fn check_transactions(&self, consumer: &BaseConsumer, changelog: &str) -> Result<(), KafkaError> {
+        if !self.transactional {
+            return Ok(());
+        }
+        let Some(group) = consumer.group_metadata() else {
+            return Err(KafkaError::Shard {
+                shard: self.shard,
+                why: "the restorer has no consumer group metadata for the transaction check".into(),
+            });
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(changelog, self.shard as i32, Offset::Offset(0))
+            .context(|| "building the transaction check".into())?;
+        self.begin()?;
+        let done = self
+            .inner
+            .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+            .and_then(|()| self.inner.commit_transaction(TXN_TIMEOUT));
+        done.map_err(|e| match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion) => {
+                KafkaError::Shard {
+                    shard: self.shard,
+                    why: format!(
+                        "the broker cannot complete a transaction ({e}). kafka.transactional = true \
+                         needs a broker with transactions (Apache Kafka 0.11 or later); for one \
+                         without them, such as tansu 0.6.0, set kafka.transactional = false \
+                         (SHOPSCORE__KAFKA__TRANSACTIONAL=false). Nothing was written to the changelog"
+                    ),
+                }
+            }
+            _ => KafkaError::Client {
+                context: format!("checking that the broker completes transactions (shard {})", self.shard),
+                source: e,
+            },
+        })
     }
 
     pub fn begin(&self) -> Result<(), KafkaError> {

@@ -220,6 +220,9 @@ impl Shard {
         let producer = ShardProducer::new(&setup.clients, id, setup.transactional)?;
         let retention = Arc::new(Retention::swept(&setup.rules));
         let mut store = open_store(&setup, id, &retention)?;
+        let meta_consumer: BaseConsumer =
+            setup.clients.restorer().create().context(|| "creating a metadata consumer".into())?;
+        producer.check_transactions(&meta_consumer, &setup.layout.changelog)?;
         let fence =
             producer.fence(&setup.layout.changelog, FENCE_KEY, &codec::encode(&std::process::id()))?;
         if changelog::local_offset(&store)? > fence {
@@ -261,8 +264,6 @@ impl Shard {
             let at = progress.positions.iter().find(|(n, q, _)| n == name && *q == p).map_or(0, |e| e.2);
             positions.insert((t, p), at);
         }
-        let meta_consumer: BaseConsumer =
-            setup.clients.restorer().create().context(|| "creating a metadata consumer".into())?;
         let mut shard = Shard {
             id,
             store,

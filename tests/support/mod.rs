@@ -338,6 +338,30 @@ pub fn run_until_idle_logged(
     (status, std::fs::read_to_string(log.path()).unwrap_or_default())
 }
 
+/// A child process killed (SIGKILL) and reaped when dropped, so that a test that fails with
+/// processors running leaves none behind for the tests after it.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// Waits for `child` to exit, at most `limit`; past it, kills it and returns None.
 fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let start = Instant::now();
