@@ -62,6 +62,39 @@ fn configuration_errors_stop_startup_and_name_the_key() {
     assert!(!dir.path().join("o").exists(), "nothing runs after a configuration error");
 }
 
+/// Kafka mode and `replay` pointed at an address where no broker listens stop within the
+/// metadata timeout with an error that names the setting, not only librdkafka's "Broker
+/// transport failure".
+#[test]
+fn unreachable_brokers_stop_startup_and_name_the_setting() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let brokers = format!("127.0.0.1:{port}"); // the listener is dropped: nothing listens there
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runs = [
+        vec!["run", "--brokers", &brokers, "--data-dir", data.to_str().unwrap()],
+        vec!["replay", "--brokers", &brokers, "--from", "earliest", "--topic-prefix", "r-"],
+    ];
+    for args in runs {
+        let started = std::time::Instant::now();
+        let out = Command::new(BIN).args(&args).env("SHOPSCORE__HTTP__ENABLED", "false").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("cannot reach the Kafka brokers")
+                && last.contains(&brokers)
+                && last.contains("SHOPSCORE__KAFKA__BROKERS"),
+            "{args:?}: {last}"
+        );
+    }
+}
+
 /// The binary allocates with jemalloc and gives freed memory back within about a second
 /// (`src/main.rs`): an options symbol under the wrong name is silently ignored, so this asks
 /// jemalloc which options it runs with.

@@ -193,13 +193,37 @@ pub fn prepare(clients: &Clients, cfg: &KafkaConfig, outputs: &OutputTopics) -> 
     })
 }
 
+/// An error reading metadata that means the brokers could not be reached (the first thing
+/// Kafka mode and `replay` ask them) becomes one that names the setting and what to check;
+/// librdkafka's own words ("Broker transport failure") do not say which setting is wrong.
+fn unreachable(e: KafkaError, cfg: &KafkaConfig) -> KafkaError {
+    let code = match &e {
+        KafkaError::Client { source, .. } => source.rdkafka_error_code(),
+        _ => None,
+    };
+    match code {
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::Resolve,
+        ) => KafkaError::Topics(format!(
+            "cannot reach the Kafka brokers {:?} within {METADATA_TIMEOUT:?} ({e}). Check kafka.brokers \
+             (--brokers, SHOPSCORE__KAFKA__BROKERS) and that the brokers are up; with TLS or SASL, the \
+             security settings in [kafka.client]",
+            cfg.brokers
+        )),
+        _ => e,
+    }
+}
+
 /// The input topics of the configuration as found on the brokers; a missing one (or, with
 /// `kafka.co_partitioned`, one whose partition count is not `kafka.shards`) is an error that
 /// names the config key and the fix.
 pub fn check_inputs(consumer: &BaseConsumer, cfg: &KafkaConfig) -> Result<Vec<InputTopic>, KafkaError> {
     let mut inputs = Vec::new();
     for (name, key, stream, encoding) in input_topics(cfg) {
-        let Some(partitions) = partition_count(consumer, name)? else {
+        let Some(partitions) = partition_count(consumer, name).map_err(|e| unreachable(e, cfg))? else {
             return Err(KafkaError::Topics(format!(
                 "input topic {name:?} ({key}) does not exist on {}: create it, or set {key} to the \
                  topic that carries the {} events",
