@@ -79,6 +79,11 @@ impl Clients {
             ("queued.min.messages", "100000"),
             ("fetch.wait.max.ms", "50"),
             ("fetch.queue.backoff.ms", "10"),
+            // Partitions added to an input topic are noticed from this metadata (the run then
+            // stops so that its restart reads them, `Reader::grown_inputs`): every 30 s rather
+            // than librdkafka's 5 minutes, which would leave their records unread for longer
+            // than the out-of-orderness bound.
+            ("topic.metadata.refresh.interval.ms", "30000"),
         ]);
         c.set("group.id", format!("{}.reader", self.group))
             .set("enable.auto.commit", "false")

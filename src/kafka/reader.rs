@@ -37,6 +37,39 @@ fn record_seen(activity: &mut BTreeMap<InputPartition, PartitionActivity>, input
     }
 }
 
+/// The partition count of each topic from the partition ids librdkafka lists for it (its
+/// statistics also list an internal partition -1, which is not one).
+fn partition_counts<'a, P: Iterator<Item = i32>>(
+    topics: impl Iterator<Item = (&'a str, P)>,
+) -> HashMap<String, u32> {
+    topics
+        .filter_map(|(topic, ids)| {
+            let max = ids.filter(|&p| p >= 0).max()?;
+            Some((topic.to_owned(), max as u32 + 1))
+        })
+        .collect()
+}
+
+/// An input topic that has more partitions than when the run started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grown {
+    pub topic: String,
+    pub at_start: u32,
+    pub now: u32,
+}
+
+impl Grown {
+    /// Why the run stops, and what the operator gets by restarting it.
+    pub fn error(&self) -> KafkaError {
+        KafkaError::Topics(format!(
+            "input topic {:?} now has {} partitions, {} when this run started: a run reads a fixed \
+             set of input partitions, so the new ones would go unread. Stopping; the restart (by \
+             the supervisor, or by hand) reads every partition, the new ones from their beginning",
+            self.topic, self.now, self.at_start
+        ))
+    }
+}
+
 /// What one poll returned.
 pub enum Polled<'a> {
     Record {
@@ -54,10 +87,16 @@ pub enum Polled<'a> {
 #[derive(Default)]
 pub struct QuietEof {
     ends: Mutex<HashMap<(String, i32), i64>>,
+    /// Partition count of every topic in the statistics (from librdkafka's metadata).
+    partitions: Mutex<HashMap<String, u32>>,
 }
 
 impl ClientContext for QuietEof {
     fn stats(&self, statistics: Statistics) {
+        let counts = partition_counts(
+            statistics.topics.iter().map(|(topic, t)| (topic.as_str(), t.partitions.keys().copied())),
+        );
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner()).extend(counts);
         let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
@@ -250,6 +289,20 @@ impl Reader {
         !self.activity.is_empty() && self.idle(idle_after).len() == self.activity.len()
     }
 
+    /// Input topics that have more partitions now, by librdkafka's metadata as of its last
+    /// statistics, than the layout this run started with.
+    pub fn grown_inputs(&self) -> Vec<Grown> {
+        let counts = self.consumer.context().partitions.lock().unwrap_or_else(|p| p.into_inner());
+        self.layout
+            .inputs
+            .iter()
+            .filter_map(|t| {
+                let now = *counts.get(&t.name)?;
+                (now > t.partitions).then(|| Grown { topic: t.name.clone(), at_start: t.partitions, now })
+            })
+            .collect()
+    }
+
     /// End offsets (for lag and progress) of the assigned partitions, as of librdkafka's last
     /// statistics (every 5 s; none before the first): no broker round trip.
     pub fn end_offsets(&self) -> BTreeMap<InputPartition, i64> {
@@ -287,6 +340,40 @@ mod tests {
             shards: 1,
             co_partitioned: false,
         })
+    }
+
+    #[test]
+    fn partition_counts_come_from_the_largest_id_and_skip_the_internal_one() {
+        let stats = [("a", vec![-1, 0, 1, 2]), ("b", vec![-1]), ("c", vec![3, 0])];
+        let counts = partition_counts(stats.iter().map(|(t, ids)| (*t, ids.iter().copied())));
+        assert_eq!(counts, HashMap::from([("a".to_owned(), 3), ("c".to_owned(), 4)]));
+    }
+
+    /// A run started when the input topic had one partition; the broker now has two (as after
+    /// an operator added one): librdkafka's statistics tell the reader, which names the topic,
+    /// both counts, and the restart that reads the new partition. (No broker here implements
+    /// CreatePartitions — tansu 0.6.0, tansu's main build and the mock cluster all answer
+    /// UNSUPPORTED_FEATURE — so the layout is the one that is behind.)
+    #[test]
+    fn an_input_topic_with_more_partitions_than_at_start_is_reported() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("orders", 2, 1).unwrap();
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", "grown-test")
+            .set("statistics.interval.ms", "100");
+        let mut reader = Reader::new(&config, layout(&["orders"])).unwrap();
+        reader.assign(&[((0, 0), 0)].into_iter().collect()).unwrap();
+        let started = Instant::now();
+        while reader.grown_inputs().is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(20), "no growth reported in 20 s");
+            let _ = reader.poll(Duration::from_millis(50)).unwrap();
+        }
+        let grown = reader.grown_inputs();
+        assert_eq!(grown, vec![Grown { topic: "orders".into(), at_start: 1, now: 2 }]);
+        let message = grown[0].error().to_string();
+        assert!(message.contains("\"orders\" now has 2 partitions, 1 when this run started"), "{message}");
     }
 
     /// Partition 0 of an empty topic reports its end at once, while partition 0 of a full one

@@ -207,9 +207,14 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             last_idle = idle;
         }
         summary.records += records;
-        if let Some(m) = run.metrics.as_deref().filter(|_| last_gauges.elapsed() >= GAUGES_EVERY) {
+        if last_gauges.elapsed() >= GAUGES_EVERY {
             last_gauges = Instant::now();
-            update_gauges(m, &layout, &shards.views, &reader);
+            if let Some(m) = &run.metrics {
+                update_gauges(m, &layout, &shards.views, &reader);
+            }
+            if let Some(grown) = reader.grown_inputs().first() {
+                break Err(grown.error());
+            }
         }
         if let Some(every) = run.progress_every {
             if last_progress.elapsed() >= every {
@@ -485,7 +490,8 @@ fn record_failure(dead: &mut BTreeSet<u32>, id: u32, error: &KafkaError) {
     dead.insert(id);
 }
 
-/// How often the watermark, consumer-lag and state-size gauges are refreshed.
+/// How often the watermark, consumer-lag and state-size gauges are refreshed, and the input
+/// topics' partition counts compared with those the run started with.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 
 /// Tells the live view what each shard has committed: its watermark and input positions.
