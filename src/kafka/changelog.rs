@@ -120,6 +120,9 @@ pub fn seen_packs<'a>(seq: u64, entries: impl IntoIterator<Item = Change<'a>>) -
 const RESTORE_BATCH_OPS: usize = 50_000;
 /// Restoring gives up when the changelog stops answering for this long.
 const RESTORE_STALL: Duration = Duration::from_secs(60);
+/// A long restore logs where it is this often (the shard is not acquired, nor `/readyz` 200,
+/// until it ends).
+const RESTORE_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// The payload of a marker record: the commit's sequence number and the state format its
 /// records are written in ([`codec::FORMAT_VERSION`]), so that a build of another format
@@ -273,10 +276,23 @@ pub fn restore(
             .context(|| "building the restore assignment".into())?;
         consumer.assign(&tpl).context(|| format!("assigning changelog {topic:?} partition {shard}"))?;
         let mut last_progress = Instant::now();
+        let (began, mut last_log) = (Instant::now(), Instant::now());
         loop {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     last_progress = Instant::now();
+                    if last_log.elapsed() >= RESTORE_PROGRESS_EVERY {
+                        last_log = Instant::now();
+                        let secs = began.elapsed().as_secs_f64().max(1e-9);
+                        tracing::info!(
+                            shard,
+                            offset = m.offset(),
+                            fence,
+                            records = r.records,
+                            records_per_s = (r.records as f64 / secs) as u64,
+                            "restoring shard state"
+                        );
+                    }
                     r.record(m.offset(), m.key().unwrap_or_default(), m.payload());
                     if let Some(batch) = r.take_batch(false) {
                         store.write(batch)?;
