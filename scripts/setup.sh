@@ -6,9 +6,10 @@
 #   build-essential, pkg-config,
 #   cmake, zlib1g-dev,
 #   libzstd-dev                  the bundled RocksDB and librdkafka C/C++ builds
+#   libssl-dev                   librdkafka's TLS (rdkafka's `ssl` feature, system OpenSSL)
 set -euo pipefail
 
-packages=(build-essential pkg-config cmake clang libclang-dev zlib1g-dev libzstd-dev)
+packages=(build-essential pkg-config cmake clang libclang-dev zlib1g-dev libzstd-dev libssl-dev)
 min_rust="1.88"
 
 installed() {

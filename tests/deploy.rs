@@ -256,6 +256,13 @@ fn dockerfile_agrees_with_the_config() {
         args("RUN")[0].contains("libclang-dev") && args("RUN")[0].contains("clang"),
         "rocksdb needs libclang"
     );
+    // librdkafka is built with TLS (rdkafka's `ssl` feature) against the system OpenSSL: the
+    // build needs its headers, and the binary links libssl.so.3 at run time.
+    assert!(args("RUN")[0].contains("libssl-dev"), "the build stage needs libssl-dev");
+    assert!(
+        args("RUN").iter().any(|r| r.contains("apt-get") && r.contains("libssl3")),
+        "the runtime stage needs libssl3"
+    );
 
     // Non-root user, state volume, config file, entrypoint.
     let user = args("USER");

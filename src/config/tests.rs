@@ -513,6 +513,32 @@ fn alert_ops_compare() {
 }
 
 #[test]
+fn client_settings_librdkafka_rejects_stop_startup_and_name_the_setting() {
+    jailed(|jail| {
+        jail.set_env("SHOPSCORE__KAFKA__CLIENT__FETCH_MAX_BYTEZ", "1");
+        let err = load_err(None).to_string();
+        assert!(
+            err.starts_with("`kafka.client.fetch.max.bytez` is not accepted by librdkafka: ")
+                && err.contains("No such configuration property")
+                && err.ends_with("(set by environment variable SHOPSCORE__KAFKA__CLIENT__FETCH_MAX_BYTEZ)"),
+            "{err}"
+        );
+        Ok(())
+    });
+    jailed(|jail| {
+        jail.create_file("c.toml", "[kafka.client]\n\"fetch.max.bytes\" = \"abc\"\n")?;
+        let err = load_err(Some("c.toml")).to_string();
+        assert!(
+            err.starts_with("`kafka.client.fetch.max.bytes` is not accepted by librdkafka: ")
+                && err.contains("Invalid value")
+                && err.ends_with("(set in c.toml)"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn reserved_client_setting_from_env_names_variable() {
     jailed(|jail| {
         jail.set_env("SHOPSCORE__KAFKA__CLIENT__GROUP_ID", "other");

@@ -188,6 +188,23 @@ impl Config {
                 format!("cannot be set here: {fix}")
             })?;
         }
+        // librdkafka checks names and values only when a client is created, after the topics
+        // are checked and with its own words only: ask it now, setting by setting (no client
+        // is created, no broker contacted).
+        for (setting, value) in &k.client {
+            let mut one = rdkafka::ClientConfig::new();
+            one.set(setting, value);
+            if let Err(rdkafka::error::KafkaError::ClientConfig(_, problem, ..)) = one.create_native_config()
+            {
+                return Err(ConfigError::invalid(
+                    format!("kafka.client.{setting}"),
+                    format!(
+                        "is not accepted by librdkafka: {problem}; see the settings librdkafka \
+                         knows and their values in its CONFIGURATION.md (keys are its dotted names)"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
