@@ -64,7 +64,8 @@ fn configuration_errors_stop_startup_and_name_the_key() {
 
 /// Kafka mode and `replay` pointed at an address where no broker listens stop within the
 /// metadata timeout with an error that names the setting, not only librdkafka's "Broker
-/// transport failure".
+/// transport failure", after librdkafka's own reason ("Connection refused"; with TLS, e.g.
+/// "certificate verify failed").
 #[test]
 fn unreachable_brokers_stop_startup_and_name_the_setting() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -85,6 +86,9 @@ fn unreachable_brokers_stop_startup_and_name_the_setting() {
             "{args:?} took {:?}",
             started.elapsed()
         );
+        // librdkafka's own reason is logged before it (its lines wait on the metadata
+        // client's queue, which is polled once the request has failed).
+        assert!(err.contains("Connection refused"), "{args:?}: librdkafka's reason is missing:\n{err}");
         let last = err.lines().last().unwrap_or_default();
         assert!(
             last.contains("cannot reach the Kafka brokers")

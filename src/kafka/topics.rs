@@ -223,7 +223,14 @@ fn unreachable(e: KafkaError, cfg: &KafkaConfig) -> KafkaError {
 pub fn check_inputs(consumer: &BaseConsumer, cfg: &KafkaConfig) -> Result<Vec<InputTopic>, KafkaError> {
     let mut inputs = Vec::new();
     for (name, key, stream, encoding) in input_topics(cfg) {
-        let Some(partitions) = partition_count(consumer, name).map_err(|e| unreachable(e, cfg))? else {
+        let count = partition_count(consumer, name).map_err(|e| {
+            // librdkafka's own log lines (why a connection failed: refused, a TLS handshake
+            // or SASL error) wait on the client's queue until it is polled; this client is
+            // otherwise never polled.
+            let _ = consumer.poll(Duration::from_millis(100));
+            unreachable(e, cfg)
+        })?;
+        let Some(partitions) = count else {
             return Err(KafkaError::Topics(format!(
                 "input topic {name:?} ({key}) does not exist on {}: create it, or set {key} to the \
                  topic that carries the {} events",
