@@ -14,15 +14,21 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::*;
 
+/// The lines of a processor's JSON log that name a shard: (shard, the whole line).
+fn shard_lines(text: &str) -> impl Iterator<Item = (u32, serde_json::Value)> + '_ {
+    text.lines().filter_map(|line| {
+        let v = serde_json::from_str::<serde_json::Value>(line).ok()?;
+        Some((v["shard"].as_u64()? as u32, v))
+    })
+}
+
 /// The shards a processor owns now, from its JSON log: acquired, less released since.
 fn owned(log: &Path) -> BTreeSet<u32> {
     let mut owned = BTreeSet::new();
-    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let Some(shard) = v["shard"].as_u64() else { continue };
+    for (shard, v) in shard_lines(&std::fs::read_to_string(log).unwrap_or_default()) {
         match v["message"].as_str() {
-            Some("shard acquired") => owned.insert(shard as u32),
-            Some("shard released") => owned.remove(&(shard as u32)),
+            Some("shard acquired") => owned.insert(shard),
+            Some("shard released") => owned.remove(&shard),
             _ => false,
         };
     }
@@ -117,15 +123,15 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_instance_in_the_group() {
             .env("SHOPSCORE__KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", "500"),
         Duration::from_secs(240),
     );
-    let tail = || tail(&log, 30);
-    assert!(status.is_some_and(|s| s.success()), "the restoring instance failed or hung:\n{}", tail());
-    let mut acquired: Vec<(u32, u64)> = Vec::new();
-    for line in log.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if v["message"] == "shard acquired" {
-            acquired.push((v["shard"].as_u64().unwrap() as u32, v["ms"].as_u64().unwrap()));
-        }
-    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the restoring instance failed or hung:\n{}",
+        tail(&log, 30)
+    );
+    let acquired: Vec<(u32, u64)> = shard_lines(&log)
+        .filter(|(_, v)| v["message"] == "shard acquired")
+        .map(|(shard, v)| (shard, v["ms"].as_u64().unwrap()))
+        .collect();
     let slowest = acquired.iter().map(|&(_, ms)| ms).max().unwrap_or(0);
     eprintln!("acquired (shard, ms): {acquired:?}");
     // librdkafka checks the interval every 500 ms: an opening this long may or may not have
@@ -135,7 +141,11 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_instance_in_the_group() {
         slowest > POLL_INTERVAL_MS,
         "the test needs an opening longer than the poll interval; the slowest took {slowest} ms"
     );
-    assert!(!log.contains("maximum poll interval"), "librdkafka left the group mid-restore:\n{}", tail());
+    assert!(
+        !log.contains("maximum poll interval"),
+        "librdkafka left the group mid-restore:\n{}",
+        tail(&log, 30)
+    );
     let mut shards: Vec<u32> = acquired.iter().map(|&(s, _)| s).collect();
     shards.sort_unstable();
     assert_eq!(shards, vec![0, 1, 2, 3], "each shard acquired once; acquired (shard, ms): {acquired:?}");

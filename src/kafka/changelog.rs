@@ -275,8 +275,8 @@ pub fn restore(
         tpl.add_partition_offset(topic, shard as i32, Offset::Offset(start))
             .context(|| "building the restore assignment".into())?;
         consumer.assign(&tpl).context(|| format!("assigning changelog {topic:?} partition {shard}"))?;
-        let mut last_progress = Instant::now();
-        let (began, mut last_log) = (Instant::now(), Instant::now());
+        let began = Instant::now();
+        let (mut last_progress, mut last_log) = (began, began);
         loop {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {

@@ -338,6 +338,15 @@ pub fn run_until_idle_logged(
     (status, std::fs::read_to_string(log.path()).unwrap_or_default())
 }
 
+/// Runs `cmd --until-idle` expecting it to fail within `limit`: its log. Panics, with the
+/// log, if it hung or exited successfully.
+pub fn run_until_idle_failing(cmd: &mut Command, limit: Duration) -> String {
+    let (status, log) = run_until_idle_logged(cmd, limit);
+    let status = status.unwrap_or_else(|| panic!("the processor hung (killed after {limit:?}); log:\n{log}"));
+    assert!(!status.success(), "exited successfully; log:\n{log}");
+    log
+}
+
 /// A child process killed (SIGKILL) and reaped when dropped, so that a test that fails with
 /// processors running leaves none behind for the tests after it.
 pub struct Running(pub Child);
