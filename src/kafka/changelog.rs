@@ -124,6 +124,18 @@ const RESTORE_STALL: Duration = Duration::from_secs(60);
 /// until it ends).
 const RESTORE_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
+/// A test hook, not configuration: when set to a number of milliseconds, restoring sleeps that
+/// long after every changelog record, so a test can make an opening last as long as it needs
+/// (a restore longer than `max.poll.interval.ms`, the progress log) without a changelog that
+/// big. Unset in production; read once per restore.
+pub const RESTORE_DELAY_ENV: &str = "SHOPSCORE_TEST_RESTORE_DELAY_MS";
+
+fn restore_delay() -> Option<Duration> {
+    let ms: u64 = std::env::var(RESTORE_DELAY_ENV).ok()?.trim().parse().ok()?;
+    tracing::warn!(ms, "{RESTORE_DELAY_ENV} is set: restoring sleeps after every changelog record");
+    Some(Duration::from_millis(ms))
+}
+
 /// The payload of a marker record: the commit's sequence number and the state format its
 /// records are written in ([`codec::FORMAT_VERSION`]), so that a build of another format
 /// refuses to restore them instead of misreading them.
@@ -275,11 +287,15 @@ pub fn restore(
         tpl.add_partition_offset(topic, shard as i32, Offset::Offset(start))
             .context(|| "building the restore assignment".into())?;
         consumer.assign(&tpl).context(|| format!("assigning changelog {topic:?} partition {shard}"))?;
+        let delay = restore_delay();
         let began = Instant::now();
         let (mut last_progress, mut last_log) = (began, began);
         loop {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
+                    if let Some(d) = delay {
+                        std::thread::sleep(d);
+                    }
                     last_progress = Instant::now();
                     if last_log.elapsed() >= RESTORE_PROGRESS_EVERY {
                         last_log = Instant::now();
