@@ -24,8 +24,9 @@ use crate::output::{Output, SourcePos};
 use crate::state::keys::{self, Key, MetaKey, TimerKind};
 use crate::state::overlay::Overlay;
 use crate::state::StateError;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// The parameters the rules need (built from the typed configuration).
 #[derive(Clone, Debug, PartialEq)]
@@ -132,8 +133,9 @@ pub struct Engine {
     /// Watermark as of the last flush (snapshots were made at it).
     flushed_at: Option<Timestamp>,
     /// Shops to re-evaluate at the next snapshot refresh; `true`: marked in the state too
-    /// ([`Key::PendingSnapshot`]), because a flush deferred their snapshots.
-    dirty: BTreeMap<String, bool>,
+    /// ([`Key::PendingSnapshot`]), because a flush deferred their snapshots. Hashed (every
+    /// applied event looks its shop up here); taken in shop order when used.
+    dirty: FxHashMap<String, bool>,
     buckets: Buckets,
     sums: RollingSums,
     /// No timer is due before this time (None: unknown, after a load): every timer before
@@ -150,7 +152,7 @@ impl Engine {
         let meta: EngineMeta = ov.get(&Key::Meta(MetaKey::Watermark))?.unwrap_or_default();
         let flushed_at = meta.watermark.current();
         let sums = RollingSums::new(&cfg.windows, cfg.dsr_days, cfg.sums);
-        let mut dirty = BTreeMap::new();
+        let mut dirty = FxHashMap::default();
         for (k, _) in ov.scan(&keys::pending_snapshot_prefix(), &[], usize::MAX)? {
             if let Some(shop) = keys::shop_of_pending_snapshot_key(&k) {
                 dirty.insert(shop.to_owned(), true);
@@ -641,7 +643,10 @@ impl Engine {
         match wm {
             Some(wm) if snapshots == Snapshots::Refresh => self.refresh_snapshots(ov, wm, out)?,
             _ => {
-                for (shop, marked) in self.dirty.iter_mut().filter(|(_, marked)| !**marked) {
+                let mut unmarked: Vec<(&String, &mut bool)> =
+                    self.dirty.iter_mut().filter(|(_, marked)| !**marked).collect();
+                unmarked.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (shop, marked) in unmarked {
                     ov.put(&Key::PendingSnapshot { shop }, &());
                     *marked = true;
                 }
@@ -659,7 +664,9 @@ impl Engine {
         wm: Timestamp,
         out: &mut Vec<Output>,
     ) -> Result<(), StateError> {
-        for (shop, marked) in std::mem::take(&mut self.dirty) {
+        let mut dirty: Vec<(String, bool)> = std::mem::take(&mut self.dirty).into_iter().collect();
+        dirty.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (shop, marked) in dirty {
             if marked {
                 ov.delete(&Key::PendingSnapshot { shop: &shop });
             }
