@@ -20,8 +20,9 @@ use crate::sinks::{Sink, SinkError};
 use crate::sources::file::{FilePosition, FileSource, SourceError};
 use crate::state::keys::{Key, MetaKey};
 use crate::state::overlay::Overlay;
-use crate::state::rocks::{MemoryLimits, RocksStore};
+use crate::state::rocks::{MemoryBudget, MemoryLimits, RocksStore};
 use crate::state::{KvStore, StateError, WriteBatch};
+use crate::telemetry::memory::MemoryUse;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::progress::{Position, Progress};
 use std::path::PathBuf;
@@ -111,12 +112,12 @@ pub struct RunSummary {
 /// retention policy declares dead.
 pub fn run_files(run: &FileRun) -> Result<RunSummary, PipelineError> {
     let retention = Arc::new(Retention::new(&run.rules));
-    let store =
-        Arc::new(RocksStore::open_with(&run.data_dir, Some(retention.clone()), Some(&run.memory.budget()))?);
+    let budget = run.memory.budget();
+    let store = Arc::new(RocksStore::open_with(&run.data_dir, Some(retention.clone()), Some(&budget))?);
     if let Some(live) = &run.live {
         live.attach(store.clone());
     }
-    run_files_on(store.as_ref(), run, Some(&retention))
+    run_files_with(store.as_ref(), run, Some(&retention), Some(&budget))
 }
 
 /// One input file of a run.
@@ -133,6 +134,16 @@ pub fn run_files_on(
     store: &dyn KvStore,
     run: &FileRun,
     retention: Option<&Retention>,
+) -> Result<RunSummary, PipelineError> {
+    run_files_with(store, run, retention, None)
+}
+
+/// [`run_files_on`], with the RocksDB memory budget whose use the metrics report.
+fn run_files_with(
+    store: &dyn KvStore,
+    run: &FileRun,
+    retention: Option<&Retention>,
+    budget: Option<&MemoryBudget>,
 ) -> Result<RunSummary, PipelineError> {
     let mut sink = FileSink::open(&run.output)?;
     let cp_key = Key::Meta(MetaKey::SinkCheckpoint).encode();
@@ -160,7 +171,7 @@ pub fn run_files_on(
         .iter()
         .map(|i| Position { source: i.shown.clone(), offset: i.start.offset, end: Some(i.len) })
         .collect();
-    let ops = Ops { store, retention, metrics: run.metrics.as_deref(), live: run.live.as_deref() };
+    let ops = Ops { store, retention, budget, metrics: run.metrics.as_deref(), live: run.live.as_deref() };
     ops.committed(&engine, &positions);
     if let Some(live) = &run.live {
         live.set_ready(true);
@@ -279,6 +290,7 @@ pub fn compact_state(run: &FileRun) -> Result<u64, PipelineError> {
 struct Ops<'a> {
     store: &'a dyn KvStore,
     retention: Option<&'a Retention>,
+    budget: Option<&'a MemoryBudget>,
     metrics: Option<&'a Metrics>,
     live: Option<&'a StateView>,
 }
@@ -322,6 +334,8 @@ impl Ops<'_> {
         if let Some(m) = self.metrics {
             m.set_watermark(engine.watermark());
             m.set_state_size(self.store.size_bytes());
+            let (cache, memtables) = self.budget.map_or((0, 0), MemoryBudget::usage);
+            m.set_memory(&MemoryUse::sample(cache, memtables, None));
         }
         if let Some(live) = self.live {
             live.committed(Freshness { watermark: engine.watermark(), positions: positions.to_vec() });

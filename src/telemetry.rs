@@ -3,8 +3,10 @@
 //! `RUST_LOG` when set and valid, else `log.level`.
 //!
 //! [`metrics`] holds the Prometheus metrics and [`progress`] the progress reporting of long
-//! runs; both are passed explicitly to whoever updates them (no global state).
+//! runs; both are passed explicitly to whoever updates them (no global state). [`memory`]
+//! samples where the process's memory goes.
 
+pub mod memory;
 pub mod metrics;
 pub mod progress;
 

@@ -369,13 +369,20 @@ fn http_endpoints_in_kafka_mode_and_sigterm() {
             .filter_map(|topic| metric(&m, &format!("shopscore_events_in_total{{topic=\"{topic}\"}}")))
             .sum();
         let lag = metric(&m, "shopscore_consumer_lag{partition=\"0\",topic=\"orders\"}");
-        read == total && lag == Some(0.0)
+        // The reader's prefetch is known from librdkafka's first statistics on.
+        let prefetch = metric(&m, "shopscore_memory_bytes{part=\"reader_prefetch\"}");
+        read == total && lag == Some(0.0) && prefetch.is_some()
     });
     let m = http_get(&addr, "/metrics").1;
     assert!(metric(&m, "shopscore_duplicates_total").unwrap() > 0.0, "{m}");
     assert!(m.contains("shopscore_dead_letters_total{reason="), "{m}");
     assert!(metric(&m, "shopscore_commit_duration_seconds_count").unwrap() > 0.0);
     assert!(metric(&m, "shopscore_state_size_bytes").unwrap() > 0.0);
+    // Where the memory goes.
+    for part in ["resident", "heap_allocated", "rocksdb_memtables"] {
+        let bytes = metric(&m, &format!("shopscore_memory_bytes{{part=\"{part}\"}}"));
+        assert!(bytes.is_some_and(|b| b > 0.0), "memory part {part}: {bytes:?}");
+    }
     assert!(metric(&m, "shopscore_watermark_seconds").unwrap() > 0.0);
     assert_eq!(metric(&m, "shopscore_ready"), Some(1.0));
     // A shop's live snapshot from its shard's store, with freshness; unknown shop: 404.

@@ -268,6 +268,13 @@ fn http_endpoints_of_a_running_process() {
     assert!(wm > 1.7e9 && wm < 1.8e9, "a 2024 watermark: {wm}");
     assert!(sample(&metrics, "shopscore_watermark_lag_seconds") > 0.0);
     assert!(sample(&metrics, "shopscore_state_size_bytes") > 0.0);
+    // Where the memory goes: the resident set, jemalloc's heap, RocksDB's memtables (written
+    // by every commit) — each measured, the heap and memtables within the resident set.
+    let memory = |part: &str| sample(&metrics, &format!("shopscore_memory_bytes{{part=\"{part}\"}}"));
+    let rss = memory("resident");
+    assert!(rss > 1e6, "resident set {rss}");
+    assert!(memory("heap_allocated") > 0.0 && memory("heap_allocated") < rss);
+    assert!(memory("rocksdb_memtables") > 0.0 && memory("rocksdb_memtables") < rss);
     assert!(sample(&metrics, "shopscore_commit_duration_seconds_count") >= 1.0);
     assert_eq!(sample(&metrics, "shopscore_ready"), 1.0);
 

@@ -263,7 +263,27 @@ fn cmd_bench_kafka(cfg: &Config, args: &BenchArgs, gen: &GenOptions, work: &Path
         ),
         None => println!("  peak RSS   unknown (no /proc/self/status)"),
     }
+    if let Some(m) = &r.summary.memory_at_peak {
+        println!("  memory     {}", memory_parts(m));
+    }
     Ok(Rates { events: r.per_second(r.process_seconds), consume: Some(r.per_second(r.consume_seconds)) })
+}
+
+/// Where the memory went at the highest resident set sampled, in MiB.
+fn memory_parts(m: &shopscore::telemetry::memory::MemoryUse) -> String {
+    let mib = |b: Option<u64>| b.map_or("?".to_owned(), |b| format!("{:.0}", b as f64 / 1048576.0));
+    format!(
+        "at the highest RSS sampled ({} MiB, every 0.5 s while reading): Rust heap {} allocated / {} resident \
+         (jemalloc), RocksDB block cache {} and memtables {}, reader prefetch {}, other {} \
+         (librdkafka's other buffers, glibc's free lists, code, stacks)",
+        mib(m.resident),
+        mib(m.heap_allocated),
+        mib(m.heap_resident),
+        mib(Some(m.block_cache)),
+        mib(Some(m.memtables)),
+        mib(m.reader_prefetch),
+        mib(m.other())
+    )
 }
 
 /// How dense the generated input is in event time: records per shop and per day of story

@@ -89,6 +89,9 @@ pub struct QuietEof {
     ends: Mutex<HashMap<(String, i32), i64>>,
     /// Partition count of every topic in the statistics (from librdkafka's metadata).
     partitions: Mutex<HashMap<String, u32>>,
+    /// Bytes fetched and not yet read, over all partitions (`fetchq_size`), as of the last
+    /// statistics.
+    prefetched: Mutex<Option<u64>>,
 }
 
 impl ClientContext for QuietEof {
@@ -98,8 +101,10 @@ impl ClientContext for QuietEof {
         );
         self.partitions.lock().unwrap_or_else(|p| p.into_inner()).extend(counts);
         let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prefetched = 0;
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
+                prefetched += p.fetchq_size;
                 // The last stable offset is the end for a read_committed reader; brokers
                 // without transactions report it equal to the high watermark.
                 let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
@@ -108,6 +113,7 @@ impl ClientContext for QuietEof {
                 }
             }
         }
+        *self.prefetched.lock().unwrap_or_else(|p| p.into_inner()) = Some(prefetched);
     }
 
     fn error(&self, error: RdError, reason: &str) {
@@ -301,6 +307,12 @@ impl Reader {
                 (now > t.partitions).then(|| Grown { topic: t.name.clone(), at_start: t.partitions, now })
             })
             .collect()
+    }
+
+    /// Bytes of input fetched ahead and not yet read, as of librdkafka's last statistics
+    /// (every 5 s; `None` before the first).
+    pub fn prefetched_bytes(&self) -> Option<u64> {
+        *self.consumer.context().prefetched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// End offsets (for lag and progress) of the assigned partitions, as of librdkafka's last

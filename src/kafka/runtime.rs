@@ -17,6 +17,7 @@ use crate::live::{Freshness, ShardsView};
 use crate::rules::{Counters, RulesConfig};
 use crate::state::rocks::MemoryLimits;
 use crate::state::KvStore;
+use crate::telemetry::memory::MemoryUse;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::progress::Position;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -75,6 +76,17 @@ pub struct KafkaSummary {
     /// When the last commit that followed input records finished, its outputs acknowledged
     /// (benchmark).
     pub last_commit: Option<Instant>,
+    /// Where the memory went when the resident set was at its highest, of the samples taken
+    /// every [`MEMORY_EVERY`] while reading (benchmark; `/metrics` shows the latest).
+    pub memory_at_peak: Option<MemoryUse>,
+}
+
+impl KafkaSummary {
+    fn note_memory(&mut self, usage: MemoryUse) {
+        if self.memory_at_peak.is_none_or(|m| usage.resident > m.resident) {
+            self.memory_at_peak = Some(usage);
+        }
+    }
 }
 
 /// Records handed to the shards at a time.
@@ -115,6 +127,7 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
     let mut last_progress = Instant::now();
     let mut last_idle: BTreeSet<InputPartition> = BTreeSet::new();
     let mut last_gauges = Instant::now();
+    let mut last_memory = Instant::now();
 
     let outcome = loop {
         // Group membership: serve rebalances, then follow the assignment.
@@ -207,6 +220,15 @@ pub fn run_kafka(run: &KafkaRun) -> Result<KafkaSummary, KafkaError> {
             last_idle = idle;
         }
         summary.records += records;
+        if last_memory.elapsed() >= MEMORY_EVERY {
+            last_memory = Instant::now();
+            let (cache, memtables) = shards.setup.memory.usage();
+            let usage = MemoryUse::sample(cache, memtables, reader.prefetched_bytes());
+            if let Some(m) = &run.metrics {
+                m.set_memory(&usage);
+            }
+            summary.note_memory(usage);
+        }
         if last_gauges.elapsed() >= GAUGES_EVERY {
             last_gauges = Instant::now();
             if let Some(m) = &run.metrics {
@@ -493,6 +515,10 @@ fn record_failure(dead: &mut BTreeSet<u32>, id: u32, error: &KafkaError) {
 /// How often the watermark, consumer-lag and state-size gauges are refreshed, and the input
 /// topics' partition counts compared with those the run started with.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the memory is sampled ([`MemoryUse`]: the resident set, jemalloc's counters and
+/// the stores' budget, each a few microseconds to read).
+const MEMORY_EVERY: Duration = Duration::from_millis(500);
 
 /// Tells the live view what each shard has committed: its watermark and input positions.
 fn publish_committed(live: &ShardsView, layout: &Layout, shards: &BTreeMap<u32, ShardView>) {

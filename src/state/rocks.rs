@@ -47,6 +47,11 @@ impl MemoryBudget {
         }
     }
 
+    /// Bytes in use now: (block cache, memtables), over every store sharing the budget.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.cache.get_usage() as u64, self.write_buffers.get_usage() as u64)
+    }
+
     /// What one store alone may use by default ([`MemoryLimits::default`]).
     pub fn single_store() -> MemoryBudget {
         MemoryLimits::default().budget()

@@ -5,6 +5,7 @@
 //! the Kafka runtime later — and to the HTTP server that exposes it at `/metrics`. Every
 //! update method names the event it records, so callers never touch metric objects.
 
+use super::memory::MemoryUse;
 use crate::domain::Timestamp;
 use crate::output::Output;
 use prometheus::{
@@ -15,7 +16,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every metric name, for documentation and tests.
-pub const METRIC_NAMES: [&str; 14] = [
+pub const METRIC_NAMES: [&str; 15] = [
     "shopscore_events_in_total",
     "shopscore_records_out_total",
     "shopscore_dead_letters_total",
@@ -30,6 +31,7 @@ pub const METRIC_NAMES: [&str; 14] = [
     "shopscore_state_size_bytes",
     "shopscore_ready",
     "shopscore_retention_deleted_total",
+    "shopscore_memory_bytes",
 ];
 
 /// The process's metrics and the registry that exposes them.
@@ -48,6 +50,7 @@ pub struct Metrics {
     outbox_resent: IntCounter,
     retention_deleted: IntCounterVec,
     state_size: IntGauge,
+    memory: IntGaugeVec,
     ready: IntGauge,
 }
 
@@ -151,6 +154,17 @@ impl Metrics {
                 IntGauge::new("shopscore_state_size_bytes", "RocksDB state size on disk (SST files and memtables).")
                     .expect("valid metric"),
             ),
+            memory: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "shopscore_memory_bytes",
+                        "Where the process's memory goes: part=resident (the resident set), heap_allocated and heap_resident (the Rust heap, jemalloc), rocksdb_block_cache and rocksdb_memtables (shared by the stores), reader_prefetch (Kafka mode: input fetched, not yet read).",
+                    ),
+                    &["part"],
+                )
+                .expect("valid metric"),
+            ),
             ready: register(
                 &r,
                 IntGauge::new("shopscore_ready", "1 when state is restored and the pipeline is processing, else 0.")
@@ -232,6 +246,15 @@ impl Metrics {
         self.state_size.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
+    /// Where the process's memory goes (the parts that could be measured).
+    pub fn set_memory(&self, usage: &MemoryUse) {
+        for (part, bytes) in usage.parts() {
+            if let Some(b) = bytes {
+                self.memory.with_label_values(&[part]).set(i64::try_from(b).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
     /// Whether the process is ready (state restored, processing).
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
@@ -289,6 +312,12 @@ mod tests {
         m.retention_deleted(7, 2);
         m.retention_deleted(1, 0);
         m.set_state_size(12345);
+        m.set_memory(&MemoryUse {
+            resident: Some(9000),
+            block_cache: 300,
+            reader_prefetch: None,
+            ..Default::default()
+        });
         m.set_ready(true);
         let text = m.render();
         for name in METRIC_NAMES {
@@ -313,6 +342,13 @@ mod tests {
         assert_eq!(sample(&text, "shopscore_retention_deleted_total{kind=\"entry\"}"), Some(8.0));
         assert_eq!(sample(&text, "shopscore_retention_deleted_total{kind=\"seen_pack\"}"), Some(2.0));
         assert_eq!(sample(&text, "shopscore_state_size_bytes"), Some(12345.0));
+        assert_eq!(sample(&text, "shopscore_memory_bytes{part=\"resident\"}"), Some(9000.0));
+        assert_eq!(sample(&text, "shopscore_memory_bytes{part=\"rocksdb_block_cache\"}"), Some(300.0));
+        assert_eq!(
+            sample(&text, "shopscore_memory_bytes{part=\"reader_prefetch\"}"),
+            None,
+            "unknown parts are left out"
+        );
         assert_eq!(sample(&text, "shopscore_ready"), Some(1.0));
     }
 
