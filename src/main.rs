@@ -55,20 +55,38 @@ enum Command {
 /// glibc's malloc, which RocksDB's and librdkafka's C and C++ code use (jemalloc above serves
 /// Rust only), keeps up to eight arenas per core, each holding on to freed memory. Two are
 /// enough for their allocation rate: a Kafka-mode run on the 1 000 000-event bench topics
-/// peaked at 677–694 MB instead of 791–834 MB (three runs each, same time). An explicit
-/// `MALLOC_ARENA_MAX` in the environment still wins. Called before any thread starts.
-fn limit_malloc_arenas() {
+/// peaked at 677–694 MB instead of 791–834 MB (three runs each, same time).
+///
+/// It also raises its mmap threshold each time a large mmapped block is freed (up to 32 MiB),
+/// after which RocksDB's memtable arena blocks (8 MiB) come from the heap, and a flushed
+/// memtable's blocks stay in its free lists, scattered, instead of going back to the kernel. A
+/// fixed 1 MiB threshold keeps every block that large mmapped, returned when freed: what the
+/// resident set holds beyond its measured parts (`shopscore_memory_bytes`) fell from 249–289
+/// to 145–197 MiB on the 1 000 000-event Kafka benchmark (session 19, README → Benchmark).
+///
+/// `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` in the environment still
+/// win. Called before any thread starts.
+fn tune_glibc_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+    {
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tunables.contains("arena_max") {
+            // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+            unsafe {
+                libc::mallopt(libc::M_ARENA_MAX, 2);
+            }
+        }
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() && !tunables.contains("mmap_threshold") {
+            // SAFETY: as above.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            }
         }
     }
 }
 
 fn main() {
-    limit_malloc_arenas();
+    tune_glibc_malloc();
     let cli = Cli::parse();
     let code = match real_main(cli) {
         Ok(()) => 0,
