@@ -169,6 +169,23 @@ fn kubernetes_manifests_agree_with_the_config() {
         "shutdown_timeout must be below the grace period"
     );
 
+    // Memory: the limit covers RocksDB's budget as configured, its memtables' overshoot and
+    // the rest of the process (deploy/README.md → Memory).
+    let mib = |q: &Value| {
+        let q = str_of(q);
+        let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+        let n: u64 = n.parse().unwrap_or_else(|_| panic!("memory quantity {q:?}"));
+        n * match unit {
+            "Mi" => 1,
+            "Gi" => 1024,
+            _ => panic!("memory quantity {q:?}: use Mi or Gi"),
+        }
+    };
+    let (request, limit) = (mib(&c["resources"]["requests"]["memory"]), mib(&c["resources"]["limits"]["memory"]));
+    let needed = cfg.state.block_cache_mib + cfg.state.memtables_mib * 14 / 10 + 800;
+    assert!(limit >= needed, "memory limit {limit} MiB below block cache + 1.4 x memtables + 800 = {needed} MiB");
+    assert!(request <= limit, "memory request {request} MiB above the limit {limit} MiB");
+
     // Services route to the named port and select the StatefulSet's pods.
     let labels = &spec["template"]["metadata"]["labels"];
     for svc in kind(&docs, "Service") {
