@@ -181,9 +181,13 @@ fn kubernetes_manifests_agree_with_the_config() {
             _ => panic!("memory quantity {q:?}: use Mi or Gi"),
         }
     };
-    let (request, limit) = (mib(&c["resources"]["requests"]["memory"]), mib(&c["resources"]["limits"]["memory"]));
+    let (request, limit) =
+        (mib(&c["resources"]["requests"]["memory"]), mib(&c["resources"]["limits"]["memory"]));
     let needed = cfg.state.block_cache_mib + cfg.state.memtables_mib * 14 / 10 + 800;
-    assert!(limit >= needed, "memory limit {limit} MiB below block cache + 1.4 x memtables + 800 = {needed} MiB");
+    assert!(
+        limit >= needed,
+        "memory limit {limit} MiB below block cache + 1.4 x memtables + 800 = {needed} MiB"
+    );
     assert!(request <= limit, "memory request {request} MiB above the limit {limit} MiB");
 
     // Services route to the named port and select the StatefulSet's pods.

@@ -11,7 +11,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 /// The lines of a processor's JSON log that name a shard: (shard, the whole line).
@@ -35,23 +35,10 @@ fn owned(log: &Path) -> BTreeSet<u32> {
     owned
 }
 
-/// Waits until `ok` holds (at most `limit`), panicking with `what` and both logs.
+/// Waits until `ok` holds (at most `limit`), panicking with `what` and what the processors
+/// last logged.
 fn wait_for(what: &str, limit: Duration, logs: &[&Path], ok: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        if start.elapsed() > limit {
-            let tails: Vec<String> = logs
-                .iter()
-                .map(|l| {
-                    let text = std::fs::read_to_string(l).unwrap_or_default();
-                    let lines: Vec<&str> = text.lines().filter(|l| l.contains("shopscore")).collect();
-                    format!("{}:\n{}", l.display(), lines[lines.len().saturating_sub(15)..].join("\n"))
-                })
-                .collect();
-            panic!("timed out after {limit:?} waiting for {what}\n{}", tails.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(what, limit, logs, |l| l.contains("shopscore"), ok);
 }
 
 /// Two instances split the four shards; the first is SIGKILLed; the second must own all four

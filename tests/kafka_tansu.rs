@@ -184,24 +184,12 @@ fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
     };
     let names = ["a", "b", "c"];
     let mut procs: Vec<Running> = names.iter().map(|n| spawn(n)).collect();
+    let logs: Vec<std::path::PathBuf> = ["a", "b", "c", "d"].iter().map(|n| log(n)).collect();
     let wait_until = |what: &str, ok: &dyn Fn() -> bool| {
-        let start = std::time::Instant::now();
-        while !ok() && start.elapsed() < std::time::Duration::from_secs(60) {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        if !ok() {
-            // What each instance last said about the group, for the diagnosis.
-            let said: Vec<String> = ["a", "b", "c", "d"]
-                .iter()
-                .map(|n| {
-                    let text = std::fs::read_to_string(log(n)).unwrap_or_default();
-                    let group: Vec<&str> =
-                        text.lines().filter(|l| l.contains("shard") || l.contains("ebalanc")).collect();
-                    format!("--- {n}:\n{}", group[group.len().saturating_sub(12)..].join("\n"))
-                })
-                .collect();
-            panic!("timed out waiting for {what}\n{}", said.join("\n"));
-        }
+        // What each instance last said about the group, for the diagnosis.
+        let logs: Vec<&std::path::Path> = logs.iter().map(|l| l.as_path()).collect();
+        let relevant = |l: &str| l.contains("shard") || l.contains("ebalanc");
+        support::wait_until(what, std::time::Duration::from_secs(60), &logs, relevant, ok);
     };
     wait_until("all four shards acquired", &|| names.iter().map(|n| acquired(n)).sum::<usize>() >= 4);
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -342,11 +330,7 @@ fn http_endpoints_in_kafka_mode_and_sigterm() {
             .unwrap(),
     );
     let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
-        let start = std::time::Instant::now();
-        while !ok() {
-            assert!(start.elapsed() < std::time::Duration::from_secs(90), "timed out waiting for {what}");
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
+        support::wait_until(what, std::time::Duration::from_secs(90), &[log.as_path()], |_| true, ok);
     };
     let addr = std::cell::RefCell::new(String::new());
     wait_for("the http address", &|| {

@@ -338,6 +338,33 @@ pub fn run_until_idle_logged(
     (status, std::fs::read_to_string(log.path()).unwrap_or_default())
 }
 
+/// Waits until `ok` holds, checking every 100 ms, for at most `limit`. On time-out, panics
+/// naming `what`, with the last 12 lines of each of `logs` that `relevant` keeps (what the
+/// processors last said, for the diagnosis).
+pub fn wait_until(
+    what: &str,
+    limit: Duration,
+    logs: &[&Path],
+    relevant: impl Fn(&str) -> bool,
+    ok: impl Fn() -> bool,
+) {
+    let start = Instant::now();
+    while !ok() {
+        if start.elapsed() > limit {
+            let said: Vec<String> = logs
+                .iter()
+                .map(|l| {
+                    let text = std::fs::read_to_string(l).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().filter(|line| relevant(line)).collect();
+                    format!("--- {}:\n{}", l.display(), lines[lines.len().saturating_sub(12)..].join("\n"))
+                })
+                .collect();
+            panic!("timed out after {limit:?} waiting for {what}\n{}", said.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Runs `cmd --until-idle` expecting it to fail within `limit`: its log. Panics, with the
 /// log, if it hung or exited successfully.
 pub fn run_until_idle_failing(cmd: &mut Command, limit: Duration) -> String {
