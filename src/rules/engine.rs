@@ -134,7 +134,8 @@ pub struct Engine {
     flushed_at: Option<Timestamp>,
     /// Shops to re-evaluate at the next snapshot refresh; `true`: marked in the state too
     /// ([`Key::PendingSnapshot`]), because a flush deferred their snapshots. Hashed (every
-    /// applied event looks its shop up here); taken in shop order when used.
+    /// applied event looks its shop up here); sorted when their snapshots are made, so
+    /// snapshots come out in shop order.
     dirty: FxHashMap<String, bool>,
     buckets: Buckets,
     sums: RollingSums,
@@ -643,10 +644,8 @@ impl Engine {
         match wm {
             Some(wm) if snapshots == Snapshots::Refresh => self.refresh_snapshots(ov, wm, out)?,
             _ => {
-                let mut unmarked: Vec<(&String, &mut bool)> =
-                    self.dirty.iter_mut().filter(|(_, marked)| !**marked).collect();
-                unmarked.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                for (shop, marked) in unmarked {
+                // In any order: the overlay sorts what it writes.
+                for (shop, marked) in self.dirty.iter_mut().filter(|(_, marked)| !**marked) {
                     ov.put(&Key::PendingSnapshot { shop }, &());
                     *marked = true;
                 }
