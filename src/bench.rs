@@ -36,10 +36,7 @@ impl BenchReport {
 
 /// Peak resident set size of this process, from `/proc/self/status` (Linux).
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::telemetry::memory::status_bytes("VmHWM")
 }
 
 /// Resets the peak resident set size to the current one (Linux: `/proc/self/clear_refs`), so

@@ -61,8 +61,14 @@ impl MemoryUse {
 
 /// The resident set size, from `/proc/self/status` (Linux).
 fn resident_bytes() -> Option<u64> {
+    status_bytes("VmRSS")
+}
+
+/// A size field of `/proc/self/status` (`VmRSS`, `VmHWM`, … given in kB there), in bytes
+/// (Linux; `None` elsewhere).
+pub fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
