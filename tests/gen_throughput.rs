@@ -21,14 +21,7 @@ impl Write for Sink {
 }
 
 fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    shopscore::bench::peak_rss_bytes().unwrap_or(0) / 1024
 }
 
 #[test]
