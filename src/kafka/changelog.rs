@@ -14,10 +14,15 @@
 //! records otherwise. Compaction had nothing to merge among them anyway (every key is new).
 //! Restoring unpacks a pack into its keys as if they had come one by one, so a torn pack's
 //! keys are torn keys like any other and are overwritten key by key.
+//!
+//! Derived keys are left out: the event-time timers and the day→shop index are a function
+//! of the entries they index ([`crate::rules::derived`]), so restoring rebuilds them from the
+//! entries it applies, batch by batch ([`add_derived`]).
 
 use super::client::Clients;
 use super::{Context, KafkaError};
 use crate::domain::{Day, Timestamp};
+use crate::rules::derived::add_derived;
 use crate::state::keys::{family, Family, Key, MetaKey};
 use crate::state::{codec, KvStore, WriteBatch};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -310,7 +315,8 @@ pub fn restore(
                         );
                     }
                     r.record(m.offset(), m.key().unwrap_or_default(), m.payload());
-                    if let Some(batch) = r.take_batch(false) {
+                    if let Some(mut batch) = r.take_batch(false) {
+                        add_derived(store, &mut batch)?;
                         store.write(batch)?;
                     }
                     if m.offset() + 1 >= high {
@@ -352,7 +358,8 @@ pub fn restore(
     if let Some(why) = r.corrupt.take() {
         return Err(KafkaError::Shard { shard, why: format!("changelog {topic:?}: {why}") });
     }
-    if let Some(batch) = r.take_batch(true) {
+    if let Some(mut batch) = r.take_batch(true) {
+        add_derived(store, &mut batch)?;
         store.write(batch)?;
     }
     Ok(Restored { torn: r.torn_keys(), last_seq: r.last_seq, records: r.records })

@@ -45,6 +45,7 @@ use super::{Context, KafkaError};
 use crate::domain::decode::{DecodeError, DecodeOptions};
 use crate::domain::Event;
 use crate::output::{DeadLetter, Output, SourcePos};
+use crate::rules::derived::is_derived;
 use crate::rules::engine::Snapshots;
 use crate::rules::retention::{Retention, Sweeper};
 use crate::rules::{ApplyOutcome, Engine, RulesConfig};
@@ -580,7 +581,8 @@ impl Shard {
             stats.changelog_records += 1;
         }
         for (k, v) in batch.ops() {
-            if !is_packed(k) && !is_local(k) {
+            // Derived keys (timers, the day→shop index) are rebuilt by the restore.
+            if !is_packed(k) && !is_local(k) && !is_derived(k) {
                 self.producer.send_state(&topic, k, v.as_deref())?;
                 stats.changelog_records += 1;
             }

@@ -71,8 +71,8 @@ impl Buckets {
     }
 
     /// Writes every changed cached bucket to the overlay (deleting zero ones) with its
-    /// day→shop index entry (already present when the bucket was), telling `sums` of each
-    /// change; returns the range of days touched, and empties the cache.
+    /// day→shop index entry (already present when the bucket was; deleted with it), telling
+    /// `sums` of each change; returns the range of days touched, and empties the cache.
     pub fn write_back(&mut self, ov: &mut Overlay<'_>, sums: &mut RollingSums) -> Option<(Day, Day)> {
         let mut range: Option<(Day, Day)> = None;
         for (shop, days) in self.cache.drain() {
@@ -84,6 +84,10 @@ impl Buckets {
                 if c.is_zero() {
                     if stored.is_some() {
                         ov.delete(&key);
+                        // A zero bucket adds nothing to any window: its shop need not be
+                        // re-evaluated when the day moves (and the index stays a function
+                        // of the buckets, see `derived`).
+                        ov.delete(&Key::DayShop { day, shop: &shop });
                     }
                 } else if stored.as_ref() != Some(&c) {
                     ov.put(&key, &c);

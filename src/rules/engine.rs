@@ -324,7 +324,7 @@ impl Engine {
         }
         o.last_activity = o.last_activity.max(at);
         self.sync_deadline_timer(ov, shop, order, &before, &mut o);
-        self.sync_compensation(ov, shop, order, &before, &o)?;
+        self.sync_compensation(ov, shop, order, &before, &mut o)?;
         self.buckets.replace(ov, &self.sums, shop, &before.contribution(), &o.contribution())?;
         self.update_dsr(ov, shop, dsr::valid_rating(order, &before), dsr::valid_rating(order, &o))?;
         ov.put(&key, &o);
@@ -364,17 +364,26 @@ impl Engine {
         shop: &str,
         order: &str,
         before: &OrderFacts,
-        after: &OrderFacts,
+        after: &mut OrderFacts,
     ) -> Result<(), StateError> {
+        let promise = |f: &OrderFacts| f.paid.as_ref().and_then(|p| p.value.promised_delivery_by);
         let (old, new) = (before.paid.as_ref(), after.paid.as_ref());
         if old == new {
             return Ok(());
         }
         // A payment reported later than the allowed lateness counts for metrics but never
         // opens a compensation decision (it could not be decided deterministically, and its
-        // order's earlier state may have expired).
+        // order's earlier state may have expired). Its promise is marked decided — nothing is
+        // owed for it — so that no promise timer is left (the timers are a function of the
+        // facts, see `derived`).
         let limit = self.lateness_limit();
         if new.is_some_and(|p| limit.is_some_and(|l| p.fact.time < l)) {
+            if !after.promise_decided {
+                if let Some(at) = promise(before) {
+                    ov.delete(&Key::Timer { at, kind: TimerKind::PromiseDeadline, shop, id: order });
+                }
+                after.promise_decided = true;
+            }
             return Ok(());
         }
         if !after.late_decided {
@@ -394,7 +403,6 @@ impl Engine {
             }
         }
         if !after.promise_decided {
-            let promise = |f: &OrderFacts| f.paid.as_ref().and_then(|p| p.value.promised_delivery_by);
             if let Some(at) = promise(before) {
                 ov.delete(&Key::Timer { at, kind: TimerKind::PromiseDeadline, shop, id: order });
             }

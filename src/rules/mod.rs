@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod buckets;
 pub mod compensation;
+pub mod derived;
 pub mod dsr;
 pub mod engine;
 pub mod facts;

@@ -18,6 +18,7 @@
 //! records, seen packs, are expired by the shard), and a [`Sweeper`] deletes the other dead
 //! entries through the commit, so their deletes reach the changelog as tombstones.
 
+use super::derived::derived_keys;
 use super::dsr::{DsrGroup, VALIDITY_MS};
 use super::engine::RulesConfig;
 use super::facts::{OrderFacts, RefundFacts};
@@ -216,6 +217,13 @@ impl Sweeper {
                     None => stored.as_slice(),
                 };
                 if retention.is_dead(key, value) {
+                    // Its timers go with it (a decided order has none left but for a
+                    // payment reported after the decision with a later deadline), so the
+                    // timers stay a function of the entries (`derived`). The day→shop index,
+                    // the other derived family, is swept by its own rule, the buckets' one.
+                    for timer in derived_keys(key, value)?.into_iter().filter(|k| !is_day_shop(k)) {
+                        ov.put_raw(timer, None);
+                    }
                     ov.delete_stored_raw(key.clone());
                     done.deleted += 1;
                 } else if let Some(at) = dead_from(key, value) {
@@ -231,6 +239,10 @@ impl Sweeper {
         }
         Ok(done)
     }
+}
+
+fn is_day_shop(key: &[u8]) -> bool {
+    keys::family(key) == Some(Family::DayShop)
 }
 
 /// The earliest cutoff at which an entry with this value could be dead: a lower bound (an
@@ -364,6 +376,52 @@ mod tests {
         let done = sweeper.step(&mut ov, &store, &retention, 100).unwrap();
         assert_eq!(done.deleted, 15 + 2, "days 5..10 of two shops and the index, the completed refunds");
         assert!(commit(&store, ov).contains(&new_done));
+    }
+
+    #[test]
+    fn a_swept_order_takes_its_leftover_timer_with_it() {
+        use crate::domain::{DeliveryPromise, Fulfillment};
+        use crate::rules::facts::Payment;
+        let cfg = RulesConfig::default();
+        let retention = Retention::swept(&cfg);
+        let store = MemStore::default();
+        // Decided long ago, but a payment reported after the decision moved its ship
+        // deadline far ahead: its ship-deadline timer is still set.
+        let deadline = Day(400).start();
+        let facts = OrderFacts {
+            paid: Some(With {
+                fact: Fact::new(Day(1).start(), "e", Pos::File { origin: 0, line: 1 }),
+                value: Payment {
+                    buyer_id: "b".into(),
+                    amount_fen: 100,
+                    ship_deadline: deadline,
+                    fulfillment: Fulfillment::Merchant,
+                    delivery_promise: DeliveryPromise::None,
+                    promised_delivery_by: None,
+                },
+            }),
+            late_decided: true,
+            last_activity: Day(2).start(),
+            ..OrderFacts::default()
+        };
+        let order = keys::Key::Order { shop: "s", order: "o" }.encode();
+        let timer =
+            keys::Key::Timer { at: deadline, kind: keys::TimerKind::ShipDeadline, shop: "s", id: "o" }
+                .encode();
+        let mut batch = WriteBatch::new();
+        batch.put(order.clone(), codec::encode(&facts));
+        batch.put(timer.clone(), Vec::new());
+        batch.put(day_shop(1, "s"), Vec::new());
+        store.write(batch).unwrap();
+        retention.set_watermark(Some(Day(50).start().plus_ms(retention.horizon_ms())));
+        let mut ov = Overlay::new(&store);
+        let done = Sweeper::new(&retention).step(&mut ov, &store, &retention, 100).unwrap();
+        let mut deleted = commit(&store, ov);
+        deleted.sort();
+        let mut expected = vec![order, timer, day_shop(1, "s")];
+        expected.sort();
+        assert_eq!(deleted, expected);
+        assert_eq!(done.deleted, 2, "the order and the index entry; the timer went with the order");
     }
 
     #[test]

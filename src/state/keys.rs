@@ -403,6 +403,35 @@ pub fn parse_timer_key(key: &[u8]) -> Option<TimerRef> {
     Some(TimerRef { at, kind, shop: shop.to_owned(), id: id.to_owned() })
 }
 
+/// `(shop, order)` of an order-facts key.
+pub fn order_of_key(key: &[u8]) -> Option<(&str, &str)> {
+    two_strs_after_tag(key, TAG_ORDER)
+}
+
+/// `(shop, buyer)` of a buyer's pending-orders key.
+pub fn buyer_orders_of_key(key: &[u8]) -> Option<(&str, &str)> {
+    two_strs_after_tag(key, TAG_BUYER_ORDERS)
+}
+
+/// `(shop, day)` of a day-bucket key.
+pub fn shop_day_of_bucket_key(key: &[u8]) -> Option<(&str, Day)> {
+    if key.first() != Some(&TAG_DAY_BUCKET) {
+        return None;
+    }
+    let (shop, rest) = read_str(&key[1..])?;
+    Some((shop, read_day(rest)?))
+}
+
+/// The two strings after `tag` of a key of a family keyed by shop and one id.
+fn two_strs_after_tag(key: &[u8], tag: u8) -> Option<(&str, &str)> {
+    if key.first() != Some(&tag) {
+        return None;
+    }
+    let (a, rest) = read_str(&key[1..])?;
+    let (b, _) = read_str(rest)?;
+    Some((a, b))
+}
+
 /// Prefix of all snapshot records.
 pub fn snapshot_prefix() -> Vec<u8> {
     vec![TAG_SNAPSHOT]
@@ -500,5 +529,18 @@ mod tests {
         let k = Key::DayShop { day: Day(7), shop: "s\u{0}1" }.encode();
         assert_eq!(shop_of_day_shop_key(&k), Some("s\u{0}1"));
         assert!(k.starts_with(&day_shop_prefix(Day(7))));
+    }
+
+    #[test]
+    fn shop_and_id_keys_decode() {
+        let o = Key::Order { shop: "s\u{0}1", order: "o9" }.encode();
+        assert_eq!(order_of_key(&o), Some(("s\u{0}1", "o9")));
+        assert_eq!(buyer_orders_of_key(&o), None);
+        let b = Key::BuyerOrders { shop: "s", buyer: "b1" }.encode();
+        assert_eq!(buyer_orders_of_key(&b), Some(("s", "b1")));
+        assert_eq!(order_of_key(&b), None);
+        let d = Key::DayBucket { shop: "s", day: Day(-4) }.encode();
+        assert_eq!(shop_day_of_bucket_key(&d), Some(("s", Day(-4))));
+        assert_eq!(shop_day_of_bucket_key(&o), None);
     }
 }
