@@ -428,9 +428,12 @@ fn local_state(dir: &std::path::Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .collect()
 }
 
+/// A store's keys and values.
+type State = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// A store's entries apart from its derived keys (timers, the day→shop index), which the
 /// changelog leaves out.
-fn split_derived(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> (BTreeMap<Vec<u8>, Vec<u8>>, BTreeSet<Vec<u8>>) {
+fn split_derived(state: &State) -> (State, BTreeSet<Vec<u8>>) {
     use shopscore::rules::derived::is_derived;
     let entries = state.iter().filter(|(k, _)| !is_derived(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let derived = state.keys().filter(|k| is_derived(k)).cloned().collect();
