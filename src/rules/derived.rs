@@ -63,8 +63,9 @@ pub fn derived_keys(key: &[u8], value: &[u8]) -> Result<Vec<Vec<u8>>, StateError
 
 /// Completes `batch` — entries restored from a changelog, about to be written to `store` —
 /// with the changes of their derived keys: those of each entry's previous value (in the
-/// batch or else in the store) that its new value no longer has are deleted, the new ones
-/// put. Changelog records of derived keys (none are written) are left as they are.
+/// batch or else in the store) that its new value no longer has are deleted, those it did not
+/// have put (a bucket rewritten keeps its index entry: nothing to write). Changelog records of
+/// derived keys (none are written) are left as they are.
 pub fn add_derived(store: &dyn KvStore, batch: &mut WriteBatch) -> Result<(), StateError> {
     // The latest value each source entry has in the batch so far.
     let mut latest: FxHashMap<&[u8], Option<&[u8]>> = FxHashMap::default();
@@ -81,8 +82,8 @@ pub fn add_derived(store: &dyn KvStore, batch: &mut WriteBatch) -> Result<(), St
             },
         };
         let after = value.as_deref().map(|v| derived_keys(key, v)).transpose()?.unwrap_or_default();
-        changes.extend(before.into_iter().filter(|k| !after.contains(k)).map(|k| (k, false)));
-        changes.extend(after.into_iter().map(|k| (k, true)));
+        changes.extend(before.iter().filter(|k| !after.contains(k)).map(|k| (k.clone(), false)));
+        changes.extend(after.into_iter().filter(|k| !before.contains(k)).map(|k| (k, true)));
         latest.insert(key, value.as_deref());
     }
     for (k, put) in changes {
@@ -197,6 +198,13 @@ mod tests {
         add_derived(&store, &mut second).unwrap();
         store.write(second).unwrap();
         assert_eq!(all(&store), vec![timer(25, TimerKind::PromiseDeadline, "o1")]);
+
+        // A rewritten entry whose derived keys stay the same adds nothing to the batch.
+        let mut unchanged = WriteBatch::new();
+        unchanged.put(ok.clone(), order(10, Some(25), true, false));
+        add_derived(&store, &mut unchanged).unwrap();
+        assert_eq!(unchanged.len(), 1);
+        store.write(unchanged).unwrap();
 
         let mut third = WriteBatch::new();
         third.delete(ok);
