@@ -17,14 +17,15 @@
 //!
 //! Derived keys are left out: the event-time timers and the day→shop index are a function
 //! of the entries they index ([`crate::rules::derived`]), so restoring rebuilds them from the
-//! entries it applies, batch by batch ([`add_derived`]).
+//! entries it applies: batch by batch when catching up ([`add_derived`]), with one scan at
+//! the end onto an empty store ([`rebuild_derived`]).
 
 use super::client::Clients;
 use super::{Context, KafkaError};
 use crate::domain::{Day, Timestamp};
-use crate::rules::derived::add_derived;
+use crate::rules::derived::{add_derived, rebuild_derived};
 use crate::state::keys::{family, Family, Key, MetaKey};
-use crate::state::{codec, KvStore, WriteBatch};
+use crate::state::{codec, KvStore, StateError, WriteBatch};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -183,9 +184,57 @@ pub struct Restorer {
     pub corrupt: Option<String>,
     /// Keys of the seen packs after the last marker.
     pending_packs: Vec<Vec<u8>>,
+    /// Restoring onto an empty store: batches leave the changelog position out, and the
+    /// last one is kept here, written only once the derived keys are rebuilt ([`restore`]).
+    defer_offset: bool,
+    deferred_offset: Option<i64>,
 }
 
 impl Restorer {
+    /// A restorer for a store that has applied the changelog up to `local_offset` (0: none
+    /// of it, an empty store).
+    pub fn onto(local_offset: i64) -> Restorer {
+        Restorer { defer_offset: local_offset == 0, ..Restorer::default() }
+    }
+
+    /// Takes one changelog record, and writes to `store` what is complete and enough for a
+    /// batch.
+    pub fn apply(
+        &mut self,
+        store: &dyn KvStore,
+        offset: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StateError> {
+        self.record(offset, key, value);
+        match self.take_batch(false) {
+            Some(batch) => self.write(store, batch),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes what is left; onto an empty store, then rebuilds the derived keys and records
+    /// the position, returning how many derived keys it put.
+    pub fn finish(&mut self, store: &dyn KvStore) -> Result<Option<u64>, StateError> {
+        if let Some(batch) = self.take_batch(true) {
+            self.write(store, batch)?;
+        }
+        let Some(next) = self.deferred_offset.take() else { return Ok(None) };
+        let derived = rebuild_derived(store)?;
+        let mut batch = WriteBatch::new();
+        batch.put(Key::Meta(MetaKey::ChangelogOffset).encode(), codec::encode(&next));
+        store.write(batch)?;
+        Ok(Some(derived))
+    }
+
+    /// Writes a restored batch; catching up, with its derived keys' changes.
+    fn write(&self, store: &dyn KvStore, mut batch: WriteBatch) -> Result<(), StateError> {
+        if !self.defer_offset {
+            add_derived(store, &mut batch)?;
+        }
+        store.write(batch)
+    }
+
     /// Takes one changelog record.
     pub fn record(&mut self, offset: i64, key: &[u8], value: Option<&[u8]>) {
         self.records += 1;
@@ -231,15 +280,19 @@ impl Restorer {
         }
     }
 
-    /// Takes the applied records as a batch that also records the changelog position, when
-    /// there are enough of them (`force`: whenever there is anything).
+    /// Takes the applied records as a batch that also records the changelog position (unless
+    /// that is deferred), when there are enough of them (`force`: whenever there is anything).
     pub fn take_batch(&mut self, force: bool) -> Option<WriteBatch> {
         let next = self.next_offset?;
         if !force && self.ready.len() < RESTORE_BATCH_OPS {
             return None;
         }
         let mut batch = std::mem::take(&mut self.ready);
-        batch.put(Key::Meta(MetaKey::ChangelogOffset).encode(), codec::encode(&next));
+        if self.defer_offset {
+            self.deferred_offset = Some(next);
+        } else {
+            batch.put(Key::Meta(MetaKey::ChangelogOffset).encode(), codec::encode(&next));
+        }
         self.next_offset = None;
         Some(batch)
     }
@@ -275,6 +328,15 @@ pub fn local_offset(store: &dyn KvStore) -> Result<i64, KafkaError> {
 /// which is the partition's end — from the offset it has already applied. With transactions,
 /// writing the fence has also fenced earlier owners, so no open transaction holds the end
 /// back.
+///
+/// Derived keys ([`crate::rules::derived`]) are rebuilt from the restored entries. Catching
+/// up from a position, each batch brings its own changes ([`add_derived`], a read of each
+/// restored entry's previous value). Onto an empty store (a new owner's first restore), one
+/// scan at the end rebuilds them all ([`rebuild_derived`]); the batches before it carry no
+/// changelog position, the position is written after the rebuild. A crash before then leaves
+/// the position at 0: the next restore applies the whole changelog again over what survived
+/// (the same values in the same order, tombstones included) and rebuilds again, and the
+/// rebuild also deletes derived keys no entry has.
 pub fn restore(
     store: &dyn KvStore,
     clients: &Clients,
@@ -284,7 +346,7 @@ pub fn restore(
 ) -> Result<Restored, KafkaError> {
     let start = local_offset(store)?;
     let high = fence + 1;
-    let mut r = Restorer::default();
+    let mut r = Restorer::onto(start);
     if start < high {
         let consumer: BaseConsumer =
             clients.restorer().create().context(|| "creating a changelog reader".into())?;
@@ -314,11 +376,7 @@ pub fn restore(
                             "restoring shard state"
                         );
                     }
-                    r.record(m.offset(), m.key().unwrap_or_default(), m.payload());
-                    if let Some(mut batch) = r.take_batch(false) {
-                        add_derived(store, &mut batch)?;
-                        store.write(batch)?;
-                    }
+                    r.apply(store, m.offset(), m.key().unwrap_or_default(), m.payload())?;
                     if m.offset() + 1 >= high {
                         break;
                     }
@@ -358,9 +416,9 @@ pub fn restore(
     if let Some(why) = r.corrupt.take() {
         return Err(KafkaError::Shard { shard, why: format!("changelog {topic:?}: {why}") });
     }
-    if let Some(mut batch) = r.take_batch(true) {
-        add_derived(store, &mut batch)?;
-        store.write(batch)?;
+    let began = Instant::now();
+    if let Some(derived) = r.finish(store)? {
+        tracing::info!(shard, derived, ms = began.elapsed().as_millis() as u64, "derived keys rebuilt");
     }
     Ok(Restored { torn: r.torn_keys(), last_seq: r.last_seq, records: r.records })
 }
@@ -368,6 +426,8 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::derived::is_derived;
+    use crate::state::keys::TimerKind;
     use crate::state::memory::MemStore;
 
     #[test]
@@ -481,5 +541,74 @@ mod tests {
         r.record(4, MARKER_KEY, Some(b""));
         let why = r.corrupt.take().expect("an empty marker is refused");
         assert!(why.contains("offset 4 is unreadable"), "{why}");
+    }
+
+    #[test]
+    fn restores_onto_an_empty_store_rebuild_derived_keys_once_and_survive_a_crash_before_it() {
+        use crate::rules::compensation::{BuyerOrders, PendingOrder};
+        let bucket = |day: i32| Key::DayBucket { shop: "s", day: Day(day) }.encode();
+        let buyer = Key::BuyerOrders { shop: "s", buyer: "b1" }.encode();
+        let pending = |at: i64| {
+            codec::encode(&BuyerOrders {
+                pending: vec![PendingOrder {
+                    paid: Timestamp(1),
+                    order_id: "o1".into(),
+                    deadline: Timestamp(at),
+                }],
+                timer_at: Some(Timestamp(at)),
+            })
+        };
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = vec![
+            (bucket(3), Some(vec![1])),
+            (buyer.clone(), Some(pending(30))),
+            (MARKER_KEY.to_vec(), Some(marker_payload(1))),
+            (bucket(4), Some(vec![1])),
+            (buyer.clone(), Some(pending(40))),
+            (MARKER_KEY.to_vec(), Some(marker_payload(2))),
+            (bucket(3), None),
+            (MARKER_KEY.to_vec(), Some(marker_payload(3))),
+        ];
+        let feed = |store: &MemStore, r: &mut Restorer, range: std::ops::Range<usize>| {
+            for i in range {
+                let (k, v) = &records[i];
+                r.apply(store, i as i64, k, v.as_deref()).unwrap();
+            }
+        };
+        let everything = |store: &MemStore| store.scan(&[], &[], usize::MAX).unwrap();
+
+        // A new owner on an empty store: the derived keys are rebuilt once, at the end.
+        let clean = MemStore::default();
+        let mut r = Restorer::onto(local_offset(&clean).unwrap());
+        feed(&clean, &mut r, 0..records.len());
+        assert_eq!(r.finish(&clean).unwrap(), Some(2));
+        assert_eq!(local_offset(&clean).unwrap(), 8);
+        let timer = Key::Timer { at: Timestamp(40), kind: TimerKind::GroupDecision, shop: "s", id: "b1" };
+        let derived: Vec<Vec<u8>> =
+            everything(&clean).into_iter().map(|(k, _)| k).filter(|k| is_derived(k)).collect();
+        assert_eq!(derived, vec![Key::DayShop { day: Day(4), shop: "s" }.encode(), timer.encode()]);
+
+        // Killed after writing its batches, before the rebuild: the position is still 0, so
+        // the next restore applies everything again over them and rebuilds.
+        let crashed = MemStore::default();
+        let mut r = Restorer::onto(0);
+        feed(&crashed, &mut r, 0..6);
+        let batch = r.take_batch(true).unwrap();
+        r.write(&crashed, batch).unwrap();
+        assert_eq!(local_offset(&crashed).unwrap(), 0, "no position before the rebuild");
+        assert!(crashed.get(&bucket(4)).unwrap().is_some());
+        let mut again = Restorer::onto(local_offset(&crashed).unwrap());
+        feed(&crashed, &mut again, 0..records.len());
+        again.finish(&crashed).unwrap();
+        assert_eq!(everything(&crashed), everything(&clean));
+
+        // Catching up from a position moves the derived keys batch by batch: no rebuild.
+        let caught_up = MemStore::default();
+        let mut first = Restorer::onto(0);
+        feed(&caught_up, &mut first, 0..3);
+        first.finish(&caught_up).unwrap();
+        let mut rest = Restorer::onto(local_offset(&caught_up).unwrap());
+        feed(&caught_up, &mut rest, 3..records.len());
+        assert_eq!(rest.finish(&caught_up).unwrap(), None);
+        assert_eq!(everything(&caught_up), everything(&clean));
     }
 }

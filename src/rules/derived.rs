@@ -96,6 +96,74 @@ pub fn add_derived(store: &dyn KvStore, batch: &mut WriteBatch) -> Result<(), St
     Ok(())
 }
 
+/// Source entries or derived keys [`rebuild_derived`] reads at a time, and derived-key
+/// changes it writes per batch.
+const REBUILD_CHUNK: usize = 10_000;
+
+/// Makes the store's derived keys exactly those of its entries: puts the missing ones and
+/// deletes any the entries do not have, in batches of [`REBUILD_CHUNK`]; returns how many
+/// it put. One scan of the families with derived keys, instead of a read of each entry's
+/// previous value per restored record ([`add_derived`]): what a restore onto an empty store
+/// uses. Memory holds the store's derived keys at the start (none on an empty store).
+pub fn rebuild_derived(store: &dyn KvStore) -> Result<u64, StateError> {
+    let mut present: FxHashMap<Vec<u8>, ()> = FxHashMap::default();
+    for family in [Family::Timer, Family::DayShop] {
+        for_each_entry(store, family, |k, _| {
+            present.insert(k.to_vec(), ());
+            Ok(())
+        })?;
+    }
+    let mut batch = WriteBatch::new();
+    let mut put = 0u64;
+    for family in [Family::Order, Family::BuyerOrders, Family::DayBucket] {
+        for_each_entry(store, family, |k, v| {
+            for d in derived_keys(k, v)? {
+                if present.remove(&d).is_none() {
+                    batch.put(d, Vec::new());
+                    put += 1;
+                }
+            }
+            if batch.len() >= REBUILD_CHUNK {
+                store.write(std::mem::take(&mut batch))?;
+            }
+            Ok(())
+        })?;
+    }
+    for (k, ()) in present {
+        batch.delete(k);
+        if batch.len() >= REBUILD_CHUNK {
+            store.write(std::mem::take(&mut batch))?;
+        }
+    }
+    if !batch.is_empty() {
+        store.write(batch)?;
+    }
+    Ok(put)
+}
+
+/// Calls `f` on every entry of `family`, in key order, reading [`REBUILD_CHUNK`] at a time.
+fn for_each_entry(
+    store: &dyn KvStore,
+    family: Family,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let prefix = [keys::family_tag(family)];
+    let mut start = prefix.to_vec();
+    loop {
+        let rows = store.scan(&prefix, &start, REBUILD_CHUNK)?;
+        for (k, v) in &rows {
+            f(k, v)?;
+        }
+        match rows.last() {
+            Some((k, _)) if rows.len() == REBUILD_CHUNK => {
+                start = k.clone();
+                start.push(0);
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +279,40 @@ mod tests {
         add_derived(&store, &mut third).unwrap();
         store.write(third).unwrap();
         assert_eq!(all(&store), Vec::<Vec<u8>>::new());
+    }
+
+    #[test]
+    fn a_rebuild_puts_the_missing_derived_keys_and_deletes_the_stale_ones() {
+        let store = MemStore::new();
+        let mut batch = WriteBatch::new();
+        // More entries than one scan chunk, so the scan pages.
+        for i in 0..(REBUILD_CHUNK + 5) {
+            let id = format!("o{i:06}");
+            batch
+                .put(Key::Order { shop: "s", order: &id }.encode(), order(10 + i as i64, None, false, false));
+        }
+        batch.put(Key::DayBucket { shop: "s", day: Day(3) }.encode(), vec![1]);
+        // Stale: a timer of an order that is not stored, and one of an order whose deadline passed.
+        batch.put(timer(5, TimerKind::ShipDeadline, "gone"), Vec::new());
+        batch.put(Key::Order { shop: "s", order: "passed" }.encode(), order(7, None, true, false));
+        batch.put(timer(7, TimerKind::ShipDeadline, "passed"), Vec::new());
+        // Already right: kept, not counted as put.
+        batch.put(timer(10, TimerKind::ShipDeadline, "o000000"), Vec::new());
+        store.write(batch).unwrap();
+
+        let put = rebuild_derived(&store).unwrap();
+        assert_eq!(put, REBUILD_CHUNK as u64 + 4 + 1, "every order but one, and the index entry");
+
+        let rows = store.scan(&[], &[], usize::MAX).unwrap();
+        let mut expected: Vec<Vec<u8>> = Vec::new();
+        for (k, v) in rows.iter().filter(|(k, _)| !is_derived(k)) {
+            expected.extend(derived_keys(k, v).unwrap());
+        }
+        expected.sort();
+        let derived: Vec<Vec<u8>> = rows.into_iter().map(|(k, _)| k).filter(|k| is_derived(k)).collect();
+        assert_eq!(derived, expected);
+        assert!(!derived.contains(&timer(5, TimerKind::ShipDeadline, "gone")));
+        assert!(!derived.contains(&timer(7, TimerKind::ShipDeadline, "passed")));
+        assert_eq!(rebuild_derived(&store).unwrap(), 0, "a second rebuild has nothing to do");
     }
 }
