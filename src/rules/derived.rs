@@ -12,6 +12,7 @@
 
 use super::compensation::BuyerOrders;
 use super::facts::OrderFacts;
+use crate::domain::Timestamp;
 use crate::state::codec;
 use crate::state::keys::{self, Family, Key, TimerKind};
 use crate::state::{KvStore, StateError, WriteBatch};
@@ -27,28 +28,44 @@ fn has_derived(key: &[u8]) -> bool {
     matches!(keys::family(key), Some(Family::Order | Family::BuyerOrders | Family::DayBucket))
 }
 
-/// The derived keys the engine keeps for the entry `key` = `value`.
+/// An entry's timers (time and kind; the key adds the entry's shop and id), at most two.
+pub type Timers = [Option<(Timestamp, TimerKind)>; 2];
+
+/// An order's timers: its ship deadline while it is paid and the deadline has not passed,
+/// its promised delivery time while the promise is undecided.
+pub fn order_timers(o: &OrderFacts) -> Timers {
+    let Some(p) = &o.paid else { return [None, None] };
+    [
+        (!o.deadline_passed).then_some((p.value.ship_deadline, TimerKind::ShipDeadline)),
+        p.value
+            .promised_delivery_by
+            .filter(|_| !o.promise_decided)
+            .map(|at| (at, TimerKind::PromiseDeadline)),
+    ]
+}
+
+/// A buyer's pending orders' timer: the first group's decision time.
+pub fn buyer_timers(bo: &BuyerOrders) -> Timers {
+    [bo.timer_at.map(|at| (at, TimerKind::GroupDecision)), None]
+}
+
+/// The derived keys the engine keeps for the entry `key` = `value`: keys of the timers above,
+/// and a day bucket's day→shop index entry.
 pub fn derived_keys(key: &[u8], value: &[u8]) -> Result<Vec<Vec<u8>>, StateError> {
     let mut out = Vec::new();
     match keys::family(key) {
         Some(Family::Order) => {
             let Some((shop, order)) = keys::order_of_key(key) else { return Ok(out) };
             let o: OrderFacts = codec::decode(key, value)?;
-            if let Some(p) = &o.paid {
-                if !o.deadline_passed {
-                    let at = p.value.ship_deadline;
-                    out.push(Key::Timer { at, kind: TimerKind::ShipDeadline, shop, id: order }.encode());
-                }
-                if let (Some(at), false) = (p.value.promised_delivery_by, o.promise_decided) {
-                    out.push(Key::Timer { at, kind: TimerKind::PromiseDeadline, shop, id: order }.encode());
-                }
+            for (at, kind) in order_timers(&o).into_iter().flatten() {
+                out.push(Key::Timer { at, kind, shop, id: order }.encode());
             }
         }
         Some(Family::BuyerOrders) => {
             let Some((shop, buyer)) = keys::buyer_orders_of_key(key) else { return Ok(out) };
             let bo: BuyerOrders = codec::decode(key, value)?;
-            if let Some(at) = bo.timer_at {
-                out.push(Key::Timer { at, kind: TimerKind::GroupDecision, shop, id: buyer }.encode());
+            for (at, kind) in buyer_timers(&bo).into_iter().flatten() {
+                out.push(Key::Timer { at, kind, shop, id: buyer }.encode());
             }
         }
         Some(Family::DayBucket) => {

@@ -10,6 +10,7 @@
 use super::alerts::{self, AlertState};
 use super::buckets::Buckets;
 use super::compensation::{self, BuyerOrders, CompensationRules, PendingOrder};
+use super::derived::{self, Timers};
 use super::dsr::{self, DsrGroup};
 use super::facts::{keep_earliest, Fact, OrderFacts, Payment, RefundFacts};
 use super::origins::Origins;
@@ -299,9 +300,10 @@ impl Engine {
         };
         let key = Key::Order { shop: &ev.shop_id, order };
         if let Some(mut o) = ov.get::<OrderFacts>(&key)? {
+            let timers = derived::order_timers(&o);
             let pos = self.meta.origins.pos(source);
             if o.refine_source(&ev.event_id, pos, &self.meta.origins) {
-                ov.put(&key, &o);
+                self.put_order(ov, &ev.shop_id, order, timers, &o);
             }
         }
         Ok(())
@@ -323,41 +325,43 @@ impl Engine {
             return Ok(());
         }
         o.last_activity = o.last_activity.max(at);
-        self.sync_deadline_timer(ov, shop, order, &before, &mut o);
+        let deadline = |f: &OrderFacts| f.paid.as_ref().map(|p| p.value.ship_deadline);
+        if let (Some(at), true) = (deadline(&o), deadline(&o) != deadline(&before)) {
+            // A deadline the watermark has already passed is not waited for.
+            o.deadline_passed = self.meta.watermark.current().is_some_and(|wm| wm > at);
+        }
         self.sync_compensation(ov, shop, order, &before, &mut o)?;
         self.buckets.replace(ov, &self.sums, shop, &before.contribution(), &o.contribution())?;
         self.update_dsr(ov, shop, dsr::valid_rating(order, &before), dsr::valid_rating(order, &o))?;
-        ov.put(&key, &o);
+        self.put_order(ov, shop, order, derived::order_timers(&before), &o);
         Ok(())
     }
 
-    /// Keeps the ship-deadline timer in step with the order's (earliest) payment.
-    fn sync_deadline_timer(
-        &mut self,
-        ov: &mut Overlay<'_>,
-        shop: &str,
-        order: &str,
-        before: &OrderFacts,
-        after: &mut OrderFacts,
-    ) {
-        let old = before.paid.as_ref().map(|p| p.value.ship_deadline);
-        let new = after.paid.as_ref().map(|p| p.value.ship_deadline);
-        if old == new {
-            return;
+    /// Writes an order's facts, and moves its timers from `before` (those of the facts as
+    /// they were read) to those of `o`: an order's timers are a function of its facts
+    /// ([`derived::order_timers`]), here as on restore.
+    fn put_order(&mut self, ov: &mut Overlay<'_>, shop: &str, order: &str, before: Timers, o: &OrderFacts) {
+        self.move_timers(ov, shop, order, &before, &derived::order_timers(o));
+        ov.put(&Key::Order { shop, order }, o);
+    }
+
+    /// Deletes the timers of `before` that `after` lacks and sets those it adds, for the
+    /// entry `id` of `shop`.
+    fn move_timers(&mut self, ov: &mut Overlay<'_>, shop: &str, id: &str, before: &Timers, after: &Timers) {
+        for &(at, kind) in before.iter().flatten() {
+            if !after.contains(&Some((at, kind))) {
+                ov.delete(&Key::Timer { at, kind, shop, id });
+            }
         }
-        if let (Some(at), false) = (old, before.deadline_passed) {
-            ov.delete(&Key::Timer { at, kind: TimerKind::ShipDeadline, shop, id: order });
-        }
-        if let Some(at) = new {
-            after.deadline_passed = self.meta.watermark.current().is_some_and(|wm| wm > at);
-            if !after.deadline_passed {
-                self.set_timer(ov, at, TimerKind::ShipDeadline, shop, order);
+        for &(at, kind) in after.iter().flatten() {
+            if !before.contains(&Some((at, kind))) {
+                self.set_timer(ov, at, kind, shop, id);
             }
         }
     }
 
-    /// Keeps the late-shipment pending lists and the promise timer in step with the order's
-    /// (earliest) payment, until each is decided.
+    /// Keeps the late-shipment pending lists in step with the order's (earliest) payment
+    /// until it is decided, and marks the promise of a payment reported too late decided.
     fn sync_compensation(
         &mut self,
         ov: &mut Overlay<'_>,
@@ -366,7 +370,6 @@ impl Engine {
         before: &OrderFacts,
         after: &mut OrderFacts,
     ) -> Result<(), StateError> {
-        let promise = |f: &OrderFacts| f.paid.as_ref().and_then(|p| p.value.promised_delivery_by);
         let (old, new) = (before.paid.as_ref(), after.paid.as_ref());
         if old == new {
             return Ok(());
@@ -374,16 +377,10 @@ impl Engine {
         // A payment reported later than the allowed lateness counts for metrics but never
         // opens a compensation decision (it could not be decided deterministically, and its
         // order's earlier state may have expired). Its promise is marked decided — nothing is
-        // owed for it — so that no promise timer is left (the timers are a function of the
-        // facts, see `derived`).
+        // owed for it — so it has no promise timer (see `derived::order_timers`).
         let limit = self.lateness_limit();
         if new.is_some_and(|p| limit.is_some_and(|l| p.fact.time < l)) {
-            if !after.promise_decided {
-                if let Some(at) = promise(before) {
-                    ov.delete(&Key::Timer { at, kind: TimerKind::PromiseDeadline, shop, id: order });
-                }
-                after.promise_decided = true;
-            }
+            after.promise_decided = true;
             return Ok(());
         }
         if !after.late_decided {
@@ -402,14 +399,6 @@ impl Engine {
                 self.save_buyer_orders(ov, shop, &p.value.buyer_id, bo);
             }
         }
-        if !after.promise_decided {
-            if let Some(at) = promise(before) {
-                ov.delete(&Key::Timer { at, kind: TimerKind::PromiseDeadline, shop, id: order });
-            }
-            if let Some(at) = promise(after) {
-                self.set_timer(ov, at, TimerKind::PromiseDeadline, shop, order);
-            }
-        }
         Ok(())
     }
 
@@ -417,19 +406,12 @@ impl Engine {
         Ok(ov.get(&Key::BuyerOrders { shop, buyer })?.unwrap_or_default())
     }
 
-    /// Saves a buyer's pending orders and moves its decision timer to the first group's
-    /// decision time.
+    /// Saves a buyer's pending orders with their timer at the first group's decision time
+    /// (moved from the `timer_at` they carry, see [`derived::buyer_timers`]).
     fn save_buyer_orders(&mut self, ov: &mut Overlay<'_>, shop: &str, buyer: &str, mut bo: BuyerOrders) {
-        let due = bo.first_group(self.cfg.compensation.group_span_ms).map(|(_, at)| at);
-        if bo.timer_at != due {
-            if let Some(at) = bo.timer_at {
-                ov.delete(&Key::Timer { at, kind: TimerKind::GroupDecision, shop, id: buyer });
-            }
-            if let Some(at) = due {
-                self.set_timer(ov, at, TimerKind::GroupDecision, shop, buyer);
-            }
-            bo.timer_at = due;
-        }
+        let before = derived::buyer_timers(&bo);
+        bo.timer_at = bo.first_group(self.cfg.compensation.group_span_ms).map(|(_, at)| at);
+        self.move_timers(ov, shop, buyer, &before, &derived::buyer_timers(&bo));
         let key = Key::BuyerOrders { shop, buyer };
         if bo.pending.is_empty() {
             ov.delete(&key);
@@ -456,10 +438,10 @@ impl Engine {
             }
             let mut members = Vec::with_capacity(len);
             for p in bo.pending.drain(..len) {
-                let key = Key::Order { shop, order: &p.order_id };
-                let mut o: OrderFacts = ov.get(&key)?.unwrap_or_default();
+                let mut o: OrderFacts = ov.get(&Key::Order { shop, order: &p.order_id })?.unwrap_or_default();
+                let timers = derived::order_timers(&o);
                 o.late_decided = true;
-                ov.put(&key, &o);
+                self.put_order(ov, shop, &p.order_id, timers, &o);
                 members.push((p.order_id, o));
             }
             for c in
@@ -487,8 +469,9 @@ impl Engine {
         if current != Some(at) || o.promise_decided {
             return Ok(());
         }
+        let timers = derived::order_timers(&o);
         o.promise_decided = true;
-        ov.put(&key, &o);
+        self.put_order(ov, shop, order, timers, &o);
         if let Some(c) =
             compensation::promise_breach(shop, order, &o, &self.cfg.compensation, &self.meta.origins)
         {
@@ -572,7 +555,8 @@ impl Engine {
         self.buckets.replace(ov, &self.sums, shop, &before, &refund.contribution(order.protected))?;
         ov.put(&rkey, &refund);
         if order_changed {
-            ov.put(&okey, &order);
+            // Refunds change no timer: the order's stay as they are.
+            self.put_order(ov, shop, &r.order_id, derived::order_timers(&order), &order);
         }
         Ok(())
     }
@@ -754,10 +738,10 @@ impl Engine {
         if current != Some(at) || o.deadline_passed {
             return Ok(());
         }
-        let before = o.contribution();
+        let (before, timers) = (o.contribution(), derived::order_timers(&o));
         o.deadline_passed = true;
         self.buckets.replace(ov, &self.sums, shop, &before, &o.contribution())?;
-        ov.put(&key, &o);
+        self.put_order(ov, shop, order, timers, &o);
         self.mark_dirty(shop);
         Ok(())
     }

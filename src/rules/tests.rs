@@ -427,3 +427,48 @@ fn a_timer_set_behind_the_last_firing_still_fires_in_a_running_engine() {
     let reloaded = run(&MemStore::new(), &batches, true);
     assert_eq!(breaches(&kept), breaches(&reloaded));
 }
+
+/// Asserts that the store holds exactly the derived keys of its entries (`derived`).
+fn assert_derived_keys_match(store: &MemStore) {
+    let rows = store.scan(&[], &[], usize::MAX).unwrap();
+    let mut expected: Vec<Vec<u8>> = Vec::new();
+    for (k, v) in rows.iter().filter(|(k, _)| !derived::is_derived(k)) {
+        expected.extend(derived::derived_keys(k, v).unwrap());
+    }
+    expected.sort();
+    let held: Vec<Vec<u8>> = rows.into_iter().map(|(k, _)| k).filter(|k| derived::is_derived(k)).collect();
+    assert_eq!(held, expected);
+}
+
+#[test]
+fn an_earlier_payment_with_another_promise_moves_the_orders_timers() {
+    let with_promise = |id: &str, at: &str, by: &str| {
+        let mut ev = paid(id, "s1", "o1", at);
+        if let EventBody::OrderPaid(p) = &mut ev.body {
+            p.delivery_promise = DeliveryPromise::SameDay;
+            p.promised_delivery_by = Some(t(by));
+        }
+        ev
+    };
+    let store = MemStore::new();
+    let first = with_promise("e2", "2024-05-01T10:00:00+08:00", "2024-05-01T20:00:00+08:00");
+    let mut out = run(&store, &[vec![first]], false);
+    let timers =
+        |store: &MemStore| store.scan(&crate::state::keys::timer_prefix(), &[], usize::MAX).unwrap().len();
+    assert_eq!(timers(&store), 3, "ship deadline, promise, the buyer's group decision");
+    assert_derived_keys_match(&store);
+    // An earlier report of the payment wins (SPEC §9): its deadline, promise and group start
+    // replace all three timers.
+    let earlier = with_promise("e1", "2024-05-01T09:00:00+08:00", "2024-05-01T22:00:00+08:00");
+    out.extend(run(&store, &[vec![earlier]], false));
+    assert_eq!(timers(&store), 3);
+    assert_derived_keys_match(&store);
+    out.extend(run(&store, &[vec![paid("e3", "s1", "o9", "2024-05-05T10:00:00+08:00")]], true));
+    assert_derived_keys_match(&store);
+    let breaches: Vec<_> = compensations(&out)
+        .into_iter()
+        .filter(|c| c.kind == crate::output::CompensationKind::DeliveryPromiseBreach)
+        .map(|c| (c.order_id.clone(), c.deadline))
+        .collect();
+    assert_eq!(breaches, vec![("o1".to_string(), t("2024-05-01T22:00:00+08:00"))]);
+}
