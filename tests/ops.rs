@@ -10,14 +10,12 @@ use shopscore::http::HttpServer;
 use shopscore::live::StateView;
 use shopscore::telemetry::metrics::{Metrics, METRIC_NAMES};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{http_get, metric};
+use support::{http_get, metric, Proc};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shopscore");
 
@@ -60,88 +58,6 @@ fn run_args(input: &Path, out: &Path, data: &Path) -> Vec<String> {
         .map(|s| s.to_string())
         .chain([data.to_str().unwrap().to_owned()])
         .collect()
-}
-
-/// A spawned process whose stderr lines arrive on a channel.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines, seen: Vec::new() }
-    }
-
-    /// Waits (up to 30 s) for a stderr line containing `needle`; returns it.
-    fn wait_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no stderr line with {needle:?}; got {:#?}", self.seen);
-    }
-
-    /// The address from `shopscore: http listening on IP:PORT`.
-    fn http_addr(&mut self) -> SocketAddr {
-        let line = self.wait_line("http listening on");
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
-        assert!(ok.success());
-    }
-
-    /// Waits for exit (at most `limit`); returns the status and the remaining stderr.
-    fn wait(mut self, limit: Duration) -> (ExitStatus, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut rest = self.seen.join("\n");
-                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
-                    rest.push('\n');
-                    rest.push_str(&l);
-                }
-                return (status, rest);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("process did not exit within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Proc {
-    /// A failed assertion must not leave a `--keep-serving` process behind.
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// The value of the sample `series` (name with labels) in a Prometheus text body.

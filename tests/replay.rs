@@ -2,13 +2,15 @@
 //! same outputs, and the outputs of the live run; a replay never touches the live group's
 //! changelog; a replay into the live compensation topic sends no compensation twice; protobuf
 //! output topics carry the JSON outputs' records, and a replay into them sends no compensation
-//! twice either; `--from` and `--to` cut the input by record time.
+//! twice either; `--from` and `--to` cut the input by record time; `--http-addr` serves the
+//! replay's metrics.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 use support::*;
 
 const PARTITIONS: i32 = 3;
@@ -92,6 +94,34 @@ fn replays_are_deterministic_equal_the_live_run_and_never_resend_a_compensation(
     run_ok(replay(&t.brokers, &["--from", "earliest", "--output"]).arg(&b));
     let (in_a, in_b) = (outputs_in_dir(&a), outputs_in_dir(&b));
     assert_same(&in_a, &in_b);
+
+    // With --http-addr a replay serves its metrics (--keep-serving: after it is done too):
+    // every record read, the outputs it wrote, nothing left to read.
+    let c = dir.path().join("c");
+    let mut cmd = replay(&t.brokers, &["--from", "earliest", "--http-addr", "127.0.0.1:0", "--keep-serving"]);
+    cmd.arg("--output").arg(&c).stderr(Stdio::piped());
+    let mut proc = Proc::spawn(cmd);
+    let addr = proc.http_addr();
+    proc.wait_line("serving HTTP until SIGTERM");
+    let (status, text) = http_get(addr, "/metrics");
+    assert_eq!(status, 200);
+    let samples = |prefix: &str| -> Vec<f64> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    assert_eq!(samples("shopscore_events_in_total{").iter().sum::<f64>(), lines.len() as f64, "{text}");
+    let out = |kind: &str| metric(&text, &format!("shopscore_records_out_total{{output=\"{kind}\"}}"));
+    assert_eq!(out("compensation"), Some(live.compensations.len() as f64), "{text}");
+    assert_eq!(out("dead_letter"), Some(live.dead_letters.len() as f64), "{text}");
+    let lag = samples("shopscore_consumer_lag{");
+    assert_eq!((lag.len(), lag.iter().sum::<f64>()), (INPUTS.len() * PARTITIONS as usize, 0.0), "{text}");
+    assert!(metric(&text, "shopscore_watermark_seconds").is_some_and(|w| w > 0.0), "{text}");
+    proc.signal("-TERM");
+    let (status, rest) = proc.wait(Duration::from_secs(30));
+    assert!(status.success(), "{rest}");
+    assert_same(&outputs_in_dir(&c), &in_a);
     assert_eq!(
         std::fs::read_to_string(a.join("compensations.jsonl")).unwrap().lines().count(),
         live.compensations.len()

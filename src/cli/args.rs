@@ -76,6 +76,15 @@ pub struct ReplayArgs {
     /// Consumer group whose topic names and live-group check apply (default: kafka.group).
     #[arg(long, value_name = "ID")]
     pub group: Option<String>,
+    /// Serve /healthz, /readyz and /metrics (records, outputs, watermark, records left per
+    /// partition as consumer lag) on this address while the replay runs (port 0: any free
+    /// port). Without it a replay serves nothing, whatever http.enabled says: beside a live
+    /// instance with the same configuration it would take, or fail on, the live port.
+    #[arg(long, value_name = "IP:PORT")]
+    pub http_addr: Option<SocketAddr>,
+    /// After the replay is done, keep serving HTTP (the final metrics) until SIGTERM/SIGINT.
+    #[arg(long)]
+    pub keep_serving: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,12 +1,16 @@
 //! `shopscore replay`: historical topics into fresh state and chosen outputs.
 
 use super::args::ReplayArgs;
+use super::run::serve_http;
 use super::wiring::kafka_run;
 use anyhow::{bail, Result};
 use shopscore::config::Config;
 use shopscore::domain::Timestamp;
 use shopscore::kafka::replay::{run_replay, ReplayFrom, ReplayRun, ReplayTarget};
+use shopscore::live::StateView;
 use shopscore::shutdown::Shutdown;
+use shopscore::telemetry::metrics::Metrics;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `shopscore replay`: checks the time range and the target, then runs the replay and prints
@@ -37,6 +41,18 @@ pub fn cmd_replay(cfg: &Config, args: ReplayArgs) -> Result<()> {
         std::env::temp_dir().join(format!("shopscore-replay-{}-{ms}", std::process::id()))
     });
     let shutdown = Shutdown::install(cfg.pipeline.shutdown_timeout)?;
+    let metrics = Arc::new(Metrics::new());
+    // No shop view: the replay's state is its own and goes when it ends.
+    let view = Arc::new(StateView::new(live.rules.windows.clone()));
+    // Only on request: with `http.enabled = true` shared with a live instance's config, a
+    // replay on the same host would otherwise take (or fail on) the live port.
+    let _server = match args.http_addr {
+        Some(addr) => serve_http(cfg, Some(addr), false, &metrics, view)?,
+        None if args.keep_serving => {
+            bail!("--keep-serving needs the HTTP endpoint: give --http-addr IP:PORT")
+        }
+        None => None,
+    };
     let run = ReplayRun {
         kafka: live.kafka,
         from,
@@ -49,6 +65,7 @@ pub fn cmd_replay(cfg: &Config, args: ReplayArgs) -> Result<()> {
         stop: shutdown.flag(),
         progress_every: Some(Duration::from_secs(10)),
         memory: live.memory,
+        metrics: Some(metrics),
     };
     let s = run_replay(&run)?;
     let t = &s.totals;
@@ -103,6 +120,11 @@ pub fn cmd_replay(cfg: &Config, args: ReplayArgs) -> Result<()> {
     }
     if s.stopped {
         eprintln!("shopscore replay: stopped on request; the outputs are incomplete — run the replay again into new outputs");
+    } else if args.keep_serving {
+        eprintln!("shopscore replay: done; serving HTTP until SIGTERM/SIGINT");
+        while !shutdown.is_requested() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// Starts the HTTP endpoint when `http.enabled` (or `--http-addr`) says so, and prints the
 /// bound address as `shopscore: http listening on IP:PORT` on stderr.
-fn serve_http(
+pub(super) fn serve_http(
     cfg: &Config,
     addr_flag: Option<SocketAddr>,
     kafka_mode: bool,

@@ -32,6 +32,7 @@ use crate::sinks::Sink;
 use crate::state::overlay::Overlay;
 use crate::state::rocks::{MemoryLimits, RocksStore};
 use crate::state::{KvStore, WriteBatch};
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::progress::{Position, Progress};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
@@ -92,6 +93,9 @@ pub struct ReplayRun {
     pub progress_every: Option<Duration>,
     /// The replay store's block cache and memtable cap (`[state]`).
     pub memory: MemoryLimits,
+    /// Where to count records, outputs, the watermark and what is left per partition
+    /// (`/metrics` with `replay --http-addr`); None: not counted.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// One input partition's range.
@@ -187,12 +191,21 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
         if remaining > 0 {
             consumer.assign(&tpl).context(|| "assigning the replay partitions".into())?;
         }
+        let metrics = run.metrics.as_deref();
+        if let Some(m) = metrics {
+            m.set_ready(true);
+            set_lag(m, &ranges);
+        }
+        let mut last_lag = Instant::now();
         let mut outputs: Vec<Output> = Vec::new();
         let mut since_commit = 0u64;
         let mut done = 0u64;
         while remaining > 0 {
             if run.stop.load(Ordering::SeqCst) {
                 summary.stopped = true;
+                if let Some(m) = metrics {
+                    m.set_ready(false);
+                }
                 break;
             }
             let message = match consumer.poll(Duration::from_millis(100)) {
@@ -223,10 +236,15 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
                 since_commit += 1;
                 let raw = message.payload().unwrap_or_default();
                 let source = SourcePos::Kafka { topic: r.topic.clone(), partition: r.partition, offset };
+                if let Some(m) = metrics {
+                    m.event_in(&r.topic);
+                }
                 match inputs[t].decode(raw, &run.decode) {
-                    Ok(ev) => {
-                        let _: ApplyOutcome = engine.apply(&mut ov, &ev, clock(r), &source)?;
-                    }
+                    Ok(ev) => match (engine.apply(&mut ov, &ev, clock(r), &source)?, metrics) {
+                        (ApplyOutcome::Duplicate, Some(m)) => m.duplicate(),
+                        (ApplyOutcome::Applied { late: true }, Some(m)) => m.late_event(),
+                        _ => {}
+                    },
                     Err(e) => {
                         engine.note_dead_letter();
                         let key = message.key().map(<[u8]>::to_vec);
@@ -246,15 +264,22 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
                 remaining -= 1;
             }
             if since_commit >= run.commit_every_records {
-                commit(&store, &mut ov, &mut engine, sink.as_sink(), &mut outputs, &mut summary)?;
+                commit(&store, &mut ov, &mut engine, sink.as_sink(), &mut outputs, &mut summary, metrics)?;
                 retention.set_watermark(engine.watermark());
                 since_commit = 0;
+            }
+            if let Some(m) = metrics.filter(|_| last_lag.elapsed() >= LAG_EVERY) {
+                set_lag(m, &ranges);
+                last_lag = Instant::now();
             }
             if let Some(p) = progress.as_mut().filter(|p| p.due()) {
                 p.update(done, summary.records, &positions(&ranges));
             }
         }
-        commit(&store, &mut ov, &mut engine, sink.as_sink(), &mut outputs, &mut summary)?;
+        commit(&store, &mut ov, &mut engine, sink.as_sink(), &mut outputs, &mut summary, metrics)?;
+        if let Some(m) = metrics {
+            set_lag(m, &ranges);
+        }
         if let Some(p) = progress.as_mut() {
             p.update(done, summary.records, &positions(&ranges));
             p.finish();
@@ -274,6 +299,17 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
     Ok(summary)
 }
 
+/// How often a replay sets the records left per partition (`shopscore_consumer_lag`)
+/// between commits.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// Records left to replay per partition, as the consumer lag of the live instance would be.
+fn set_lag(m: &Metrics, ranges: &[PartitionRange]) {
+    for r in ranges {
+        m.set_consumer_lag(&r.topic, r.partition, (r.end - r.at).max(0));
+    }
+}
+
 /// Flushes the rules, sends their outputs and waits for them, then writes the state batch.
 fn commit(
     store: &RocksStore,
@@ -282,7 +318,9 @@ fn commit(
     sink: &mut dyn Sink,
     outputs: &mut Vec<Output>,
     summary: &mut ReplaySummary,
+    metrics: Option<&Metrics>,
 ) -> Result<(), KafkaError> {
+    let started = Instant::now();
     let sink_err =
         |e: crate::sinks::SinkError| KafkaError::Topics(format!("writing the replay outputs: {e}"));
     engine.flush(ov, false, outputs)?;
@@ -291,10 +329,16 @@ fn commit(
         *summary.outputs.entry(o.kind().name()).or_default() += 1;
     }
     sink.flush().map_err(sink_err)?;
-    outputs.clear();
     let mut batch = WriteBatch::new();
     ov.drain_into(&mut batch)?;
     store.write(batch)?;
+    if let Some(m) = metrics {
+        outputs.iter().for_each(|o| m.record_out(o));
+        m.commit_took(started.elapsed());
+        m.set_watermark(engine.watermark());
+        m.set_state_size(store.size_bytes());
+    }
+    outputs.clear();
     Ok(())
 }
 

@@ -3,6 +3,10 @@
 //! the input topics, reading output topics, and running the `shopscore` binary.
 #![allow(dead_code)]
 
+mod proc;
+#[allow(unused_imports)]
+pub use proc::Proc;
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
