@@ -93,7 +93,7 @@ fn a_survivor_takes_over_a_dead_instances_shards_under_a_flood_of_client_events(
 /// with a poll interval shorter than its restore: it must acquire each shard once and finish.
 /// The restore is made slow by the test hook `SHOPSCORE_TEST_RESTORE_DELAY_MS` (a sleep after
 /// every changelog record), so the openings outlast the poll interval by far on any machine,
-/// and long enough for the restore to report its progress.
+/// and long enough for the restore to report its progress (in the log, and at `/metrics`).
 #[test]
 fn a_restore_longer_than_the_poll_interval_keeps_the_instance_in_the_group() {
     const POLL_INTERVAL_MS: u64 = 1_000;
@@ -107,14 +107,14 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_instance_in_the_group() {
         Duration::from_secs(120),
     );
 
-    let (status, log) = run_until_idle_logged(
-        processor(&t.brokers, "grp", &dir.path().join("second"), false)
-            .env("SHOPSCORE_TEST_RESTORE_DELAY_MS", DELAY_PER_RECORD_MS.to_string())
-            .env("SHOPSCORE__KAFKA__CLIENT__MAX_POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string())
-            .env("SHOPSCORE__KAFKA__CLIENT__SESSION_TIMEOUT_MS", POLL_INTERVAL_MS.to_string())
-            .env("SHOPSCORE__KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", "500"),
-        Duration::from_secs(240),
-    );
+    let mut second = processor(&t.brokers, "grp", &dir.path().join("second"), false);
+    second
+        .env("SHOPSCORE_TEST_RESTORE_DELAY_MS", DELAY_PER_RECORD_MS.to_string())
+        .env("SHOPSCORE__KAFKA__CLIENT__MAX_POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string())
+        .env("SHOPSCORE__KAFKA__CLIENT__SESSION_TIMEOUT_MS", POLL_INTERVAL_MS.to_string())
+        .env("SHOPSCORE__KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", "500")
+        .args(["--http-addr", "127.0.0.1:0"]);
+    let (status, log, scrapes) = run_until_idle_scraped(&mut second, &dir.path().join("second.log"));
     assert!(
         status.is_some_and(|s| s.success()),
         "the restoring instance failed or hung:\n{}",
@@ -159,4 +159,56 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_instance_in_the_group() {
         );
     }
     eprintln!("progress: {progress:?}");
+    // `/metrics` showed each restore's remaining records go down while it ran, and every
+    // shard at 0 once restored.
+    let remaining = |text: &str, shard: u32| {
+        metric(text, &format!("shopscore_restore_remaining_records{{shard=\"{shard}\"}}"))
+    };
+    for shard in 0..4 {
+        let seen: Vec<f64> = scrapes.iter().filter_map(|text| remaining(text, shard)).collect();
+        let first_positive = seen.iter().position(|&v| v > 0.0);
+        assert!(
+            first_positive.is_some_and(|i| seen[i..].iter().any(|&v| v > 0.0 && v < seen[i])),
+            "shard {shard}: no falling remaining count while restoring: {seen:?}"
+        );
+        assert_eq!(seen.last(), Some(&0.0), "shard {shard} restored: {seen:?}");
+    }
+}
+
+/// Runs `cmd --until-idle` (at most 240 s) with its log in `log`, scraping the `/metrics` of
+/// the HTTP address it announces every 200 ms: its exit status, its log, and the scrapes.
+fn run_until_idle_scraped(
+    cmd: &mut std::process::Command,
+    log: &Path,
+) -> (Option<std::process::ExitStatus>, String, Vec<String>) {
+    use std::io::{Read, Write};
+    let mut child =
+        cmd.arg("--until-idle").stderr(std::fs::File::create(log).unwrap()).spawn().expect("run shopscore");
+    let started = std::time::Instant::now();
+    let (mut addr, mut scrapes) = (None::<String>, Vec::new());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(240) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        if addr.is_none() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            addr =
+                text.lines().find_map(|l| l.strip_prefix("shopscore: http listening on ")).map(str::to_owned);
+        }
+        // The process may exit between the check above and this request: no scrape then.
+        if let Some(Ok(mut s)) = addr.as_ref().map(std::net::TcpStream::connect) {
+            let mut text = String::new();
+            let asked = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            if asked.is_ok() && s.read_to_string(&mut text).is_ok() && text.starts_with("HTTP/1.1 200") {
+                scrapes.push(text);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    (status, std::fs::read_to_string(log).unwrap_or_default(), scrapes)
 }

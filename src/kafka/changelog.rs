@@ -26,6 +26,7 @@ use crate::domain::{Day, Timestamp};
 use crate::rules::derived::{add_derived, rebuild_derived};
 use crate::state::keys::{family, Family, Key, MetaKey};
 use crate::state::{codec, KvStore, StateError, WriteBatch};
+use crate::telemetry::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -126,6 +127,8 @@ pub fn seen_packs<'a>(seq: u64, entries: impl IntoIterator<Item = Change<'a>>) -
 const RESTORE_BATCH_OPS: usize = 50_000;
 /// Restoring gives up when the changelog stops answering for this long.
 const RESTORE_STALL: Duration = Duration::from_secs(60);
+/// A restore sets `shopscore_restore_remaining_records` this often.
+const RESTORE_GAUGE_EVERY: Duration = Duration::from_millis(500);
 /// A long restore logs where it is this often (the shard is not acquired, nor `/readyz` 200,
 /// until it ends).
 const RESTORE_PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -343,10 +346,18 @@ pub fn restore(
     topic: &str,
     shard: u32,
     fence: i64,
+    metrics: Option<&Metrics>,
 ) -> Result<Restored, KafkaError> {
     let start = local_offset(store)?;
     let high = fence + 1;
     let mut r = Restorer::onto(start);
+    // Records left before the fence, for `shopscore_restore_remaining_records`.
+    let remaining = |next: i64| {
+        if let Some(m) = metrics {
+            m.set_restore_remaining(shard, (fence - next).max(0));
+        }
+    };
+    remaining(start);
     if start < high {
         let consumer: BaseConsumer =
             clients.restorer().create().context(|| "creating a changelog reader".into())?;
@@ -356,7 +367,7 @@ pub fn restore(
         consumer.assign(&tpl).context(|| format!("assigning changelog {topic:?} partition {shard}"))?;
         let delay = restore_delay();
         let began = Instant::now();
-        let (mut last_progress, mut last_log) = (began, began);
+        let (mut last_progress, mut last_log, mut last_gauge) = (began, began, began);
         loop {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
@@ -364,6 +375,10 @@ pub fn restore(
                         std::thread::sleep(d);
                     }
                     last_progress = Instant::now();
+                    if last_progress.duration_since(last_gauge) >= RESTORE_GAUGE_EVERY {
+                        last_gauge = last_progress;
+                        remaining(m.offset() + 1);
+                    }
                     if last_log.elapsed() >= RESTORE_PROGRESS_EVERY {
                         last_log = Instant::now();
                         let secs = began.elapsed().as_secs_f64().max(1e-9);
@@ -417,6 +432,7 @@ pub fn restore(
         return Err(KafkaError::Shard { shard, why: format!("changelog {topic:?}: {why}") });
     }
     let began = Instant::now();
+    remaining(fence);
     if let Some(derived) = r.finish(store)? {
         tracing::info!(shard, derived, ms = began.elapsed().as_millis() as u64, "derived keys rebuilt");
     }

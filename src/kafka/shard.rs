@@ -238,7 +238,14 @@ impl Shard {
             })?;
             store = open_store(&setup, id, &retention)?;
         }
-        let restored = changelog::restore(&store, &setup.clients, &setup.layout.changelog, id, fence)?;
+        let restored = changelog::restore(
+            &store,
+            &setup.clients,
+            &setup.layout.changelog,
+            id,
+            fence,
+            setup.metrics.as_deref(),
+        )?;
         tracing::info!(
             shard = id,
             records = restored.records,

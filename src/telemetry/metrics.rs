@@ -16,7 +16,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every metric name, for documentation and tests.
-pub const METRIC_NAMES: [&str; 15] = [
+pub const METRIC_NAMES: [&str; 16] = [
     "shopscore_events_in_total",
     "shopscore_records_out_total",
     "shopscore_dead_letters_total",
@@ -25,6 +25,7 @@ pub const METRIC_NAMES: [&str; 15] = [
     "shopscore_watermark_seconds",
     "shopscore_watermark_lag_seconds",
     "shopscore_consumer_lag",
+    "shopscore_restore_remaining_records",
     "shopscore_commit_duration_seconds",
     "shopscore_transaction_aborts_total",
     "shopscore_outbox_resent_total",
@@ -45,6 +46,7 @@ pub struct Metrics {
     watermark: Gauge,
     watermark_lag: Gauge,
     consumer_lag: IntGaugeVec,
+    restore_remaining: IntGaugeVec,
     commit_duration: Histogram,
     transaction_aborts: IntCounter,
     outbox_resent: IntCounter,
@@ -122,6 +124,17 @@ impl Metrics {
                         "Records behind the end of each input partition (Kafka mode).",
                     ),
                     &["topic", "partition"],
+                )
+                .expect("valid metric"),
+            ),
+            restore_remaining: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "shopscore_restore_remaining_records",
+                        "Kafka mode: changelog records a shard's restore has left to read before it is acquired (0 once restored).",
+                    ),
+                    &["shard"],
                 )
                 .expect("valid metric"),
             ),
@@ -219,6 +232,11 @@ impl Metrics {
         self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag);
     }
 
+    /// Changelog records shard `shard`'s restore has left to read (Kafka mode).
+    pub fn set_restore_remaining(&self, shard: u32, records: i64) {
+        self.restore_remaining.with_label_values(&[&shard.to_string()]).set(records);
+    }
+
     /// How long one commit took.
     pub fn commit_took(&self, d: Duration) {
         self.commit_duration.observe(d.as_secs_f64());
@@ -306,6 +324,7 @@ mod tests {
         m.duplicate();
         m.set_watermark(Some(Timestamp(1_700_000_000_500)));
         m.set_consumer_lag("orders", 3, 42);
+        m.set_restore_remaining(2, 1234);
         m.commit_took(Duration::from_millis(30));
         m.transaction_aborted();
         m.outbox_resent(5);
@@ -334,6 +353,7 @@ mod tests {
         assert_eq!(sample(&text, "shopscore_watermark_seconds"), Some(1_700_000_000.5));
         assert!(sample(&text, "shopscore_watermark_lag_seconds").unwrap() > 0.0);
         assert_eq!(sample(&text, "shopscore_consumer_lag{partition=\"3\",topic=\"orders\"}"), Some(42.0));
+        assert_eq!(sample(&text, "shopscore_restore_remaining_records{shard=\"2\"}"), Some(1234.0));
         assert_eq!(sample(&text, "shopscore_commit_duration_seconds_count"), Some(1.0));
         assert_eq!(sample(&text, "shopscore_commit_duration_seconds_bucket{le=\"0.05\"}"), Some(1.0));
         assert_eq!(sample(&text, "shopscore_commit_duration_seconds_bucket{le=\"0.025\"}"), Some(0.0));
