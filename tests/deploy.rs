@@ -105,6 +105,40 @@ fn strings(v: &Value) -> Vec<String> {
     v.as_sequence().map(|s| s.iter().map(|x| str_of(x).to_owned()).collect()).unwrap_or_default()
 }
 
+/// A Kubernetes memory quantity in MiB (`Mi` or `Gi`).
+fn mib(q: &Value) -> u64 {
+    let q = str_of(q);
+    let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+    let n: u64 = n.parse().unwrap_or_else(|_| panic!("memory quantity {q:?}"));
+    n * match unit {
+        "Mi" => 1,
+        "Gi" => 1024,
+        _ => panic!("memory quantity {q:?}: use Mi or Gi"),
+    }
+}
+
+/// The container's memory limit covers RocksDB's budget as configured, its memtables'
+/// overshoot and the rest of the process (deploy/README.md → Memory).
+fn assert_memory_fits(container: &Value, cfg: &Config) {
+    let resources = &container["resources"];
+    let (request, limit) = (mib(&resources["requests"]["memory"]), mib(&resources["limits"]["memory"]));
+    let needed = cfg.state.block_cache_mib + cfg.state.memtables_mib * 14 / 10 + 800;
+    assert!(
+        limit >= needed,
+        "memory limit {limit} MiB below block cache + 1.4 x memtables + 800 = {needed} MiB"
+    );
+    assert!(request <= limit, "memory request {request} MiB above the limit {limit} MiB");
+}
+
+/// Where `container` mounts the pod volume named `name`.
+fn mount_path(container: &Value, name: &str) -> Option<String> {
+    container["volumeMounts"]
+        .as_sequence()?
+        .iter()
+        .find(|m| m["name"].as_str() == Some(name))
+        .map(|m| str_of(&m["mountPath"]).to_owned())
+}
+
 #[test]
 fn kubernetes_manifests_agree_with_the_config() {
     let docs = yaml_documents();
@@ -147,10 +181,7 @@ fn kubernetes_manifests_agree_with_the_config() {
     assert_eq!(flag_value(&args, "--data-dir"), Some(STATE_DIR));
     assert_eq!(cfg.file.data_dir, Path::new(STATE_DIR));
     let claim = str_of(&spec["volumeClaimTemplates"][0]["metadata"]["name"]);
-    let mounts = c["volumeMounts"].as_sequence().unwrap();
-    let mount = |name: &str| {
-        mounts.iter().find(|m| m["name"].as_str() == Some(name)).map(|m| str_of(&m["mountPath"]).to_owned())
-    };
+    let mount = |name: &str| mount_path(c, name);
     assert_eq!(mount(claim).as_deref(), Some(STATE_DIR));
     // The ConfigMap is mounted where the image's entrypoint reads its --config file.
     let config_volume = pod["volumes"]
@@ -169,26 +200,7 @@ fn kubernetes_manifests_agree_with_the_config() {
         "shutdown_timeout must be below the grace period"
     );
 
-    // Memory: the limit covers RocksDB's budget as configured, its memtables' overshoot and
-    // the rest of the process (deploy/README.md → Memory).
-    let mib = |q: &Value| {
-        let q = str_of(q);
-        let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
-        let n: u64 = n.parse().unwrap_or_else(|_| panic!("memory quantity {q:?}"));
-        n * match unit {
-            "Mi" => 1,
-            "Gi" => 1024,
-            _ => panic!("memory quantity {q:?}: use Mi or Gi"),
-        }
-    };
-    let (request, limit) =
-        (mib(&c["resources"]["requests"]["memory"]), mib(&c["resources"]["limits"]["memory"]));
-    let needed = cfg.state.block_cache_mib + cfg.state.memtables_mib * 14 / 10 + 800;
-    assert!(
-        limit >= needed,
-        "memory limit {limit} MiB below block cache + 1.4 x memtables + 800 = {needed} MiB"
-    );
-    assert!(request <= limit, "memory request {request} MiB above the limit {limit} MiB");
+    assert_memory_fits(c, &cfg);
 
     // Services route to the named port and select the StatefulSet's pods.
     let labels = &spec["template"]["metadata"]["labels"];
@@ -211,6 +223,90 @@ fn kubernetes_manifests_agree_with_the_config() {
             let key = r.get("key").and_then(Value::as_str).unwrap();
             assert!(secret.iter().any(|s| !s["stringData"][key].is_null()), "secret key {key}");
         }
+    }
+}
+
+/// The replay Job: the binary accepts its arguments (behind the image's `--config`), it
+/// reaches the ConfigMap's brokers, serves its metrics on the container port that Prometheus
+/// is told to scrape, keeps its state in a volume that is new for every pod (a replay refuses
+/// a used `--data-dir`, so a restarted container must not reuse one), reads the ConfigMap, and
+/// is reached by no Service.
+#[test]
+fn replay_job_agrees_with_the_config() {
+    let docs = yaml_documents();
+    let cm = kind(&docs, "ConfigMap");
+    let toml = str_of(&cm[0]["data"]["shopscore.toml"]);
+    let jobs = kind(&docs, "Job");
+    assert_eq!(jobs.len(), 1);
+    let template = &jobs[0]["spec"]["template"];
+    let pod = &template["spec"];
+    let c = &pod["containers"][0];
+    let env = container_env(c);
+    assert_shopscore_env(&env, "replay job");
+    let cfg = load_with(toml, &env);
+
+    let args = strings(&c["args"]);
+    assert_eq!(args.first().map(String::as_str), Some("replay"));
+    let parsed = std::process::Command::new(env!("CARGO_BIN_EXE_shopscore"))
+        .args(["--config", CONFIG_FILE])
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "the binary refuses the Job's arguments: {}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    assert_eq!(flag_value(&args, "--brokers"), Some(cfg.kafka.brokers.as_str()));
+
+    let http: std::net::SocketAddr = flag_value(&args, "--http-addr")
+        .expect("--http-addr: a replay serves metrics only when asked")
+        .parse()
+        .unwrap();
+    assert!(http.ip().is_unspecified(), "the scraper reaches the pod IP: {http}");
+    let ports = c["ports"].as_sequence().unwrap();
+    let port = ports.iter().find(|p| p["name"].as_str() == Some("http")).expect("a port named http");
+    assert_eq!(port["containerPort"].as_u64(), Some(u64::from(http.port())));
+    let scrape = &template["metadata"]["annotations"];
+    assert_eq!(scrape["prometheus.io/port"].as_str(), Some(http.port().to_string().as_str()));
+    assert_eq!(scrape["prometheus.io/path"].as_str(), Some("/metrics"));
+
+    assert_eq!(
+        pod["restartPolicy"].as_str(),
+        Some("Never"),
+        "a restarted container would find its --data-dir used"
+    );
+    let data_dir =
+        Path::new(flag_value(&args, "--data-dir").expect("--data-dir (the root filesystem is read-only)"));
+    let volumes = pod["volumes"].as_sequence().unwrap();
+    let state = volumes
+        .iter()
+        .filter(|v| v["emptyDir"].is_mapping())
+        .filter_map(|v| mount_path(c, str_of(&v["name"])))
+        .find(|m| data_dir.starts_with(m) && data_dir != Path::new(m));
+    assert!(
+        state.is_some(),
+        "--data-dir {} inside an emptyDir mount (and not the mount itself, which exists)",
+        data_dir.display()
+    );
+    let config_volume = volumes
+        .iter()
+        .find(|v| v["configMap"]["name"] == cm[0]["metadata"]["name"])
+        .expect("a volume from the ConfigMap");
+    let config_dir = mount_path(c, str_of(&config_volume["name"])).expect("the config volume is mounted");
+    assert_eq!(Path::new(&config_dir).join("shopscore.toml"), Path::new(CONFIG_FILE));
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > cfg.pipeline.shutdown_timeout.as_secs());
+    assert_memory_fits(c, &cfg);
+
+    let labels = &template["metadata"]["labels"];
+    for svc in kind(&docs, "Service") {
+        let selector = svc["spec"]["selector"].as_mapping().unwrap();
+        assert!(
+            selector.iter().any(|(k, v)| &labels[k.as_str().unwrap()] != v),
+            "Service {:?} would route to the replay",
+            svc["metadata"]["name"]
+        );
     }
 }
 
