@@ -327,6 +327,19 @@ pub fn local_offset(store: &dyn KvStore) -> Result<i64, KafkaError> {
     })
 }
 
+/// Whether `store` holds state but no changelog position: what a restore onto an empty store
+/// leaves when it dies before its end (its batches carry no position, see [`restore`]). Such a
+/// store is discarded and restored afresh: re-applying the changelog over it would be exact
+/// only while the changelog still holds every record it was built from, and compaction may
+/// have dropped a tombstone since.
+pub fn holds_unpositioned_state(store: &dyn KvStore) -> Result<bool, KafkaError> {
+    if local_offset(store)? != 0 {
+        return Ok(false);
+    }
+    let format = Key::Meta(MetaKey::FormatVersion).encode();
+    Ok(store.scan(&[], &[], 2)?.iter().any(|(k, _)| *k != format))
+}
+
 /// Brings `store` up to `fence` — the offset of the fence record the new owner just wrote,
 /// which is the partition's end — from the offset it has already applied. With transactions,
 /// writing the fence has also fenced earlier owners, so no open transaction holds the end
@@ -337,9 +350,8 @@ pub fn local_offset(store: &dyn KvStore) -> Result<i64, KafkaError> {
 /// restored entry's previous value). Onto an empty store (a new owner's first restore), one
 /// scan at the end rebuilds them all ([`rebuild_derived`]); the batches before it carry no
 /// changelog position, the position is written after the rebuild. A crash before then leaves
-/// the position at 0: the next restore applies the whole changelog again over what survived
-/// (the same values in the same order, tombstones included) and rebuilds again, and the
-/// rebuild also deletes derived keys no entry has.
+/// state without a position, which the next owner discards ([`holds_unpositioned_state`])
+/// before restoring from the start again.
 pub fn restore(
     store: &dyn KvStore,
     clients: &Clients,
@@ -603,8 +615,10 @@ mod tests {
             everything(&clean).into_iter().map(|(k, _)| k).filter(|k| is_derived(k)).collect();
         assert_eq!(derived, vec![Key::DayShop { day: Day(4), shop: "s" }.encode(), timer.encode()]);
 
-        // Killed after writing its batches, before the rebuild: the position is still 0, so
-        // the next restore applies everything again over them and rebuilds.
+        // Killed after writing its batches, before the rebuild: the position is still 0. The
+        // next owner discards such a store (`holds_unpositioned_state`, tested below); applying
+        // everything again over it and rebuilding gives the same store too, while the
+        // changelog is whole.
         let crashed = MemStore::default();
         let mut r = Restorer::onto(0);
         feed(&crashed, &mut r, 0..6);
@@ -626,5 +640,24 @@ mod tests {
         feed(&caught_up, &mut rest, 3..records.len());
         assert_eq!(rest.finish(&caught_up).unwrap(), None);
         assert_eq!(everything(&caught_up), everything(&clean));
+    }
+
+    #[test]
+    fn state_without_a_position_is_recognised() {
+        let store = MemStore::default();
+        assert!(!holds_unpositioned_state(&store).unwrap(), "empty");
+        let mut format = WriteBatch::new();
+        format.put(Key::Meta(MetaKey::FormatVersion).encode(), codec::encode(&codec::FORMAT_VERSION));
+        store.write(format).unwrap();
+        assert!(!holds_unpositioned_state(&store).unwrap(), "only the format version");
+        // A restore onto it that died after writing a batch (positions deferred).
+        let mut r = Restorer::onto(0);
+        r.apply(&store, 0, b"a", Some(b"1")).unwrap();
+        r.apply(&store, 1, MARKER_KEY, Some(&marker_payload(1))).unwrap();
+        let batch = r.take_batch(true).unwrap();
+        r.write(&store, batch).unwrap();
+        assert!(holds_unpositioned_state(&store).unwrap(), "entries, no position");
+        r.finish(&store).unwrap();
+        assert!(!holds_unpositioned_state(&store).unwrap(), "restored: positioned");
     }
 }

@@ -226,11 +226,15 @@ impl Shard {
         producer.check_transactions(&meta_consumer, &setup.layout.changelog)?;
         let fence =
             producer.fence(&setup.layout.changelog, FENCE_KEY, &codec::encode(&std::process::id()))?;
-        if changelog::local_offset(&store)? > fence {
-            tracing::warn!(
-                shard = id,
-                "local state is ahead of the changelog (a new changelog topic?): discarding it"
-            );
+        let stale = if changelog::local_offset(&store)? > fence {
+            Some("local state is ahead of the changelog (a new changelog topic?): discarding it")
+        } else if changelog::holds_unpositioned_state(&store)? {
+            Some("local state is from a restore that did not finish: discarding it")
+        } else {
+            None
+        };
+        if let Some(why) = stale {
+            tracing::warn!(shard = id, "{why}");
             drop(store);
             std::fs::remove_dir_all(dir_of(&setup, id)).map_err(|e| KafkaError::Shard {
                 shard: id,
