@@ -9,7 +9,7 @@
 
 use shopscore::gen::{generate, GenOptions};
 use shopscore::pipeline::{run_files_on, FileRun};
-use shopscore::rules::derived::{derived_keys, is_derived};
+use shopscore::rules::derived::held_and_expected;
 use shopscore::state::memory::MemStore;
 use shopscore::state::{keys, KvRows, KvStore, StateError, WriteBatch};
 use std::collections::BTreeSet;
@@ -37,11 +37,7 @@ impl Checking {
 
     fn check(&self) {
         let all = self.store.scan(&[], &[], usize::MAX).unwrap();
-        let held: BTreeSet<Vec<u8>> = all.iter().map(|(k, _)| k.clone()).filter(|k| is_derived(k)).collect();
-        let mut expected = BTreeSet::new();
-        for (k, v) in &all {
-            expected.extend(derived_keys(k, v).unwrap());
-        }
+        let (held, expected) = held_and_expected(all.iter().map(|(k, v)| (&k[..], &v[..]))).unwrap();
         let describe = |set: &BTreeSet<Vec<u8>>| set.iter().map(|k| keys::describe(k)).collect::<Vec<_>>();
         let extra: BTreeSet<Vec<u8>> = held.difference(&expected).cloned().collect();
         let missing: BTreeSet<Vec<u8>> = expected.difference(&held).cloned().collect();

@@ -181,7 +181,6 @@ fn run_until_idle_scraped(
     cmd: &mut std::process::Command,
     log: &Path,
 ) -> (Option<std::process::ExitStatus>, String, Vec<String>) {
-    use std::io::{Read, Write};
     let mut child =
         cmd.arg("--until-idle").stderr(std::fs::File::create(log).unwrap()).spawn().expect("run shopscore");
     let started = std::time::Instant::now();
@@ -201,12 +200,8 @@ fn run_until_idle_scraped(
                 text.lines().find_map(|l| l.strip_prefix("shopscore: http listening on ")).map(str::to_owned);
         }
         // The process may exit between the check above and this request: no scrape then.
-        if let Some(Ok(mut s)) = addr.as_ref().map(std::net::TcpStream::connect) {
-            let mut text = String::new();
-            let asked = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            if asked.is_ok() && s.read_to_string(&mut text).is_ok() && text.starts_with("HTTP/1.1 200") {
-                scrapes.push(text);
-            }
+        if let Some(Ok((200, text))) = addr.as_ref().map(|a| try_http_get(a, "/metrics")) {
+            scrapes.push(text);
         }
         std::thread::sleep(Duration::from_millis(200));
     };

@@ -431,12 +431,7 @@ fn a_timer_set_behind_the_last_firing_still_fires_in_a_running_engine() {
 /// Asserts that the store holds exactly the derived keys of its entries (`derived`).
 fn assert_derived_keys_match(store: &MemStore) {
     let rows = store.scan(&[], &[], usize::MAX).unwrap();
-    let mut expected: Vec<Vec<u8>> = Vec::new();
-    for (k, v) in rows.iter().filter(|(k, _)| !derived::is_derived(k)) {
-        expected.extend(derived::derived_keys(k, v).unwrap());
-    }
-    expected.sort();
-    let held: Vec<Vec<u8>> = rows.into_iter().map(|(k, _)| k).filter(|k| derived::is_derived(k)).collect();
+    let (held, expected) = derived::held_and_expected(rows.iter().map(|(k, v)| (&k[..], &v[..]))).unwrap();
     assert_eq!(held, expected);
 }
 

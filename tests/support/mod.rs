@@ -774,14 +774,21 @@ pub fn assert_same(got: &Outputs, want: &Outputs) {
 
 /// A minimal HTTP/1.1 GET: (status, body).
 pub fn http_get(addr: impl std::fmt::Display, path: &str) -> (u16, String) {
+    try_http_get(&addr, path).unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+}
+
+/// [`http_get`], with the failure to connect or read as an error instead of a panic (for a
+/// process that may exit at any moment).
+pub fn try_http_get(addr: impl std::fmt::Display, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr.to_string()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut s = std::net::TcpStream::connect(addr.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    s.read_to_string(&mut text)?;
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok());
+    let status = status.ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
+    Ok((status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
 }
 
 /// The value of the sample `series` (name with labels) in a Prometheus text body.
