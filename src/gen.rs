@@ -12,6 +12,7 @@
 mod malformed;
 mod orders;
 mod refunds;
+mod restate;
 mod schedule;
 mod service;
 mod world;
@@ -42,6 +43,10 @@ pub struct GenOptions {
     pub duplicate_per_mille: u32,
     /// Largest event-time step backwards between two lines.
     pub max_disorder_ms: i64,
+    /// Share of order and refund events reported twice with different content, per mille
+    /// (SPEC §9 "one fact reported twice"; see `restate.rs`). Zero writes exactly what the
+    /// generator wrote before restatements existed.
+    pub restated_per_mille: u32,
 }
 
 impl Default for GenOptions {
@@ -56,6 +61,7 @@ impl Default for GenOptions {
             malformed_per_mille: 5,
             duplicate_per_mille: 5,
             max_disorder_ms: 4 * 60_000,
+            restated_per_mille: 0,
         }
     }
 }
@@ -80,7 +86,9 @@ pub fn generate_file(opts: &GenOptions, path: &Path) -> io::Result<GenSummary> {
 /// Writes `opts.events` JSON lines to `out` (buffered internally).
 pub fn generate(opts: &GenOptions, out: &mut impl Write) -> io::Result<GenSummary> {
     let mut rng = SmallRng::seed_from_u64(opts.seed);
-    let mut world = World::new(&mut rng, opts.shops, opts.max_disorder_ms);
+    let restated = (opts.restated_per_mille > 0)
+        .then(|| (f64::from(opts.restated_per_mille.min(1000)) / 1000.0, opts.seed ^ 0x5e57_a7ed));
+    let mut world = World::new(&mut rng, opts.shops, opts.max_disorder_ms, restated);
     let mut lines = Lines::new(BufWriter::with_capacity(1 << 16, out), opts);
     let days = u64::from(opts.days.max(1));
     let per_day = opts.events.div_ceil(days).max(1);
@@ -177,6 +185,7 @@ impl<W: Write> Lines<W> {
 mod tests {
     use super::*;
     use crate::domain::decode::{decode_json, DecodeOptions};
+    use crate::domain::event::EventBody;
     use std::collections::HashSet;
 
     fn run(opts: &GenOptions) -> (Vec<u8>, GenSummary) {
@@ -231,6 +240,45 @@ mod tests {
         }
         assert_eq!((ok, bad, dups), (s.valid, s.malformed, s.duplicates));
         assert_eq!(types.len(), 7, "every event type appears: {types:?}");
+    }
+
+    #[test]
+    fn restated_facts_come_in_pairs_within_the_disorder_bound() {
+        let opts = GenOptions { events: 20_000, restated_per_mille: 100, ..GenOptions::default() };
+        let (out, s) = run(&opts);
+        assert_eq!(s.lines, 20_000);
+        let mut max_seen = 0;
+        let mut paid: std::collections::HashMap<String, Vec<Event>> = Default::default();
+        let mut ids = HashSet::new();
+        for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(ev) = decode_json(line, None, &DecodeOptions::default()) else { continue };
+            if !ids.insert(ev.event_id.clone()) {
+                continue;
+            }
+            assert!(ev.event_time.0 >= max_seen - opts.max_disorder_ms, "{max_seen} {ev:?}");
+            max_seen = max_seen.max(ev.event_time.0);
+            if let EventBody::OrderPaid(p) = &ev.body {
+                paid.entry(p.order_id.clone()).or_default().push(ev);
+            }
+        }
+        let pairs: Vec<&Vec<Event>> = paid.values().filter(|v| v.len() == 2).collect();
+        assert!(pairs.len() > 50, "{} restated payments", pairs.len());
+        let body = |e: &Event| match &e.body {
+            EventBody::OrderPaid(p) => p.clone(),
+            _ => unreachable!(),
+        };
+        // The story's own payment has the smaller id; the restated copy is earlier (and wins)
+        // in some pairs, later in others, at the same second in a few.
+        let own_first = |v: &&&Vec<Event>| {
+            let (own, other) = if v[0].event_id < v[1].event_id { (&v[0], &v[1]) } else { (&v[1], &v[0]) };
+            own.event_time < other.event_time
+        };
+        let later = pairs.iter().filter(own_first).count();
+        let earlier = pairs.iter().filter(|v| v[0].event_time != v[1].event_time).count() - later;
+        assert!(later > 10 && earlier > 10, "{later} {earlier}");
+        assert!(pairs.iter().any(|v| v[0].event_time == v[1].event_time));
+        assert!(pairs.iter().any(|v| body(&v[0]).delivery_promise != body(&v[1]).delivery_promise));
+        assert!(pairs.iter().all(|v| body(&v[0]).buyer_id == body(&v[1]).buyer_id));
     }
 
     #[test]

@@ -18,7 +18,14 @@ use std::path::Path;
 const OOO_MS: i64 = 5 * 60_000;
 
 fn sample(seed: u64) -> Vec<String> {
-    let opts = GenOptions { seed, events: 2_500, shops: 12, days: 12, ..GenOptions::default() };
+    let opts = GenOptions {
+        seed,
+        events: 2_500,
+        shops: 12,
+        days: 12,
+        restated_per_mille: 30,
+        ..GenOptions::default()
+    };
     let mut buf = Vec::new();
     generate(&opts, &mut buf).unwrap();
     String::from_utf8_lossy(&buf).lines().map(str::to_owned).collect()

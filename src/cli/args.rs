@@ -109,6 +109,10 @@ pub struct GenArgs {
     /// Duplicated lines per thousand.
     #[arg(long, default_value_t = 5)]
     pub duplicate_per_mille: u32,
+    /// Order and refund events reported twice with different content, per thousand (SPEC §9
+    /// "one fact reported twice": the earliest counts).
+    #[arg(long, default_value_t = 0)]
+    pub restated_per_mille: u32,
 }
 
 #[derive(Args, Debug)]

@@ -16,6 +16,7 @@ fn gen_options(a: &GenArgs) -> Result<GenOptions> {
         start,
         malformed_per_mille: a.malformed_per_mille,
         duplicate_per_mille: a.duplicate_per_mille,
+        restated_per_mille: a.restated_per_mille,
         ..GenOptions::default()
     })
 }

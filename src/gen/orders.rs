@@ -126,7 +126,7 @@ impl World {
 
 /// An `order.paid` with realistic options (explicit deadline ~20 %, Cainiao ~15 %,
 /// delivery promise ~10 %).
-fn paid(rng: &mut SmallRng, o: &Order<'_>, t0: Timestamp) -> OrderPaid {
+pub(super) fn paid(rng: &mut SmallRng, o: &Order<'_>, t0: Timestamp) -> OrderPaid {
     let given = rng.random_bool(0.2);
     let ship_deadline = if given {
         t0.plus_ms([24, 48, 72][rng.random_range(0..3)] * HOUR_MS)

@@ -3,11 +3,12 @@
 //! schedules all its events at once (into [`Schedule`]) at its start time; they are
 //! written later in time order.
 
+use super::restate;
 use super::schedule::Schedule;
 use crate::domain::event::*;
 use crate::domain::time::{Timestamp, HOUR_MS};
 use rand::rngs::SmallRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 /// One minute in milliseconds.
 pub(super) const MIN_MS: i64 = 60_000;
@@ -33,6 +34,9 @@ pub(super) struct World {
     pub(super) next_order: u64,
     pub(super) next_refund: u64,
     pub(super) schedule: Schedule,
+    /// The share of events restated, and the random source that picks and shapes them
+    /// ([`restate`]).
+    restated: Option<(f64, SmallRng)>,
 }
 
 /// Facts about one order that later parts of its story need.
@@ -44,7 +48,14 @@ pub(super) struct Order<'a> {
 }
 
 impl World {
-    pub(super) fn new(rng: &mut SmallRng, shops: u32, max_disorder_ms: i64) -> World {
+    /// A world of `shops` shops; `restated`: the share of events restated and the seed of
+    /// their own random source (None: no restatements).
+    pub(super) fn new(
+        rng: &mut SmallRng,
+        shops: u32,
+        max_disorder_ms: i64,
+        restated: Option<(f64, u64)>,
+    ) -> World {
         let shops = (0..shops.max(1))
             .map(|i| Shop {
                 id: format!("shop-{i:05}"),
@@ -62,6 +73,7 @@ impl World {
             next_order: 0,
             next_refund: 0,
             schedule: Schedule::new(max_disorder_ms),
+            restated: restated.map(|(p, seed)| (p, SmallRng::seed_from_u64(seed))),
         }
     }
 
@@ -82,18 +94,33 @@ impl World {
         }
     }
 
-    /// Schedules one event; its time is rounded down to a whole second, as most
-    /// producers send (payment-relative deadlines stay exact: payments are whole seconds).
+    /// Schedules one event, and sometimes a restatement of it ([`restate`]); returns how
+    /// many. Times are rounded down to a whole second, as most producers send
+    /// (payment-relative deadlines stay exact: payments are whole seconds).
     pub(super) fn event(&mut self, shop: &str, t: Timestamp, body: EventBody) -> u64 {
+        let ev = self.new_event(shop, Timestamp(t.0 - t.0.rem_euclid(1000)), body);
+        let restatement = match &mut self.restated {
+            Some((p, rng)) => rng.random_bool(*p).then(|| restate::restate(rng, &ev)).flatten(),
+            None => None,
+        };
+        let Some((other, own_at, other_at)) = restatement else {
+            self.schedule.push(ev);
+            return 1;
+        };
+        self.schedule.push(restate::moved(ev, own_at));
+        let other = self.new_event(shop, other_at, other);
+        self.schedule.push(other);
+        2
+    }
+
+    fn new_event(&mut self, shop: &str, t: Timestamp, body: EventBody) -> Event {
         self.next_event += 1;
-        let ev = Event {
+        Event {
             event_id: format!("evt-{:09}", self.next_event),
             shop_id: shop.to_string(),
-            event_time: Timestamp(t.0 - t.0.rem_euclid(1000)),
+            event_time: t,
             body,
-        };
-        self.schedule.push(ev);
-        1
+        }
     }
 
     /// A buyer: often one of the shop's regulars (so groups and monthly caps occur).
