@@ -15,7 +15,7 @@
 use super::orders;
 use super::world::Order;
 use crate::domain::event::*;
-use crate::domain::time::{Timestamp, HOUR_MS};
+use crate::domain::time::Timestamp;
 use rand::rngs::SmallRng;
 use rand::Rng;
 
@@ -96,6 +96,7 @@ fn other_stage(rng: &mut SmallRng, stage: &RefundStage) -> RefundStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::time::HOUR_MS;
     use rand::SeedableRng;
 
     #[test]

@@ -11,7 +11,8 @@ use crate::domain::Day;
 use crate::state::keys::Key;
 use crate::state::overlay::Overlay;
 use crate::state::StateError;
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 
 /// A cached bucket: its value as read (None: absent) and as updated.
 struct Slot {
@@ -21,7 +22,9 @@ struct Slot {
 
 #[derive(Default)]
 pub struct Buckets {
-    cache: HashMap<String, BTreeMap<Day, Slot>>,
+    /// Hashed with Fx, as the engine's other per-event maps (shop ids are not attacker-chosen
+    /// keys of a long-lived map: the cache lives for one commit).
+    cache: FxHashMap<String, BTreeMap<Day, Slot>>,
 }
 
 impl Buckets {
