@@ -169,9 +169,17 @@ pub fn produce_lines(brokers: &str, lines: &[String], partitions: i32) {
     producer.flush(Duration::from_secs(60)).unwrap();
 }
 
-/// Generated sample events (with malformed and duplicated lines), as lines.
+/// Generated sample events (with malformed and duplicated lines, and facts restated with
+/// other content under other `event_id`s), as lines.
 pub fn gen_lines(events: u64, shops: u32, days: u32, seed: u64) -> Vec<String> {
-    let opts = shopscore::gen::GenOptions { seed, events, shops, days, ..Default::default() };
+    let opts = shopscore::gen::GenOptions {
+        seed,
+        events,
+        shops,
+        days,
+        restated_per_mille: 20,
+        ..Default::default()
+    };
     let mut buf = Vec::new();
     shopscore::gen::generate(&opts, &mut buf).unwrap();
     String::from_utf8_lossy(&buf).lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
