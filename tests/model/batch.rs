@@ -5,6 +5,7 @@ use super::compensation::{self, Record};
 use super::input::{self, Input};
 use super::{facts, snapshot};
 use serde_json::Value;
+use shopscore::domain::Timestamp;
 use std::collections::BTreeMap;
 
 pub struct ModelOutput {
@@ -15,15 +16,28 @@ pub struct ModelOutput {
     pub compensation_coverage: compensation::Coverage,
 }
 
+/// The model at the final watermark of a bounded file run: the largest event time.
 pub fn compute(lines: &[Vec<u8>]) -> ModelOutput {
     let input = input::read(lines);
+    let watermark = input.watermark;
+    compute_from(input, watermark)
+}
+
+/// The model at `watermark`: every event applied, snapshots as of it, the compensations it
+/// has passed the decision time of (a Kafka run ends at the largest event time less the
+/// out-of-orderness bound).
+pub fn compute_at(lines: &[Vec<u8>], watermark: Timestamp) -> ModelOutput {
+    compute_from(input::read(lines), watermark)
+}
+
+fn compute_from(input: Input, watermark: Timestamp) -> ModelOutput {
     let shops = facts::fold(&input.events);
     let (mut snapshot_coverage, mut compensation_coverage) = Default::default();
     let mut snapshots = BTreeMap::new();
     let mut compensations = Vec::new();
     for (id, shop) in &shops {
-        snapshots.insert(id.clone(), snapshot::snapshot(id, shop, input.watermark, &mut snapshot_coverage));
-        compensations.extend(compensation::records(id, shop, input.watermark, &mut compensation_coverage));
+        snapshots.insert(id.clone(), snapshot::snapshot(id, shop, watermark, &mut snapshot_coverage));
+        compensations.extend(compensation::records(id, shop, watermark, &mut compensation_coverage));
     }
     ModelOutput { input, snapshots, compensations, snapshot_coverage, compensation_coverage }
 }

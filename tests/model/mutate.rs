@@ -109,9 +109,23 @@ fn boundary(ev: &Event, o: OrderTimes, rng: &mut SmallRng) -> Option<Timestamp> 
     }
 }
 
+/// Whether the perturbed input may reuse an `event_id` with other content. In Kafka mode the
+/// copy that reaches its shard first wins, which depends on how partitions interleave (README
+/// "Choices where the spec is silent"); file mode keeps the first in stream order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ids {
+    MayBeReused,
+    Unique,
+}
+
 /// The perturbed input: `lines` decoded, mutated with probability about `rate` per event,
 /// re-encoded and re-sorted within `bound_ms` (lines that do not decode are kept).
 pub fn perturb(lines: &[Vec<u8>], seed: u64, rate: f64, bound_ms: i64) -> Vec<Vec<u8>> {
+    perturb_with(lines, seed, rate, bound_ms, Ids::MayBeReused)
+}
+
+/// [`perturb`], reusing `event_id`s with other content only if `ids` allows it.
+pub fn perturb_with(lines: &[Vec<u8>], seed: u64, rate: f64, bound_ms: i64, ids: Ids) -> Vec<Vec<u8>> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let opts = DecodeOptions::default();
     let decoded: Vec<Result<Event, &Vec<u8>>> =
@@ -194,7 +208,7 @@ pub fn perturb(lines: &[Vec<u8>], seed: u64, rate: f64, bound_ms: i64) -> Vec<Ve
                 emit(&again);
             }
             // The same id again with other content (and maybe time): the first copy wins.
-            4 => {
+            4 if ids == Ids::MayBeReused => {
                 emit(&ev);
                 let mut other = ev.clone();
                 other.body = vary(&ev.body, &mut rng);
