@@ -122,8 +122,20 @@ threshold = false
 
 fn outcome(out: &Path, lineage: Lineage) -> Outcome {
     let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    let (snapshots, compensations, alerts) =
+        (read("snapshots.jsonl"), read("compensations.jsonl"), read("alerts.jsonl"));
+    outcome_of(snapshots.lines(), compensations.lines(), alerts.lines(), lineage)
+}
+
+/// The compared outcome of output lines, each kind in output order.
+fn outcome_of<'a>(
+    snapshot_lines: impl Iterator<Item = &'a str>,
+    compensation_lines: impl Iterator<Item = &'a str>,
+    alert_lines: impl Iterator<Item = &'a str>,
+    lineage: Lineage,
+) -> Outcome {
     let mut snapshots = BTreeMap::new();
-    for line in read("snapshots.jsonl").lines() {
+    for line in snapshot_lines {
         let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
         let shop = v["shop_id"].as_str().unwrap().to_owned();
         let obj = v.as_object_mut().unwrap();
@@ -131,8 +143,7 @@ fn outcome(out: &Path, lineage: Lineage) -> Outcome {
         obj.remove("version");
         snapshots.insert(shop, v.to_string());
     }
-    let mut compensations: Vec<String> = read("compensations.jsonl")
-        .lines()
+    let mut compensations: Vec<String> = compensation_lines
         .map(|line| {
             let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
             for ev in v["lineage"]["events"].as_array_mut().unwrap() {
@@ -147,7 +158,7 @@ fn outcome(out: &Path, lineage: Lineage) -> Outcome {
         .collect();
     compensations.sort();
     let mut alerts = BTreeMap::new();
-    for line in read("alerts.jsonl").lines() {
+    for line in alert_lines {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let key = (v["shop_id"].as_str().unwrap().to_owned(), v["rule"].as_str().unwrap().to_owned());
         alerts.insert(key, v["state"].as_str().unwrap().to_owned());
@@ -155,6 +166,123 @@ fn outcome(out: &Path, lineage: Lineage) -> Outcome {
     // The final state: a rule never raised and one raised then cleared are alike.
     alerts.retain(|_, state| state == "RAISED");
     Outcome { snapshots, compensations, alerts }
+}
+
+/// How [`sharded`] splits and reads the input.
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    /// Partitions per input topic (records go round-robin, not by shop, as the Kafka tests
+    /// produce them).
+    partitions: usize,
+    /// Engines, each owning the shops murmur2 gives it (`kafka.shards`).
+    shards: u32,
+    /// Seed of the interleaving of the partitions and of the restarts.
+    seed: u64,
+    /// Each shard commits after this many records offered to it.
+    commit_every: u64,
+}
+
+/// The events of `lines` through Kafka mode's engine arrangement without a broker: split over
+/// the four input topics' partitions, read in a random interleaving of the partitions (each
+/// in its own order, as a consumer reads them), offered to every shard — the owner applies
+/// an event, the others only move that partition's clock (`observe_foreign`), as
+/// `kafka::shard` does — each shard committing to its own store and now and then reloading
+/// its engine from it (a restart, or a new owner after a move), and all finished as a
+/// bounded input is (the watermark becomes the largest event time).
+fn sharded(lines: &[String], split: Split) -> Outcome {
+    use shopscore::domain::event::EventType;
+    use shopscore::output::{Output, SourcePos};
+    use shopscore::rules::engine::{Engine, Snapshots};
+    use shopscore::state::memory::MemStore;
+    use shopscore::state::overlay::Overlay;
+    use shopscore::state::{KvStore, WriteBatch};
+    use std::collections::VecDeque;
+
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(split.seed);
+    let clock = |topic: usize, partition: usize| ((topic as i32) << 20) | partition as i32;
+    let mut queues: Vec<VecDeque<(u64, shopscore::domain::event::Event)>> =
+        (0..4 * split.partitions).map(|_| VecDeque::new()).collect();
+    let mut next = [0usize; 4];
+    for (i, line) in lines.iter().enumerate() {
+        // Undecodable lines are dead letters: they move no clock and change no outcome here.
+        let Ok(ev) = decode_json(line.as_bytes(), None, &DecodeOptions::default()) else { continue };
+        let topic = match ev.event_type() {
+            EventType::LogisticsUpdate => 1,
+            EventType::RefundUpdate => 2,
+            EventType::ServiceRated => 3,
+            _ => 0,
+        };
+        let partition = next[topic] % split.partitions;
+        next[topic] += 1;
+        queues[topic * split.partitions + partition].push_back((i as u64 + 1, ev));
+    }
+    let rules =
+        RulesConfig { alerts: toml::from_str::<Alerts>(ALERTS).unwrap().alerts, ..RulesConfig::default() };
+    let stores: Vec<MemStore> = (0..split.shards).map(|_| MemStore::new()).collect();
+    let mut overlays: Vec<Overlay<'_>> = stores.iter().map(|s| Overlay::new(s as &dyn KvStore)).collect();
+    let partitions = queues.len();
+    let load = |ov: &mut Overlay<'_>| {
+        let mut engine = Engine::load(ov, rules.clone()).unwrap();
+        for q in 0..partitions {
+            engine.register_partition(clock(q / split.partitions, q % split.partitions));
+        }
+        engine
+    };
+    let mut engines: Vec<Engine> = overlays.iter_mut().map(&load).collect();
+    let mut offered = vec![0u64; split.shards as usize];
+    let mut outputs: Vec<Output> = Vec::new();
+    let commit = |i: usize, ov: &mut Overlay<'_>, engine: &mut Engine, end: bool, out: &mut Vec<Output>| {
+        engine.flush_with(ov, end, Snapshots::Refresh, out).unwrap();
+        let mut batch = WriteBatch::new();
+        ov.drain_into(&mut batch).unwrap();
+        stores[i].write(batch).unwrap();
+    };
+    let pending = |queues: &[VecDeque<_>]| {
+        queues.iter().enumerate().filter(|(_, q)| !q.is_empty()).map(|(i, _)| i).collect::<Vec<_>>()
+    };
+    loop {
+        let open = pending(&queues);
+        if open.is_empty() {
+            break;
+        }
+        // A partition read ahead of the others for a while, as fetches come.
+        let q = open[rng.random_range(0..open.len())];
+        for _ in 0..rng.random_range(1..40) {
+            let Some((line, ev)) = queues[q].pop_front() else { break };
+            let c = clock(q / split.partitions, q % split.partitions);
+            let owner = shopscore::kafka::murmur::partition_for(ev.shop_id.as_bytes(), split.shards) as usize;
+            for i in 0..split.shards as usize {
+                if i == owner {
+                    let source = SourcePos::File { file: "in".into(), line };
+                    engines[i].apply(&mut overlays[i], &ev, c, &source).unwrap();
+                } else {
+                    engines[i].observe_foreign(c, ev.event_time);
+                }
+                offered[i] += 1;
+                if offered[i] % split.commit_every == 0 {
+                    commit(i, &mut overlays[i], &mut engines[i], false, &mut outputs);
+                    if rng.random_bool(0.05) {
+                        engines[i] = load(&mut overlays[i]);
+                    }
+                }
+            }
+        }
+    }
+    for i in 0..split.shards as usize {
+        commit(i, &mut overlays[i], &mut engines[i], true, &mut outputs);
+    }
+    let lines_of = |kind: fn(&Output) -> bool| -> Vec<String> {
+        outputs.iter().filter(|o| kind(o)).map(Output::to_json).collect()
+    };
+    let snapshots = lines_of(|o| matches!(o, Output::Snapshot(_)));
+    let compensations = lines_of(|o| matches!(o, Output::Compensation(_)));
+    let alerts = lines_of(|o| matches!(o, Output::Alert(_)));
+    outcome_of(
+        snapshots.iter().map(String::as_str),
+        compensations.iter().map(String::as_str),
+        alerts.iter().map(String::as_str),
+        Lineage::EventIdsOnly,
+    )
 }
 
 /// A short description of where two outcomes differ.
@@ -204,6 +332,31 @@ proptest! {
         stops.dedup();
         let got = run(&base.path().join("restarts"), &shuffled, commit_every, &stops, Lineage::LineNumbers);
         prop_assert!(got == whole, "stopped after {:?} records and restarted:\n{}", stops, diff(&got, &whole));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// SPEC §7: the outputs do not depend on how the input is split into partitions, on how
+    /// many shards (instances) share the shops, on how partitions interleave, on commit sizes
+    /// or on restarts — the file-mode run of the same lines gives the same final snapshots,
+    /// compensations and alert states.
+    #[test]
+    fn same_events_same_outputs_whatever_partitions_shards_or_interleaving(
+        seed in 0u64..1_000_000,
+        partitions in 1usize..5,
+        shards in 1u32..5,
+        split_seed in any::<u64>(),
+        commit_every in prop::sample::select(vec![1u64, 13, 200, 5_000]),
+    ) {
+        let lines = sample(seed);
+        let base = tempfile::tempdir().unwrap();
+        let reference = run(&base.path().join("ref"), &lines, 1_000_000, &[], Lineage::EventIdsOnly);
+        prop_assert!(!reference.compensations.is_empty());
+        let split = Split { partitions, shards, seed: split_seed, commit_every };
+        let got = sharded(&lines, split);
+        prop_assert!(got == reference, "{:?}:\n{}", split, diff(&got, &reference));
     }
 }
 
