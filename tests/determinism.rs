@@ -259,7 +259,7 @@ fn sharded(lines: &[String], split: Split) -> Outcome {
                     engines[i].observe_foreign(c, ev.event_time);
                 }
                 offered[i] += 1;
-                if offered[i] % split.commit_every == 0 {
+                if offered[i].is_multiple_of(split.commit_every) {
                     commit(i, &mut overlays[i], &mut engines[i], false, &mut outputs);
                     if rng.random_bool(0.05) {
                         engines[i] = load(&mut overlays[i]);
