@@ -40,14 +40,7 @@ pub fn run_in_parts(dir: &Path, parts: &[&[Vec<u8>]], commit_every: u64) -> Engi
         };
         run_files(&run).unwrap();
     }
-    let read = |f: &str| std::fs::read_to_string(dir.join("out").join(f)).unwrap_or_default();
-    let mut snapshots = BTreeMap::new();
-    for line in read("snapshots.jsonl").lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        snapshots.insert(v["shop_id"].as_str().unwrap().to_owned(), v);
-    }
-    let mut compensations: Vec<Value> =
-        read("compensations.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let EngineOutput { snapshots, mut compensations } = read_outputs(&dir.join("out"));
     for c in &mut compensations {
         for ev in c["lineage"]["events"].as_array_mut().into_iter().flatten() {
             let file = ev["source"]["file"].as_str().unwrap_or_default().to_owned();
@@ -56,5 +49,19 @@ pub fn run_in_parts(dir: &Path, parts: &[&[Vec<u8>]], commit_every: u64) -> Engi
             }
         }
     }
+    EngineOutput { snapshots, compensations }
+}
+
+/// The last snapshot per shop and every compensation line of an output directory (file
+/// mode's, or a replay's `--output`).
+pub fn read_outputs(out: &Path) -> EngineOutput {
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
+    let mut snapshots = BTreeMap::new();
+    for line in read("snapshots.jsonl").lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        snapshots.insert(v["shop_id"].as_str().unwrap().to_owned(), v);
+    }
+    let compensations =
+        read("compensations.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     EngineOutput { snapshots, compensations }
 }

@@ -263,5 +263,24 @@ pub fn perturb_with(lines: &[Vec<u8>], seed: u64, rate: f64, bound_ms: i64, ids:
             last_paid_by_buyer.entry((ev.shop_id.clone(), p.buyer_id.clone())).or_insert(ev.event_time);
         }
     }
-    shuffle::within_bound(&out, seed.wrapping_add(1), bound_ms)
+    let sorted = shuffle::within_bound(&out, seed.wrapping_add(1), bound_ms);
+    match ids {
+        Ids::MayBeReused => sorted,
+        Ids::Unique => without_reused_ids(sorted),
+    }
+}
+
+/// `lines` without any line whose `event_id` an earlier line has with other content. The
+/// generator's duplicate lines are exact copies, but a perturbation may move or vary one copy
+/// and not the other.
+fn without_reused_ids(lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let opts = DecodeOptions::default();
+    let mut first: HashMap<String, Vec<u8>> = HashMap::new();
+    lines
+        .into_iter()
+        .filter(|line| {
+            let Ok(ev) = decode_json(line, None, &opts) else { return true };
+            first.entry(ev.event_id).or_insert_with(|| line.clone()) == line
+        })
+        .collect()
 }
