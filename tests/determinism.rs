@@ -1,6 +1,8 @@
 //! Determinism property tests (SPEC §7): for input whose disorder stays within the
 //! out-of-orderness bound, outputs depend only on the events — not on arrival order, commit
-//! (batch) size, or restarts in between.
+//! (batch) size, restarts in between, or (Kafka mode's arrangement, without a broker) how
+//! the input is split into partitions, how the partitions interleave and how many shards
+//! share the shops.
 //!
 //! Compared: the final values of every shop's snapshot (all but `as_of`/`version`), the
 //! set of compensation records byte for byte, and the final state of every alert.
