@@ -33,24 +33,12 @@ fn sample(seed: u64) -> Vec<String> {
     String::from_utf8_lossy(&buf).lines().map(str::to_owned).collect()
 }
 
-/// Reorders lines by event time plus a random delay below the bound: every event then
-/// arrives less than `OOO_MS` behind the latest one seen, so none is late. Lines that do not
-/// decode keep the key of the line before them.
+#[path = "model/shuffle.rs"]
+mod shuffle;
+
+/// `lines` reordered within the out-of-orderness bound ([`shuffle::within_bound`]).
 fn shuffle_within_bound(lines: &[String], seed: u64) -> Vec<String> {
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    let mut last = 0i64;
-    let mut keyed: Vec<(i64, usize, String)> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            if let Ok(ev) = decode_json(l.as_bytes(), None, &DecodeOptions::default()) {
-                last = ev.event_time.0 + rng.random_range(0..OOO_MS);
-            }
-            (last, i, l.clone())
-        })
-        .collect();
-    keyed.sort();
-    keyed.into_iter().map(|(_, _, l)| l).collect()
+    shuffle::within_bound(lines, seed, OOO_MS)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -193,6 +181,7 @@ struct Split {
 /// bounded input is (the watermark becomes the largest event time).
 fn sharded(lines: &[String], split: Split) -> Outcome {
     use shopscore::domain::event::EventType;
+    use shopscore::kafka::topics::Layout;
     use shopscore::output::{Output, SourcePos};
     use shopscore::rules::engine::{Engine, Snapshots};
     use shopscore::state::memory::MemStore;
@@ -201,7 +190,7 @@ fn sharded(lines: &[String], split: Split) -> Outcome {
     use std::collections::VecDeque;
 
     let mut rng = rand::rngs::SmallRng::seed_from_u64(split.seed);
-    let clock = |topic: usize, partition: usize| ((topic as i32) << 20) | partition as i32;
+    let clock = |topic: usize, partition: usize| Layout::clock_id(topic, partition as i32);
     let mut queues: Vec<VecDeque<(u64, shopscore::domain::event::Event)>> =
         (0..4 * split.partitions).map(|_| VecDeque::new()).collect();
     let mut next = [0usize; 4];

@@ -101,7 +101,6 @@ fn end_to_end_every_output_and_poison_records() {
     assert_eq!(shops, file_shops);
 }
 
-/// Lines for the restart tests, and the outputs of one uninterrupted run on them.
 /// A restore onto an empty data directory writes its batches without a changelog position
 /// until it has rebuilt the derived keys, so one that dies before its end leaves state with no
 /// position. The next owner must discard such a store and restore afresh (re-applying a
@@ -148,6 +147,7 @@ fn a_store_without_a_changelog_position_is_discarded_and_restored() {
     assert!(state(&store) == before, "the restored store differs from the discarded one");
 }
 
+/// The outputs of one uninterrupted run on `lines` (for the restart tests).
 fn reference(lines: &[String]) -> Outputs {
     let t = Tansu::start();
     setup_inputs(&t, lines);

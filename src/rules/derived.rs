@@ -6,9 +6,9 @@
 //! orders, a day→shop entry with each non-zero day bucket). Kafka mode therefore leaves them
 //! out of the changelog — on the benchmark they were 40 % of its records, each timer written
 //! once and deleted once — and a shard's restore rebuilds them from the entries it restores
-//! ([`add_derived`] batch by batch, [`rebuild_derived`] in one scan onto an empty store). `tests/derived.rs` checks, commit after commit, that the engine's store
-//! holds exactly the derived keys of its entries, so a restored shard holds what its previous
-//! owner held.
+//! ([`add_derived`] batch by batch, [`rebuild_derived`] in one scan onto an empty store).
+//! `tests/derived.rs` checks, commit after commit, that the engine's store holds exactly the
+//! derived keys of its entries, so a restored shard holds what its previous owner held.
 
 use super::compensation::BuyerOrders;
 use super::facts::OrderFacts;
