@@ -50,6 +50,17 @@ pub fn buyer_timers(bo: &BuyerOrders) -> Timers {
     [bo.timer_at.map(|at| (at, TimerKind::GroupDecision)), None]
 }
 
+/// `timers` without `fired`: the timers an entry still holds in the store once `fired` has
+/// fired (its key is already deleted, so moving the entry's timers must not delete it again).
+pub fn without(mut timers: Timers, fired: (Timestamp, TimerKind)) -> Timers {
+    for t in &mut timers {
+        if *t == Some(fired) {
+            *t = None;
+        }
+    }
+    timers
+}
+
 /// The derived keys the engine keeps for the entry `key` = `value`: keys of the timers above,
 /// and a day bucket's day→shop index entry.
 pub fn derived_keys(key: &[u8], value: &[u8]) -> Result<Vec<Vec<u8>>, StateError> {

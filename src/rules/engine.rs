@@ -469,7 +469,7 @@ impl Engine {
         if current != Some(at) || o.promise_decided {
             return Ok(());
         }
-        let timers = derived::order_timers(&o);
+        let timers = derived::without(derived::order_timers(&o), (at, TimerKind::PromiseDeadline));
         o.promise_decided = true;
         self.put_order(ov, shop, order, timers, &o);
         if let Some(c) =
@@ -738,7 +738,8 @@ impl Engine {
         if current != Some(at) || o.deadline_passed {
             return Ok(());
         }
-        let (before, timers) = (o.contribution(), derived::order_timers(&o));
+        let timers = derived::without(derived::order_timers(&o), (at, TimerKind::ShipDeadline));
+        let before = o.contribution();
         o.deadline_passed = true;
         self.buckets.replace(ov, &self.sums, shop, &before, &o.contribution())?;
         self.put_order(ov, shop, order, timers, &o);
