@@ -287,7 +287,7 @@ fn memory_parts(m: &shopscore::telemetry::memory::MemoryUse) -> String {
 }
 
 /// How dense the generated input is in event time: records per shop and per day of story
-/// starts. Kafka-mode throughput depends on it (README → Benchmark → Through Kafka): commits
+/// starts. Kafka-mode throughput depends on it (docs/benchmark-history.md, session 11): commits
 /// re-evaluate shops for every day the watermark crosses, so sparse input costs more per event.
 fn density(args: &BenchArgs) -> String {
     let per = args.events as f64 / (f64::from(args.shops.max(1)) * f64::from(args.days.max(1)));
