@@ -359,4 +359,14 @@ mod tests {
         assert!(!derived.contains(&timer(7, TimerKind::ShipDeadline, "passed")));
         assert_eq!(rebuild_derived(&store).unwrap(), 0, "a second rebuild has nothing to do");
     }
+
+    #[test]
+    fn without_drops_only_the_fired_timer() {
+        let ship = (Timestamp(5), TimerKind::ShipDeadline);
+        let promise = (Timestamp(5), TimerKind::PromiseDeadline);
+        assert_eq!(without([Some(ship), Some(promise)], ship), [None, Some(promise)]);
+        assert_eq!(without([Some(ship), Some(promise)], promise), [Some(ship), None]);
+        let other = (Timestamp(6), TimerKind::ShipDeadline);
+        assert_eq!(without([Some(ship), None], other), [Some(ship), None]);
+    }
 }
