@@ -215,7 +215,8 @@ fn sharded(lines: &[String], split: Split) -> Outcome {
     let load = |ov: &mut Overlay<'_>| {
         let mut engine = Engine::load(ov, rules.clone()).unwrap();
         for q in 0..partitions {
-            engine.register_partition(clock(q / split.partitions, q % split.partitions));
+            let topic = ["orders", "logistics", "refunds", "service"][q / split.partitions];
+            engine.register_partition(clock(q / split.partitions, q % split.partitions), topic);
         }
         engine
     };

@@ -177,7 +177,7 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
         let clock = |r: &PartitionRange| Layout::clock_id(r.input, r.partition);
         let mut tpl = TopicPartitionList::new();
         for r in &ranges {
-            engine.register_partition(clock(r));
+            engine.register_partition(clock(r), &r.topic);
             if r.start < r.end {
                 tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.start))
                     .context(|| "building the replay assignment".into())?;

@@ -265,7 +265,7 @@ impl Shard {
             let progress: StoredProgress = ov.get(&Key::Meta(MetaKey::KafkaProgress))?.unwrap_or_default();
             let outbox: Option<Outbox> = outbox::load(&mut ov)?;
             for &(t, p) in &inputs {
-                engine.register_partition(Layout::clock_id(t, p));
+                engine.register_partition(Layout::clock_id(t, p), &setup.layout.inputs[t].name);
             }
             (engine, progress, outbox)
         };

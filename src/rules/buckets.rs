@@ -75,7 +75,9 @@ impl Buckets {
 
     /// Writes every changed cached bucket to the overlay (deleting zero ones) with its
     /// day→shop index entry (already present when the bucket was; deleted with it), telling
-    /// `sums` of each change; returns the range of days touched, and empties the cache.
+    /// `sums` of each change; returns the range of days that hold a non-zero bucket now (a
+    /// day touched and left at zero holds no data: leaving it out keeps the range a function
+    /// of the buckets, not of the order their events came in), and empties the cache.
     pub fn write_back(&mut self, ov: &mut Overlay<'_>, sums: &mut RollingSums) -> Option<(Day, Day)> {
         let mut range: Option<(Day, Day)> = None;
         for (shop, days) in self.cache.drain() {
@@ -98,7 +100,9 @@ impl Buckets {
                         ov.put(&Key::DayShop { day, shop: &shop }, &());
                     }
                 }
-                range = Some(range.map_or((day, day), |(lo, hi)| (lo.min(day), hi.max(day))));
+                if !c.is_zero() {
+                    range = Some(range.map_or((day, day), |(lo, hi)| (lo.min(day), hi.max(day))));
+                }
             }
         }
         range

@@ -185,10 +185,15 @@ impl Engine {
         self.meta.watermark.set_idle(partition, idle);
     }
 
-    /// Makes an input partition known before its first event (Kafka mode; see
-    /// [`Watermark::register`]).
-    pub fn register_partition(&mut self, partition: i32) {
+    /// Makes an input partition of `topic` known before its first event (Kafka mode; see
+    /// [`Watermark::register`]), and numbers the topic for the facts' source positions
+    /// ([`Origins`]) unless it already has a number. So the numbers follow the order the
+    /// partitions are registered in, not the order their first records happen to arrive
+    /// in, and the state a commit writes does not depend on that interleaving
+    /// (`tests/commit_determinism.rs`).
+    pub fn register_partition(&mut self, partition: i32, topic: &str) {
         self.meta.watermark.register(partition);
+        self.meta.origins.register(topic);
     }
 
     /// Moves the watermark clock of `partition` for a valid event this engine does not own
@@ -218,8 +223,17 @@ impl Engine {
         source: &SourcePos,
     ) -> Result<ApplyOutcome, StateError> {
         let seen = Key::Seen(&ev.event_id);
-        if ov.contains(&seen)? {
+        if let Some(first_time) = ov.get::<Timestamp>(&seen)? {
             self.meta.counters.duplicates += 1;
+            // A copy with the first copy's event time, read from another partition, moves
+            // that partition's clock as the first copy moved its own (in one partition, as
+            // in file mode, this changes nothing: the time was seen there). Otherwise which
+            // partition's clock moved would depend on which copy arrived first, and the
+            // shards that do not own the shop, which cannot tell duplicates, move it for
+            // every copy (`observe_foreign`). A reused id with another time moves nothing.
+            if first_time == ev.event_time {
+                self.meta.watermark.observe(partition, ev.event_time);
+            }
             self.refine_duplicate_source(ov, ev, source)?;
             return Ok(ApplyOutcome::Duplicate);
         }
@@ -280,8 +294,10 @@ impl Engine {
         Ok(ApplyOutcome::Applied { late })
     }
 
-    /// A duplicate of an order event read from Kafka: its order's facts keep the smaller
-    /// source position of the two copies (see [`OrderFacts::refine_source`]).
+    /// A duplicate of an order or refund event read from Kafka: its order's or refund's
+    /// facts keep the smaller source position of the two copies (see
+    /// [`OrderFacts::refine_source`]), so that neither the lineage nor the stored state
+    /// depends on which copy arrived first.
     fn refine_duplicate_source(
         &mut self,
         ov: &mut Overlay<'_>,
@@ -296,7 +312,18 @@ impl Engine {
             EventBody::OrderCompleted(r) | EventBody::OrderClosed(r) => &r.order_id,
             EventBody::OrderRated(r) => &r.order_id,
             EventBody::Logistics(l) => &l.order_id,
-            EventBody::Refund(_) | EventBody::ServiceRated(_) => return Ok(()),
+            EventBody::Refund(r) => {
+                let key = Key::Refund { shop: &ev.shop_id, refund: &r.refund_id };
+                if let Some(mut refund) = ov.get::<RefundFacts>(&key)? {
+                    let pos = self.meta.origins.pos(source);
+                    if refund.refine_source(&ev.event_id, pos, &self.meta.origins) {
+                        ov.put(&key, &refund);
+                    }
+                }
+                return Ok(());
+            }
+            // Service ratings keep no source position.
+            EventBody::ServiceRated(_) => return Ok(()),
         };
         let key = Key::Order { shop: &ev.shop_id, order };
         if let Some(mut o) = ov.get::<OrderFacts>(&key)? {
@@ -322,6 +349,14 @@ impl Engine {
         let mut o: OrderFacts = ov.get(&key)?.unwrap_or_default();
         let before = o.clone();
         if !change(&mut o) {
+            // No fact changed (a later report of a fact already known), but the event is
+            // still activity: retention's clock must not depend on which report came first
+            // (tests/commit_determinism.rs). Facts, and so timers and counters, are as they
+            // were.
+            if at > o.last_activity {
+                o.last_activity = at;
+                ov.put(&key, &o);
+            }
             return Ok(());
         }
         o.last_activity = o.last_activity.max(at);
@@ -538,8 +573,9 @@ impl Engine {
         refund.last_activity = refund.last_activity.max(at);
         let mut order_changed = order.last_activity < at;
         order.last_activity = order.last_activity.max(at);
-        if !order.refunds.contains(&r.refund_id) {
-            order.refunds.push(r.refund_id.clone());
+        if let Err(at) = order.refunds.binary_search(&r.refund_id) {
+            // Sorted, not in arrival order: the stored bytes do not depend on interleaving.
+            order.refunds.insert(at, r.refund_id.clone());
             order_changed = true;
         }
         if refund.labeled && !order.protected {

@@ -83,7 +83,7 @@ pub struct OrderFacts {
     pub rated: Option<With<(String, [u8; 3])>>,
     pub picked_up: Option<With<()>>,
     pub outbound: Option<With<()>>,
-    /// Sorting-center statuses, each the earliest report of its status.
+    /// Sorting-center status reports, in (time, `event_id`) order.
     pub sorting: Vec<Fact>,
     pub delivered: Option<With<()>>,
     pub door_delivered: Option<With<()>>,
@@ -91,7 +91,7 @@ pub struct OrderFacts {
     pub deadline_passed: bool,
     /// A refund of this order has a confirmed malicious-buyer label (SPEC §4).
     pub protected: bool,
-    /// Refunds seen for this order.
+    /// Refunds seen for this order, sorted.
     pub refunds: Vec<String>,
     /// The order's late-shipment group was decided (its compensation, if any, emitted).
     pub late_decided: bool,
@@ -127,16 +127,6 @@ impl OrderFacts {
     /// same whichever came first. (In file mode the first copy in stream order stays.)
     /// Returns whether a fact changed.
     pub fn refine_source(&mut self, event_id: &str, source: Pos, origins: &Origins) -> bool {
-        let mut changed = false;
-        let mut refine = |f: &mut Fact| {
-            if f.event_id == event_id && origins.kafka_before(&source, &f.source) {
-                f.source = source;
-                changed = true;
-            }
-        };
-        fn slot<T>(w: &mut Option<With<T>>) -> Option<&mut Fact> {
-            w.as_mut().map(|w| &mut w.fact)
-        }
         let singles = [
             slot(&mut self.paid),
             slot(&mut self.closed),
@@ -147,13 +137,8 @@ impl OrderFacts {
             slot(&mut self.delivered),
             slot(&mut self.door_delivered),
         ];
-        for f in singles.into_iter().flatten() {
-            refine(f);
-        }
-        for f in &mut self.sorting {
-            refine(f);
-        }
-        changed
+        let facts = singles.into_iter().flatten().chain(&mut self.sorting);
+        refine_sources(facts, event_id, source, origins)
     }
 
     /// Closed at or before `t`.
@@ -169,7 +154,10 @@ impl OrderFacts {
             LogisticsStatus::Delivered => keep_earliest(&mut self.delivered, fact, ()),
             LogisticsStatus::DoorDelivered => keep_earliest(&mut self.door_delivered, fact, ()),
             s if s.is_sorting() => {
-                self.sorting.push(fact);
+                // Kept in (time, event_id) order, not arrival order, so the stored bytes do
+                // not depend on how the input interleaved (tests/commit_determinism.rs).
+                let at = self.sorting.partition_point(|f| f.is_before(&fact));
+                self.sorting.insert(at, fact);
                 true
             }
             _ => false,
@@ -194,6 +182,29 @@ impl OrderFacts {
         }
         out
     }
+}
+
+/// The fact slot of an optional fact.
+fn slot<T>(w: &mut Option<With<T>>) -> Option<&mut Fact> {
+    w.as_mut().map(|w| &mut w.fact)
+}
+
+/// Gives each of `facts` that came from `event_id` the position `source` if that comes
+/// first by (topic name, partition, offset); returns whether any changed.
+fn refine_sources<'a>(
+    facts: impl Iterator<Item = &'a mut Fact>,
+    event_id: &str,
+    source: Pos,
+    origins: &Origins,
+) -> bool {
+    let mut changed = false;
+    for f in facts {
+        if f.event_id == event_id && origins.kafka_before(&source, &f.source) {
+            f.source = source;
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// What state keeps per refund.
@@ -237,6 +248,20 @@ impl RefundFacts {
             | RefundStage::ReturnShipped { .. }
             | RefundStage::ReturnReceived => false,
         }
+    }
+
+    /// A second copy of an already applied stage, read at `source`: as
+    /// [`OrderFacts::refine_source`], so the stored facts do not depend on which copy came
+    /// first. Returns whether a fact changed.
+    pub fn refine_source(&mut self, event_id: &str, source: Pos, origins: &Origins) -> bool {
+        let singles = [
+            slot(&mut self.requested),
+            slot(&mut self.reason),
+            slot(&mut self.intervened),
+            slot(&mut self.ruled),
+            slot(&mut self.completed),
+        ];
+        refine_sources(singles.into_iter().flatten(), event_id, source, origins)
     }
 
     /// What the refund contributes to the day counters (nothing when its order is
@@ -301,6 +326,37 @@ mod tests {
         let mut o = OrderFacts::default();
         keep_earliest(&mut o.closed, Fact::new(Timestamp(5), "e1", nine), ());
         assert!(!o.refine_source("e1", one, &origins));
+    }
+
+    #[test]
+    fn a_refund_keeps_the_smaller_kafka_position_of_a_duplicate_stage() {
+        let mut origins = Origins::default();
+        let mut at =
+            |partition, offset| origins.pos(&SourcePos::Kafka { topic: "refunds".into(), partition, offset });
+        let (first, smaller) = (at(2, 7), at(0, 30));
+        let mut r = RefundFacts::default();
+        let stage = RefundStage::PlatformIntervened;
+        assert!(r.record(&stage, Fact::new(Timestamp(5), "e1", first)));
+        assert!(!r.refine_source("e2", smaller, &origins), "another event changes nothing");
+        assert!(r.refine_source("e1", smaller, &origins));
+        assert_eq!(r.intervened.as_ref().unwrap().fact.source, smaller);
+        assert!(!r.refine_source("e1", first, &origins), "a later position changes nothing");
+    }
+
+    #[test]
+    fn sorting_reports_are_kept_in_time_order_whatever_their_arrival() {
+        let mut a = OrderFacts::default();
+        let mut b = OrderFacts::default();
+        let reports = [f(30, "x"), f(10, "y"), f(20, "z"), f(10, "w")];
+        for r in &reports {
+            a.record_logistics(LogisticsStatus::Sorted, r.clone());
+        }
+        for r in reports.iter().rev() {
+            b.record_logistics(LogisticsStatus::Sorted, r.clone());
+        }
+        assert_eq!(a, b);
+        let ids: Vec<&str> = a.sorting.iter().map(|f| f.event_id.as_str()).collect();
+        assert_eq!(ids, ["w", "y", "z", "x"]);
     }
 
     use super::*;

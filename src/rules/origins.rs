@@ -8,9 +8,11 @@
 //! in session 8 (interleaved runs): file mode 4–10 % faster (7 of 7 pairs) and 10 % less peak
 //! memory; Kafka mode +5 % (median of 18 pairs), within the noise.
 //!
-//! Numbers are given in the order names are first seen, which differs between runs and
-//! instances; so nothing compares numbers, only the names they stand for
-//! ([`Origins::kafka_before`]), and outputs carry names ([`Origins::source`]).
+//! Numbers are given in the order names are registered or first seen. Kafka mode registers
+//! its input topics when a shard's engine is loaded ([`Origins::register`]), so a new
+//! state numbers them in layout order whatever arrives first; a state numbered otherwise
+//! before (session 24) keeps its numbers. Nothing compares numbers, only the names they
+//! stand for ([`Origins::kafka_before`]), and outputs carry names ([`Origins::source`]).
 
 use crate::output::SourcePos;
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,12 @@ impl Origins {
         self.names.push(name.to_owned());
         self.numbers.insert(name.to_owned(), n);
         n
+    }
+
+    /// Gives `name` a number now, if it has none, so that numbers do not depend on which
+    /// name's first fact comes first.
+    pub fn register(&mut self, name: &str) {
+        self.number(name);
     }
 
     /// The compact form of `source`.

@@ -467,3 +467,34 @@ fn an_earlier_payment_with_another_promise_moves_the_orders_timers() {
         .collect();
     assert_eq!(breaches, vec![("o1".to_string(), t("2024-05-01T22:00:00+08:00"))]);
 }
+
+/// A copy of an applied event with the same event time, read from another partition, moves
+/// that partition's clock, as the first copy moved its own; a reused id with another time
+/// moves nothing. So the clocks, and the watermark, are the same whichever copy comes first.
+#[test]
+fn an_exact_duplicate_moves_its_partitions_clock_and_a_reused_id_does_not() {
+    let first = paid("e1", "s1", "o1", "2024-05-01T10:00:00+08:00");
+    let later = paid("e2", "s1", "o2", "2024-05-01T12:00:00+08:00");
+    let reused = paid("e2", "s1", "o3", "2024-05-02T12:00:00+08:00");
+    let source = SourcePos::File { file: "t".into(), line: 1 };
+    let watermark_after = |events: &[(&Event, i32)]| {
+        let store = MemStore::new();
+        let mut ov = Overlay::new(&store);
+        let mut engine = Engine::load(&mut ov, RulesConfig::default()).unwrap();
+        engine.register_partition(0, "orders");
+        engine.register_partition(1, "orders");
+        for &(ev, partition) in events {
+            engine.apply(&mut ov, ev, partition, &source).unwrap();
+        }
+        engine.flush_with(&mut ov, false, engine::Snapshots::Refresh, &mut Vec::new()).unwrap();
+        (engine.watermark(), engine.counters().duplicates)
+    };
+    // Both events on both partitions, either partition first: both clocks at 12:00 (before,
+    // the partition read second had no clock and held the watermark back).
+    let expected = Some(t("2024-05-01T12:00:00+08:00").plus_ms(-5 * 60_000));
+    assert_eq!(watermark_after(&[(&first, 0), (&later, 0), (&later, 1), (&first, 1)]), (expected, 2));
+    assert_eq!(watermark_after(&[(&later, 1), (&first, 1), (&first, 0), (&later, 0)]), (expected, 2));
+    assert_eq!(watermark_after(&[(&later, 0), (&later, 1)]), (expected, 1));
+    // A reused id with another time is counted, and moves no clock: partition 1 has none yet.
+    assert_eq!(watermark_after(&[(&later, 0), (&reused, 1)]), (None, 1));
+}

@@ -1,0 +1,192 @@
+//! Commit-level determinism: what one commit of a shard emits and writes depends only on the
+//! state it starts from and on how far it read each input partition — not on how the
+//! partitions' records interleaved within it, and not on whether the engine was reloaded from
+//! its store before it (a restart, or a new owner).
+//!
+//! The final-outcome properties (`tests/determinism.rs`) compare the last snapshot values.
+//! This one compares every commit exactly: each output's JSON (`as_of`, `version` and the
+//! lineage's source positions included) and the state delta, byte for byte. It is what a
+//! recovery that recomputes commits from recorded input positions, instead of restoring
+//! their stored effects, would rest on (docs/throughput.md → option 4); today it also pins
+//! that re-reading a restored shard's input gives the commit the crashed owner made.
+
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use shopscore::domain::decode::{decode_json, DecodeOptions};
+use shopscore::domain::event::{Event, EventType};
+use shopscore::gen::{generate, GenOptions};
+use shopscore::kafka::topics::Layout;
+use shopscore::output::{Output, SourcePos};
+use shopscore::rules::engine::{Engine, Snapshots};
+use shopscore::rules::RulesConfig;
+use shopscore::state::memory::MemStore;
+use shopscore::state::overlay::Overlay;
+use shopscore::state::{KvStore, WriteBatch};
+
+const TOPICS: [&str; 4] = ["orders", "logistics", "refunds", "service"];
+
+/// Generated events (duplicates and restated facts included), split round-robin over each
+/// topic's partitions; each record keeps its Kafka position.
+fn partitions(seed: u64, parts: usize) -> Vec<Vec<(SourcePos, Event)>> {
+    let opts = GenOptions {
+        seed,
+        events: 2_000,
+        shops: 10,
+        days: 10,
+        restated_per_mille: 30,
+        ..GenOptions::default()
+    };
+    let mut buf = Vec::new();
+    generate(&opts, &mut buf).unwrap();
+    let mut queues: Vec<Vec<(SourcePos, Event)>> = (0..4 * parts).map(|_| Vec::new()).collect();
+    let mut next = [0usize; 4];
+    for line in String::from_utf8_lossy(&buf).lines() {
+        let Ok(ev) = decode_json(line.as_bytes(), None, &DecodeOptions::default()) else { continue };
+        let topic = match ev.event_type() {
+            EventType::LogisticsUpdate => 1,
+            EventType::RefundUpdate => 2,
+            EventType::ServiceRated => 3,
+            _ => 0,
+        };
+        let partition = next[topic] % parts;
+        next[topic] += 1;
+        let q = &mut queues[topic * parts + partition];
+        let pos = SourcePos::Kafka {
+            topic: TOPICS[topic].into(),
+            partition: partition as i32,
+            offset: q.len() as i64,
+        };
+        q.push((pos, ev));
+    }
+    queues
+}
+
+/// One commit as seen from outside: its outputs' JSON and its state delta.
+#[derive(Debug, PartialEq, Eq)]
+struct Commit {
+    outputs: Vec<String>,
+    delta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Runs one engine over `queues`, committing when every partition has been read up to its
+/// cut (`cuts[k][q]` = records of partition `q` read by the end of commit `k`). Within a
+/// commit the partitions interleave at random (`seed`), each read in its own order; before a
+/// commit the engine is reloaded from its store with probability `reload`.
+fn run(
+    queues: &[Vec<(SourcePos, Event)>],
+    parts: usize,
+    cuts: &[Vec<usize>],
+    seed: u64,
+    reload: f64,
+) -> Vec<Commit> {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let rules = RulesConfig::default();
+    let store = MemStore::new();
+    let mut ov = Overlay::new(&store as &dyn KvStore);
+    let clock = |q: usize| Layout::clock_id(q / parts, (q % parts) as i32);
+    let load = |ov: &mut Overlay<'_>| {
+        let mut engine = Engine::load(ov, rules.clone()).unwrap();
+        (0..queues.len()).for_each(|q| engine.register_partition(clock(q), TOPICS[q / parts]));
+        engine
+    };
+    let mut engine = load(&mut ov);
+    let mut at = vec![0usize; queues.len()];
+    let mut commits = Vec::new();
+    for (k, cut) in cuts.iter().enumerate() {
+        if k > 0 && rng.random_bool(reload) {
+            engine = load(&mut ov);
+        }
+        loop {
+            let open: Vec<usize> = (0..queues.len()).filter(|&q| at[q] < cut[q]).collect();
+            let Some(&q) = open.get(rng.random_range(0..open.len().max(1))) else { break };
+            for _ in 0..rng.random_range(1..30) {
+                if at[q] == cut[q] {
+                    break;
+                }
+                let (pos, ev) = &queues[q][at[q]];
+                engine.apply(&mut ov, ev, clock(q), pos).unwrap();
+                at[q] += 1;
+            }
+        }
+        let mut outputs = Vec::new();
+        engine.flush_with(&mut ov, k + 1 == cuts.len(), Snapshots::Refresh, &mut outputs).unwrap();
+        let mut batch = WriteBatch::new();
+        ov.drain_into(&mut batch).unwrap();
+        let delta = batch.ops().to_vec();
+        store.write(batch).unwrap();
+        commits.push(Commit { outputs: outputs.iter().map(Output::to_json).collect(), delta });
+    }
+    commits
+}
+
+/// `commits` cut points per partition: sorted random positions, the last at the end.
+fn cuts(queues: &[Vec<(SourcePos, Event)>], commits: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let per_queue: Vec<Vec<usize>> = queues
+        .iter()
+        .map(|q| {
+            let mut c: Vec<usize> = (1..commits).map(|_| rng.random_range(0..=q.len())).collect();
+            c.sort_unstable();
+            c.push(q.len());
+            c
+        })
+        .collect();
+    (0..commits).map(|k| per_queue.iter().map(|c| c[k]).collect()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_commit_depends_on_its_input_positions_not_on_interleaving_or_reloads(
+        seed in 0u64..1_000_000,
+        parts in 1usize..4,
+        commits in 2usize..12,
+        cut_seed in any::<u64>(),
+        a in any::<u64>(),
+        b in any::<u64>(),
+    ) {
+        let queues = partitions(seed, parts);
+        let cuts = cuts(&queues, commits, cut_seed);
+        let one = run(&queues, parts, &cuts, a, 0.0);
+        let other = run(&queues, parts, &cuts, b, 0.5);
+        prop_assert!(one.iter().any(|c| c.outputs.iter().any(|o| o.contains("\"compensation_id\""))));
+        for (k, (x, y)) in one.iter().zip(&other).enumerate() {
+            prop_assert!(
+                x.outputs == y.outputs,
+                "commit {} (cut at {:?}): outputs differ:\n{:#?}\n{:#?}",
+                k, cuts[k], x.outputs, y.outputs
+            );
+            prop_assert!(
+                x.delta == y.delta,
+                "commit {} (cut at {:?}): state deltas differ: {}",
+                k, cuts[k], first_difference(&x.delta, &y.delta)
+            );
+        }
+    }
+}
+
+/// Where two deltas first differ: the key, and the values' bytes around the first
+/// differing byte.
+fn first_difference(x: &[(Vec<u8>, Option<Vec<u8>>)], y: &[(Vec<u8>, Option<Vec<u8>>)]) -> String {
+    let key = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+    for (p, q) in x.iter().zip(y) {
+        if p.0 != q.0 {
+            return format!("keys {:?} and {:?}", key(&p.0), key(&q.0));
+        }
+        if p.1 != q.1 {
+            let (a, b) = (p.1.clone().unwrap_or_default(), q.1.clone().unwrap_or_default());
+            let i = a.iter().zip(&b).position(|(s, t)| s != t).unwrap_or(a.len().min(b.len()));
+            let around = |v: &[u8]| format!("{:02x?}", &v[i.saturating_sub(8)..(i + 16).min(v.len())]);
+            return format!(
+                "key {:?}, byte {i} of {}/{}: {} / {}",
+                key(&p.0),
+                a.len(),
+                b.len(),
+                around(&a),
+                around(&b)
+            );
+        }
+    }
+    format!("{} keys against {}", x.len(), y.len())
+}
