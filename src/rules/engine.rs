@@ -573,8 +573,11 @@ impl Engine {
         refund.last_activity = refund.last_activity.max(at);
         let mut order_changed = order.last_activity < at;
         order.last_activity = order.last_activity.max(at);
-        if let Err(at) = order.refunds.binary_search(&r.refund_id) {
+        if !order.refunds.contains(&r.refund_id) {
             // Sorted, not in arrival order: the stored bytes do not depend on interleaving.
+            // (`contains`, not a binary search: a state written before session 24 keeps its
+            // ids in arrival order, and an id must never be listed twice.)
+            let at = order.refunds.partition_point(|id| *id < r.refund_id);
             order.refunds.insert(at, r.refund_id.clone());
             order_changed = true;
         }
