@@ -13,7 +13,7 @@
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use shopscore::domain::decode::{decode_json, DecodeOptions};
-use shopscore::domain::event::{Event, EventType};
+use shopscore::domain::event::{Event, Stream};
 use shopscore::gen::{generate, GenOptions};
 use shopscore::kafka::topics::Layout;
 use shopscore::output::{Output, SourcePos};
@@ -23,7 +23,8 @@ use shopscore::state::memory::MemStore;
 use shopscore::state::overlay::Overlay;
 use shopscore::state::{KvStore, WriteBatch};
 
-const TOPICS: [&str; 4] = ["orders", "logistics", "refunds", "service"];
+/// The input streams in topic order (topic names as the default configuration has them).
+const STREAMS: [Stream; 4] = [Stream::Orders, Stream::Logistics, Stream::Refunds, Stream::Service];
 
 /// Generated events (duplicates and restated facts included), split round-robin over each
 /// topic's partitions; each record keeps its Kafka position.
@@ -42,17 +43,12 @@ fn partitions(seed: u64, parts: usize) -> Vec<Vec<(SourcePos, Event)>> {
     let mut next = [0usize; 4];
     for line in String::from_utf8_lossy(&buf).lines() {
         let Ok(ev) = decode_json(line.as_bytes(), None, &DecodeOptions::default()) else { continue };
-        let topic = match ev.event_type() {
-            EventType::LogisticsUpdate => 1,
-            EventType::RefundUpdate => 2,
-            EventType::ServiceRated => 3,
-            _ => 0,
-        };
+        let topic = STREAMS.iter().position(|s| *s == ev.event_type().stream()).unwrap();
         let partition = next[topic] % parts;
         next[topic] += 1;
         let q = &mut queues[topic * parts + partition];
         let pos = SourcePos::Kafka {
-            topic: TOPICS[topic].into(),
+            topic: STREAMS[topic].as_str().into(),
             partition: partition as i32,
             offset: q.len() as i64,
         };
@@ -86,7 +82,7 @@ fn run(
     let clock = |q: usize| Layout::clock_id(q / parts, (q % parts) as i32);
     let load = |ov: &mut Overlay<'_>| {
         let mut engine = Engine::load(ov, rules.clone()).unwrap();
-        (0..queues.len()).for_each(|q| engine.register_partition(clock(q), TOPICS[q / parts]));
+        (0..queues.len()).for_each(|q| engine.register_partition(clock(q), STREAMS[q / parts].as_str()));
         engine
     };
     let mut engine = load(&mut ov);

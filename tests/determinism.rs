@@ -10,6 +10,7 @@
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use shopscore::domain::decode::{decode_json, DecodeOptions};
+use shopscore::domain::event::Stream;
 use shopscore::gen::{generate, GenOptions};
 use shopscore::pipeline::{run_files, FileRun};
 use shopscore::rules::rolling::SumsLimits;
@@ -18,6 +19,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 const OOO_MS: i64 = 5 * 60_000;
+
+/// The input streams in topic order.
+const STREAMS: [Stream; 4] = [Stream::Orders, Stream::Logistics, Stream::Refunds, Stream::Service];
 
 fn sample(seed: u64) -> Vec<String> {
     let opts = GenOptions {
@@ -180,7 +184,6 @@ struct Split {
 /// its engine from it (a restart, or a new owner after a move), and all finished as a
 /// bounded input is (the watermark becomes the largest event time).
 fn sharded(lines: &[String], split: Split) -> Outcome {
-    use shopscore::domain::event::EventType;
     use shopscore::kafka::topics::Layout;
     use shopscore::output::{Output, SourcePos};
     use shopscore::rules::engine::{Engine, Snapshots};
@@ -197,12 +200,7 @@ fn sharded(lines: &[String], split: Split) -> Outcome {
     for (i, line) in lines.iter().enumerate() {
         // Undecodable lines are dead letters: they move no clock and change no outcome here.
         let Ok(ev) = decode_json(line.as_bytes(), None, &DecodeOptions::default()) else { continue };
-        let topic = match ev.event_type() {
-            EventType::LogisticsUpdate => 1,
-            EventType::RefundUpdate => 2,
-            EventType::ServiceRated => 3,
-            _ => 0,
-        };
+        let topic = STREAMS.iter().position(|s| *s == ev.event_type().stream()).unwrap();
         let partition = next[topic] % split.partitions;
         next[topic] += 1;
         queues[topic * split.partitions + partition].push_back((i as u64 + 1, ev));
@@ -215,7 +213,7 @@ fn sharded(lines: &[String], split: Split) -> Outcome {
     let load = |ov: &mut Overlay<'_>| {
         let mut engine = Engine::load(ov, rules.clone()).unwrap();
         for q in 0..partitions {
-            let topic = ["orders", "logistics", "refunds", "service"][q / split.partitions];
+            let topic = STREAMS[q / split.partitions].as_str();
             engine.register_partition(clock(q / split.partitions, q % split.partitions), topic);
         }
         engine
