@@ -17,7 +17,7 @@ use shopscore::domain::event::{Event, Stream};
 use shopscore::gen::{generate, GenOptions};
 use shopscore::kafka::topics::Layout;
 use shopscore::output::{Output, SourcePos};
-use shopscore::rules::engine::{Engine, Snapshots};
+use shopscore::rules::engine::{Counters, Engine, Snapshots};
 use shopscore::rules::RulesConfig;
 use shopscore::state::memory::MemStore;
 use shopscore::state::overlay::Overlay;
@@ -27,34 +27,48 @@ use shopscore::state::{KvStore, WriteBatch};
 const STREAMS: [Stream; 4] = [Stream::Orders, Stream::Logistics, Stream::Refunds, Stream::Service];
 
 /// Generated events (duplicates and restated facts included), split round-robin over each
-/// topic's partitions; each record keeps its Kafka position.
-fn partitions(seed: u64, parts: usize) -> Vec<Vec<(SourcePos, Event)>> {
+/// topic's partitions; each record keeps its Kafka position. With `late`, about 5 % of each
+/// partition's records are held back by 10 to 150 records, so they arrive behind the
+/// watermark, some later than the allowed lateness (1 day).
+fn partitions(seed: u64, parts: usize, late: bool) -> Vec<Vec<(SourcePos, Event)>> {
     let opts = GenOptions {
         seed,
         events: 2_000,
         shops: 10,
         days: 10,
         restated_per_mille: 30,
+        duplicate_per_mille: 20,
         ..GenOptions::default()
     };
     let mut buf = Vec::new();
     generate(&opts, &mut buf).unwrap();
-    let mut queues: Vec<Vec<(SourcePos, Event)>> = (0..4 * parts).map(|_| Vec::new()).collect();
+    let mut events: Vec<Vec<Event>> = (0..4 * parts).map(|_| Vec::new()).collect();
     let mut next = [0usize; 4];
     for line in String::from_utf8_lossy(&buf).lines() {
         let Ok(ev) = decode_json(line.as_bytes(), None, &DecodeOptions::default()) else { continue };
         let topic = STREAMS.iter().position(|s| *s == ev.event_type().stream()).unwrap();
-        let partition = next[topic] % parts;
+        events[topic * parts + next[topic] % parts].push(ev);
         next[topic] += 1;
-        let q = &mut queues[topic * parts + partition];
-        let pos = SourcePos::Kafka {
-            topic: STREAMS[topic].as_str().into(),
-            partition: partition as i32,
-            offset: q.len() as i64,
-        };
-        q.push((pos, ev));
     }
-    queues
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0x1a7e);
+    for q in events.iter_mut().filter(|_| late) {
+        for i in (0..q.len()).rev() {
+            if rng.random_bool(0.05) {
+                let ev = q.remove(i);
+                q.insert((i + rng.random_range(10..150)).min(q.len()), ev);
+            }
+        }
+    }
+    let position = |q: usize, offset: usize| SourcePos::Kafka {
+        topic: STREAMS[q / parts].as_str().into(),
+        partition: (q % parts) as i32,
+        offset: offset as i64,
+    };
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(q, evs)| evs.into_iter().enumerate().map(|(i, ev)| (position(q, i), ev)).collect())
+        .collect()
 }
 
 /// One commit as seen from outside: its outputs' JSON and its state delta.
@@ -67,14 +81,15 @@ struct Commit {
 /// Runs one engine over `queues`, committing when every partition has been read up to its
 /// cut (`cuts[k][q]` = records of partition `q` read by the end of commit `k`). Within a
 /// commit the partitions interleave at random (`seed`), each read in its own order; before a
-/// commit the engine is reloaded from its store with probability `reload`.
+/// commit the engine is reloaded from its store with probability `reload`. Returns the
+/// commits and the engine's final counters.
 fn run(
     queues: &[Vec<(SourcePos, Event)>],
     parts: usize,
     cuts: &[Vec<usize>],
     seed: u64,
     reload: f64,
-) -> Vec<Commit> {
+) -> (Vec<Commit>, Counters) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let rules = RulesConfig::default();
     let store = MemStore::new();
@@ -112,7 +127,7 @@ fn run(
         store.write(batch).unwrap();
         commits.push(Commit { outputs: outputs.iter().map(Output::to_json).collect(), delta });
     }
-    commits
+    (commits, engine.counters().clone())
 }
 
 /// `commits` cut points per partition: sorted random positions, the last at the end.
@@ -137,27 +152,20 @@ proptest! {
     fn a_commit_depends_on_its_input_positions_not_on_interleaving_or_reloads(
         seed in 0u64..1_000_000,
         parts in 1usize..4,
+        late in any::<bool>(),
         commits in 2usize..12,
         cut_seed in any::<u64>(),
         a in any::<u64>(),
         b in any::<u64>(),
     ) {
-        let queues = partitions(seed, parts);
+        let queues = partitions(seed, parts, late);
         let cuts = cuts(&queues, commits, cut_seed);
-        let one = run(&queues, parts, &cuts, a, 0.0);
-        let other = run(&queues, parts, &cuts, b, 0.5);
+        let (one, counters) = run(&queues, parts, &cuts, a, 0.0);
+        let (other, _) = run(&queues, parts, &cuts, b, 0.5);
+        prop_assert!(counters.duplicates > 0, "{:?}", counters);
         prop_assert!(one.iter().any(|c| c.outputs.iter().any(|o| o.contains("\"compensation_id\""))));
-        for (k, (x, y)) in one.iter().zip(&other).enumerate() {
-            prop_assert!(
-                x.outputs == y.outputs,
-                "commit {} (cut at {:?}): outputs differ:\n{:#?}\n{:#?}",
-                k, cuts[k], x.outputs, y.outputs
-            );
-            prop_assert!(
-                x.delta == y.delta,
-                "commit {} (cut at {:?}): state deltas differ: {}",
-                k, cuts[k], first_difference(&x.delta, &y.delta)
-            );
+        if let Err(e) = compare(&one, &other, &cuts) {
+            prop_assert!(false, "{}", e);
         }
     }
 }
@@ -185,4 +193,33 @@ fn first_difference(x: &[(Vec<u8>, Option<Vec<u8>>)], y: &[(Vec<u8>, Option<Vec<
         }
     }
     format!("{} keys against {}", x.len(), y.len())
+}
+
+/// Every commit's outputs and state delta equal, or where they first differ.
+fn compare(one: &[Commit], other: &[Commit], cuts: &[Vec<usize>]) -> Result<(), String> {
+    for (k, (x, y)) in one.iter().zip(other).enumerate() {
+        if x.outputs != y.outputs {
+            return Err(format!(
+                "commit {k} (cut at {:?}): outputs differ:\n{:#?}\n{:#?}",
+                cuts[k], x.outputs, y.outputs
+            ));
+        }
+        if x.delta != y.delta {
+            let at = first_difference(&x.delta, &y.delta);
+            return Err(format!("commit {k} (cut at {:?}): state deltas differ: {at}", cuts[k]));
+        }
+    }
+    Ok(())
+}
+
+/// The property on input with records held back in their partitions: late events, some
+/// later than the allowed lateness (1 day), are applied within the commits that read them.
+#[test]
+fn late_events_too_leave_a_commit_to_its_input_positions() {
+    let queues = partitions(5, 3, true);
+    let cuts = cuts(&queues, 16, 11);
+    let (one, counters) = run(&queues, 3, &cuts, 1, 0.0);
+    let (other, _) = run(&queues, 3, &cuts, 2, 0.5);
+    assert!(counters.late_events > 0 && counters.beyond_allowed_lateness > 0, "{counters:?}");
+    compare(&one, &other, &cuts).unwrap();
 }
