@@ -333,6 +333,9 @@ pub fn final_snapshots(recs: &[Rec]) -> BTreeMap<String, serde_json::Value> {
 pub fn run_until_idle_within(cmd: &mut Command, limit: Duration) {
     let (status, log) = run_until_idle_logged(cmd, limit);
     if status.is_some_and(|s| s.success()) {
+        // The run's summary (records, outputs, late events), shown if the test fails later:
+        // late events in a run over input within the bound point at the watermark.
+        eprintln!("until-idle run: {}", log.lines().last().unwrap_or_default());
         return;
     }
     panic!("shopscore --until-idle failed or hung; log tail:\n{}", tail(&log, 40));
