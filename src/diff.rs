@@ -246,6 +246,18 @@ fn section<K: Ord + Clone, V>(
     s
 }
 
+/// `x`'s final alert states, without those `CLEARED` where `y` never had the alert: a rule
+/// raised and cleared again is in the same final state as one never raised. Whether a rule
+/// toggled in between depends on where commits cut the input (a live run and its replay cut
+/// it differently); the record counts still show it.
+fn cleared_as_never_raised(x: &OutputSet, y: &OutputSet) -> BTreeMap<(String, String), String> {
+    x.alert_states
+        .iter()
+        .filter(|(k, state)| *state != "CLEARED" || y.alert_states.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Compares output set A with B.
 pub fn diff(a: &OutputSet, b: &OutputSet) -> Diff {
     let same_or = |path: &str, x: &String, y: &String| {
@@ -258,12 +270,15 @@ pub fn diff(a: &OutputSet, b: &OutputSet) -> Diff {
     Diff {
         snapshots: section(&a.snapshots, &b.snapshots, String::clone, |x, y| changes(&x.1, &y.1)),
         compensations: section(&a.compensations, &b.compensations, String::clone, changes),
-        alerts: section(
-            &a.alert_states,
-            &b.alert_states,
-            |(shop, rule)| format!("{shop} {rule}"),
-            |x, y| same_or("state", x, y),
-        ),
+        alerts: {
+            let (a_states, b_states) = (cleared_as_never_raised(a, b), cleared_as_never_raised(b, a));
+            section(
+                &a_states,
+                &b_states,
+                |(shop, rule)| format!("{shop} {rule}"),
+                |x, y| same_or("state", x, y),
+            )
+        },
         alert_counts_a: a.alert_counts.clone(),
         alert_counts_b: b.alert_counts.clone(),
         dead_letters: section(&a.dead_letters, &b.dead_letters, String::clone, |x, y| {
@@ -400,6 +415,29 @@ mod tests {
         assert!(text.contains("compensation o1:LATE_SHIPMENT: amount_fen 500 → 900"), "{text}");
         assert!(text.contains("only in A: o2:LATE_SHIPMENT"), "{text}");
         assert!(text.contains("alert s1 r: state \"RAISED\" → \"CLEARED\""), "{text}");
+    }
+
+    /// A rule raised and cleared on one side and never raised on the other ends in the same
+    /// state (where commits cut the input decides whether it toggled); the record counts still
+    /// differ, so the verdict does too. Raised on one side only is a difference.
+    #[test]
+    fn a_cleared_alert_is_in_the_state_of_one_never_raised() {
+        let raised = |shop: &str| format!(r#"{{"shop_id":"{shop}","rule":"r","state":"RAISED"}}"#);
+        let cleared = |shop: &str| format!(r#"{{"shop_id":"{shop}","rule":"r","state":"CLEARED"}}"#);
+        let a = set(&[
+            (OutputKind::Alert, &raised("s1")),
+            (OutputKind::Alert, &cleared("s1")),
+            (OutputKind::Alert, &raised("s2")),
+        ]);
+        let b = set(&[]);
+        let d = diff(&a, &b);
+        assert!(d.alerts.changed.is_empty(), "{d}");
+        assert_eq!(d.alerts.only_in_a, ["s2 r"]);
+        assert!(d.alerts.only_in_b.is_empty());
+        let d = diff(&b, &a);
+        assert_eq!(d.alerts.only_in_b, ["s2 r"]);
+        assert!(d.alerts.only_in_a.is_empty() && d.alerts.changed.is_empty(), "{d}");
+        assert_ne!(d.alert_counts_a, d.alert_counts_b);
     }
 
     #[test]
