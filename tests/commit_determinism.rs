@@ -23,9 +23,6 @@ use shopscore::state::memory::MemStore;
 use shopscore::state::overlay::Overlay;
 use shopscore::state::{KvStore, WriteBatch};
 
-/// The input streams in topic order (topic names as the default configuration has them).
-const STREAMS: [Stream; 4] = [Stream::Orders, Stream::Logistics, Stream::Refunds, Stream::Service];
-
 /// Generated events (duplicates and restated facts included), split round-robin over each
 /// topic's partitions; each record keeps its Kafka position. With `late`, about 5 % of each
 /// partition's records are held back by 10 to 150 records, so they arrive behind the
@@ -46,7 +43,7 @@ fn partitions(seed: u64, parts: usize, late: bool) -> Vec<Vec<(SourcePos, Event)
     let mut next = [0usize; 4];
     for line in String::from_utf8_lossy(&buf).lines() {
         let Ok(ev) = decode_json(line.as_bytes(), None, &DecodeOptions::default()) else { continue };
-        let topic = STREAMS.iter().position(|s| *s == ev.event_type().stream()).unwrap();
+        let topic = Stream::ALL.iter().position(|s| *s == ev.event_type().stream()).unwrap();
         events[topic * parts + next[topic] % parts].push(ev);
         next[topic] += 1;
     }
@@ -60,7 +57,7 @@ fn partitions(seed: u64, parts: usize, late: bool) -> Vec<Vec<(SourcePos, Event)
         }
     }
     let position = |q: usize, offset: usize| SourcePos::Kafka {
-        topic: STREAMS[q / parts].as_str().into(),
+        topic: Stream::ALL[q / parts].as_str().into(),
         partition: (q % parts) as i32,
         offset: offset as i64,
     };
@@ -97,7 +94,7 @@ fn run(
     let clock = |q: usize| Layout::clock_id(q / parts, (q % parts) as i32);
     let load = |ov: &mut Overlay<'_>| {
         let mut engine = Engine::load(ov, rules.clone()).unwrap();
-        (0..queues.len()).for_each(|q| engine.register_partition(clock(q), STREAMS[q / parts].as_str()));
+        (0..queues.len()).for_each(|q| engine.register_partition(clock(q), Stream::ALL[q / parts].as_str()));
         engine
     };
     let mut engine = load(&mut ov);

@@ -20,9 +20,6 @@ use std::path::Path;
 
 const OOO_MS: i64 = 5 * 60_000;
 
-/// The input streams in topic order.
-const STREAMS: [Stream; 4] = [Stream::Orders, Stream::Logistics, Stream::Refunds, Stream::Service];
-
 fn sample(seed: u64) -> Vec<String> {
     let opts = GenOptions {
         seed,
@@ -200,7 +197,7 @@ fn sharded(lines: &[String], split: Split) -> Outcome {
     for (i, line) in lines.iter().enumerate() {
         // Undecodable lines are dead letters: they move no clock and change no outcome here.
         let Ok(ev) = decode_json(line.as_bytes(), None, &DecodeOptions::default()) else { continue };
-        let topic = STREAMS.iter().position(|s| *s == ev.event_type().stream()).unwrap();
+        let topic = Stream::ALL.iter().position(|s| *s == ev.event_type().stream()).unwrap();
         let partition = next[topic] % split.partitions;
         next[topic] += 1;
         queues[topic * split.partitions + partition].push_back((i as u64 + 1, ev));
@@ -213,7 +210,7 @@ fn sharded(lines: &[String], split: Split) -> Outcome {
     let load = |ov: &mut Overlay<'_>| {
         let mut engine = Engine::load(ov, rules.clone()).unwrap();
         for q in 0..partitions {
-            let topic = STREAMS[q / split.partitions].as_str();
+            let topic = Stream::ALL[q / split.partitions].as_str();
             engine.register_partition(clock(q / split.partitions, q % split.partitions), topic);
         }
         engine

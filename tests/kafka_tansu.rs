@@ -221,9 +221,11 @@ fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
     setup_inputs(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let log = |name: &str| dir.path().join(format!("{name}.log"));
-    let acquired = |name: &str| {
-        std::fs::read_to_string(log(name)).unwrap_or_default().matches("\"shard acquired\"").count()
+    // How often an instance's log says `message` ("shard acquired", "shard released").
+    let said = |name: &str, message: &str| {
+        std::fs::read_to_string(log(name)).unwrap_or_default().matches(&format!("\"{message}\"")).count()
     };
+    let acquired = |name: &str| said(name, "shard acquired");
     // Killed when dropped: a failed assertion leaves no instance running.
     let spawn = |name: &str| {
         Running(
@@ -265,10 +267,7 @@ fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
     );
     // What an instance owns now: acquired less released (a killed one releases nothing, so
     // the victim is never counted below).
-    let owned = |name: &str| {
-        let text = std::fs::read_to_string(log(name)).unwrap_or_default();
-        text.matches("\"shard acquired\"").count() as i64 - text.matches("\"shard released\"").count() as i64
-    };
+    let owned = |name: &str| acquired(name) as i64 - said(name, "shard released") as i64;
     let settled = |members: &[&str]| members.iter().map(|m| owned(m)).sum::<i64>() == 4;
     let mut members: Vec<&str> = survivors.iter().map(|&i| names[i]).chain(["d"]).collect();
     wait_until("the replacement to own a shard, the group settled", &|| owned("d") >= 1 && settled(&members));
