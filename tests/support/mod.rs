@@ -531,22 +531,51 @@ pub fn crash_at(cmd: &mut Command, point: CrashPoint, n: u64, log: &Path) -> Res
 /// just committed, README → Tests against real brokers); no restart gets past it.
 pub const TANSU_STALL: &str = "stalled for 60s at offset";
 
-/// Runs `scenario` on a fresh broker; if it fails because the broker stopped a changelog
-/// partition's last stable offset for good ([`TANSU_STALL`]), runs it once more on another
-/// fresh broker. Any other failure, or a second stall, fails the test.
-pub fn retried_on_broker_stall(scenario: impl Fn()) {
+/// What [`settled_outputs`] says when `read_committed` stops short of an output partition's
+/// end after every processor has exited: the same broker bug as [`TANSU_STALL`], hit by an
+/// output topic.
+pub const TANSU_OUTPUT_STALL: &str = "read_committed stopped short of the output topics";
+
+/// [`outputs`] as `read_committed` readers see them, once every processor has exited. On
+/// tansu's main build `read_committed` hides only open transactions, and none is open then (a
+/// crashed owner's is aborted when the next one fences it): so the committed read must hold
+/// every output id the uncommitted read holds. If it does not, the broker stopped a
+/// partition's last stable offset for good ([`TANSU_OUTPUT_STALL`]). Reading short there
+/// once made an uninterrupted reference run look 38 compensations short of a crashed run
+/// (session 24).
+pub fn settled_outputs(brokers: &str) -> Outputs {
+    let (committed, all) = (output_ids(brokers, true), output_ids(brokers, false));
+    if committed != all {
+        let missing: Vec<&String> = all.keys().filter(|id| !committed.contains_key(*id)).take(5).collect();
+        panic!(
+            "{TANSU_OUTPUT_STALL}: {} output ids read committed, {} uncommitted (missing e.g. {missing:?})",
+            committed.len(),
+            all.len()
+        );
+    }
+    outputs(brokers, true)
+}
+
+/// Runs `scenario` on a fresh broker; if it fails because the broker stopped a partition's
+/// last stable offset for good ([`TANSU_STALL`] in a changelog, [`TANSU_OUTPUT_STALL`] in an
+/// output topic), runs it once more on another fresh broker. Any other failure, or a second
+/// stall, fails the test.
+pub fn retried_on_broker_stall<T>(scenario: impl Fn() -> T) -> T {
     let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&scenario));
-    let Err(panic) = first else { return };
+    let panic = match first {
+        Ok(value) => return value,
+        Err(panic) => panic,
+    };
     let message = panic
         .downcast_ref::<String>()
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default();
-    if !message.contains(TANSU_STALL) {
+    if !message.contains(TANSU_STALL) && !message.contains(TANSU_OUTPUT_STALL) {
         std::panic::resume_unwind(panic);
     }
-    eprintln!("the broker stalled a changelog partition for good; running the scenario again on a fresh broker:\n{message}");
-    scenario();
+    eprintln!("the broker stalled a partition for good; running the scenario again on a fresh broker:\n{message}");
+    scenario()
 }
 
 /// [`crash_at`] for each `(point, n)` of `at`, each run made by `processor`; the logs go
