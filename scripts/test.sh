@@ -31,4 +31,4 @@ SHOPSCORE_TANSU_TXN="$(bash scripts/tansu-txn.sh)"
 export SHOPSCORE_TANSU SHOPSCORE_TANSU_TXN
 # -------------------------------------------------------------------------------------------
 
-cargo test --release "$@"
+cargo test --release --no-fail-fast "$@"
