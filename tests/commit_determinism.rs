@@ -154,6 +154,45 @@ fn cuts(queues: &[Vec<(SourcePos, Event)>], commits: usize, seed: u64) -> Vec<Ve
     (0..commits).map(|k| per_queue.iter().map(|c| c[k]).collect()).collect()
 }
 
+/// One case: the input of `seed` split over `parts` partitions per topic (records held back
+/// with `late`), cut into `commits` commits (`cut_seed`), run by two engines that interleave
+/// the partitions by the seeds `a` and `b`; the second is reloaded before a commit with
+/// probability `reload`.
+struct Case {
+    seed: u64,
+    parts: usize,
+    late: bool,
+    commits: usize,
+    cut_seed: u64,
+    a: u64,
+    b: u64,
+    reload: f64,
+}
+
+/// Both engines' commits, the first engine's counters, and the cut points.
+struct Runs {
+    one: Vec<Commit>,
+    other: Vec<Commit>,
+    counters: Counters,
+    cuts: Vec<Vec<usize>>,
+}
+
+impl Case {
+    fn run(&self) -> Runs {
+        let queues = partitions(self.seed, self.parts, self.late);
+        let cuts = cuts(&queues, self.commits, self.cut_seed);
+        let (one, counters) = run(&queues, self.parts, &cuts, self.a, 0.0);
+        let (other, _) = run(&queues, self.parts, &cuts, self.b, self.reload);
+        Runs { one, other, counters, cuts }
+    }
+}
+
+impl Runs {
+    fn compare(&self) -> Result<(), String> {
+        compare(&self.one, &self.other, &self.cuts)
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -167,13 +206,10 @@ proptest! {
         a in any::<u64>(),
         b in any::<u64>(),
     ) {
-        let queues = partitions(seed, parts, late);
-        let cuts = cuts(&queues, commits, cut_seed);
-        let (one, counters) = run(&queues, parts, &cuts, a, 0.0);
-        let (other, _) = run(&queues, parts, &cuts, b, 0.5);
-        prop_assert!(counters.duplicates > 0, "{:?}", counters);
-        prop_assert!(one.iter().any(|c| c.outputs.iter().any(|o| o.contains("\"compensation_id\""))));
-        if let Err(e) = compare(&one, &other, &cuts) {
+        let runs = Case { seed, parts, late, commits, cut_seed, a, b, reload: 0.5 }.run();
+        prop_assert!(runs.counters.duplicates > 0, "{:?}", runs.counters);
+        prop_assert!(runs.one.iter().any(|c| c.outputs.iter().any(|o| o.contains("\"compensation_id\""))));
+        if let Err(e) = runs.compare() {
             prop_assert!(false, "{}", e);
         }
     }
@@ -225,24 +261,31 @@ fn compare(one: &[Commit], other: &[Commit], cuts: &[Vec<usize>]) -> Result<(), 
 /// later than the allowed lateness (1 day), are applied within the commits that read them.
 #[test]
 fn late_events_too_leave_a_commit_to_its_input_positions() {
-    let queues = partitions(5, 3, true);
-    let cuts = cuts(&queues, 16, 11);
-    let (one, counters) = run(&queues, 3, &cuts, 1, 0.0);
-    let (other, _) = run(&queues, 3, &cuts, 2, 0.5);
-    assert!(counters.late_events > 0 && counters.beyond_allowed_lateness > 0, "{counters:?}");
-    compare(&one, &other, &cuts).unwrap();
+    let runs =
+        Case { seed: 5, parts: 3, late: true, commits: 16, cut_seed: 11, a: 1, b: 2, reload: 0.5 }.run();
+    let c = &runs.counters;
+    assert!(c.late_events > 0 && c.beyond_allowed_lateness > 0, "{c:?}");
+    runs.compare().unwrap();
 }
 
 /// A case proptest found: in one interleaving only, a buyer's group-decision timer was
 /// deleted and set again within one commit, so that commit wrote the timer key again with
-/// the value the store held. The state after the
-/// commit is the same either way; the comparison is of what each commit changes.
+/// the value the store held. The state after the commit is the same either way; the
+/// comparison is of what each commit changes.
 #[test]
 fn a_timer_moved_away_and_back_within_a_commit_changes_nothing() {
-    let queues = partitions(314_415, 2, false);
-    let cuts = cuts(&queues, 7, 9_337_062_008_520_867_713);
-    let (one, _) = run(&queues, 2, &cuts, 7_590_669_513_581_838_479, 0.0);
-    let (other, _) = run(&queues, 2, &cuts, 792_032_822_062_658_445, 0.0);
-    assert!(one[1].rewrites == 0 && other[1].rewrites > 0, "{} / {}", one[1].rewrites, other[1].rewrites);
-    compare(&one, &other, &cuts).unwrap();
+    let runs = Case {
+        seed: 314_415,
+        parts: 2,
+        late: false,
+        commits: 7,
+        cut_seed: 9_337_062_008_520_867_713,
+        a: 7_590_669_513_581_838_479,
+        b: 792_032_822_062_658_445,
+        reload: 0.0,
+    }
+    .run();
+    let (one, other) = (runs.one[1].rewrites, runs.other[1].rewrites);
+    assert!(one == 0 && other > 0, "rewrites in commit 1: {one} / {other}");
+    runs.compare().unwrap();
 }

@@ -574,7 +574,9 @@ pub fn retried_on_broker_stall<T>(scenario: impl Fn() -> T) -> T {
     if !message.contains(TANSU_STALL) && !message.contains(TANSU_OUTPUT_STALL) {
         std::panic::resume_unwind(panic);
     }
-    eprintln!("the broker stalled a partition for good; running the scenario again on a fresh broker:\n{message}");
+    eprintln!(
+        "the broker stalled a partition for good; running the scenario again on a fresh broker:\n{message}"
+    );
     scenario()
 }
 
