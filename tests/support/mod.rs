@@ -540,9 +540,9 @@ pub const TANSU_OUTPUT_STALL: &str = "read_committed stopped short of the output
 /// tansu's main build `read_committed` hides only open transactions, and none is open then (a
 /// crashed owner's is aborted when the next one fences it): so the committed read must hold
 /// every output id the uncommitted read holds. If it does not, the broker stopped a
-/// partition's last stable offset for good ([`TANSU_OUTPUT_STALL`]). Reading short there
-/// once made an uninterrupted reference run look 38 compensations short of a crashed run
-/// (session 24).
+/// partition's last stable offset for good ([`TANSU_OUTPUT_STALL`]). Reading short there is
+/// the likely reason an uninterrupted reference run once looked 38 compensations short of a
+/// crashed run (session 24; not reproduced).
 pub fn settled_outputs(brokers: &str) -> Outputs {
     let (committed, all) = (output_ids(brokers, true), output_ids(brokers, false));
     if committed != all {
