@@ -195,7 +195,7 @@ fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
     let crashes = crash_repeatedly(|| processor(&t.brokers, "g", &data, false), dir.path(), &at);
     kill_repeatedly(|| processor(&t.brokers, "g", &data, false), &data, 6, 379);
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));
-    assert_crashed_outputs_once(&t.brokers, false, &crashes);
+    assert_crashed_outputs_once(&output_ids(&t.brokers, false), &crashes);
     assert_same(&outputs(&t.brokers, false), &want);
 }
 

@@ -543,17 +543,25 @@ pub const TANSU_OUTPUT_STALL: &str = "read_committed stopped short of the output
 /// partition's last stable offset for good ([`TANSU_OUTPUT_STALL`]). Reading short there is
 /// the likely reason an uninterrupted reference run once looked 38 compensations short of a
 /// crashed run (session 24; not reproduced).
-pub fn settled_outputs(brokers: &str) -> Outputs {
-    let (committed, all) = (output_ids(brokers, true), output_ids(brokers, false));
-    if committed != all {
-        let missing: Vec<&String> = all.keys().filter(|id| !committed.contains_key(*id)).take(5).collect();
+/// The committed records are read once and give both the outputs and their ids.
+pub fn settled_outputs(brokers: &str) -> Settled {
+    let committed = OutputRecords::read(brokers, true);
+    let (ids, all) = (committed.ids(), output_ids(brokers, false));
+    if ids != all {
+        let missing: Vec<&String> = all.keys().filter(|id| !ids.contains_key(*id)).take(5).collect();
         panic!(
             "{TANSU_OUTPUT_STALL}: {} output ids read committed, {} uncommitted (missing e.g. {missing:?})",
-            committed.len(),
+            ids.len(),
             all.len()
         );
     }
-    outputs(brokers, true)
+    Settled { outputs: committed.into_outputs(), ids }
+}
+
+/// What [`settled_outputs`] read: the outputs, and how often each output id occurs.
+pub struct Settled {
+    pub outputs: Outputs,
+    pub ids: BTreeMap<String, usize>,
 }
 
 /// Runs `scenario` on a fresh broker; if it fails because the broker stopped a partition's
@@ -618,8 +626,8 @@ pub fn crash_repeatedly(
 /// (points `Marker` and `Stored`: the commit is in the changelog, so it is never redone) is in
 /// the output topics exactly once. A commit that crashed at `Queued` may be redone with other
 /// outputs under the same ids, so only the comparison with an uninterrupted run covers it.
-pub fn assert_crashed_outputs_once(brokers: &str, read_committed: bool, crashes: &[Crash]) {
-    let ids = output_ids(brokers, read_committed);
+/// `ids`: how often each output id occurs in the output topics ([`output_ids`]).
+pub fn assert_crashed_outputs_once(ids: &BTreeMap<String, usize>, crashes: &[Crash]) {
     for c in crashes.iter().filter(|c| c.point != CrashPoint::Queued) {
         assert!(c.outputs > 0);
         for i in 0..c.outputs {
@@ -632,14 +640,35 @@ pub fn assert_crashed_outputs_once(brokers: &str, read_committed: bool, crashes:
 /// How many times each output id (the `shopscore.id` header, `shard:commit:index`) occurs in
 /// the four output topics.
 pub fn output_ids(brokers: &str, read_committed: bool) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for topic in OUTPUTS {
-        for r in read_all(brokers, topic, read_committed) {
-            let id = r.header(ID_HEADER).unwrap_or_else(|| panic!("a record of {topic} without an id"));
-            *ids.entry(id).or_default() += 1;
-        }
+    OutputRecords::read(brokers, read_committed).ids()
+}
+
+/// Every record of the four output topics ([`OUTPUTS`]), by topic, each read once.
+pub struct OutputRecords(BTreeMap<&'static str, Vec<Rec>>);
+
+impl OutputRecords {
+    pub fn read(brokers: &str, read_committed: bool) -> OutputRecords {
+        OutputRecords(
+            OUTPUTS.into_iter().map(|topic| (topic, read_all(brokers, topic, read_committed))).collect(),
+        )
     }
-    ids
+
+    /// How many times each output id (the `shopscore.id` header) occurs.
+    pub fn ids(&self) -> BTreeMap<String, usize> {
+        let mut ids = BTreeMap::new();
+        for (topic, recs) in &self.0 {
+            for r in recs {
+                let id = r.header(ID_HEADER).unwrap_or_else(|| panic!("a record of {topic} without an id"));
+                *ids.entry(id).or_default() += 1;
+            }
+        }
+        ids
+    }
+
+    pub fn into_outputs(mut self) -> Outputs {
+        let mut take = |topic: &str| self.0.remove(topic).unwrap_or_default();
+        outputs_of(take("compensations"), take("dead-letters"), &take("shop-metrics"))
+    }
 }
 
 /// Runs `cmd --until-idle` to completion (at most 3 minutes).
@@ -664,16 +693,19 @@ pub fn outputs(brokers: &str, read_committed: bool) -> Outputs {
 
 /// [`outputs`] of the default output topics with `prefix` in front of their names.
 pub fn outputs_prefixed(brokers: &str, prefix: &str, read_committed: bool) -> Outputs {
-    let topic = |name: &str| format!("{prefix}{name}");
-    let mut compensations: Vec<String> = read_all(brokers, &topic("compensations"), read_committed)
-        .iter()
-        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
-        .collect();
+    let read = |name: &str| read_all(brokers, &format!("{prefix}{name}"), read_committed);
+    outputs_of(read("compensations"), read("dead-letters"), &read("shop-metrics"))
+}
+
+/// [`Outputs`] of the records read from the compensation, dead-letter and snapshot topics.
+fn outputs_of(compensations: Vec<Rec>, dead_letters: Vec<Rec>, snapshots: &[Rec]) -> Outputs {
+    let mut compensations: Vec<String> =
+        compensations.into_iter().map(|r| String::from_utf8(r.payload).unwrap()).collect();
     compensations.sort();
     Outputs {
         compensations,
-        dead_letters: dead_letters(brokers, &topic("dead-letters"), read_committed),
-        snapshots: final_snapshots(&read_all(brokers, &topic("shop-metrics"), read_committed)),
+        dead_letters: dead_letters_of(dead_letters),
+        snapshots: final_snapshots(snapshots),
     }
 }
 
@@ -711,7 +743,7 @@ pub fn outputs_protobuf_prefixed(brokers: &str, prefix: &str, read_committed: bo
         .collect();
     Outputs {
         compensations,
-        dead_letters: dead_letters(brokers, &topic("dead-letters"), read_committed),
+        dead_letters: dead_letters_of(read_all(brokers, &topic("dead-letters"), read_committed)),
         snapshots: final_snapshots(&snapshots),
     }
 }
@@ -723,9 +755,9 @@ pub fn canonical(out: &Outputs) -> Outputs {
     Outputs { compensations, dead_letters: out.dead_letters.clone(), snapshots: out.snapshots.clone() }
 }
 
-/// Dead letters of `topic` as (source topic, partition, offset, payload), sorted.
-fn dead_letters(brokers: &str, topic: &str, read_committed: bool) -> Vec<(String, String, String, Vec<u8>)> {
-    let mut dead_letters: Vec<_> = read_all(brokers, topic, read_committed)
+/// Dead-letter records as (source topic, partition, offset, payload), sorted.
+fn dead_letters_of(recs: Vec<Rec>) -> Vec<(String, String, String, Vec<u8>)> {
+    let mut dead_letters: Vec<_> = recs
         .into_iter()
         .map(|r| {
             (
