@@ -70,7 +70,7 @@ fn transactional_outbox_is_exactly_once_across_crashes_on_tansu_main() {
     // This broker sometimes stops a partition's last stable offset for good (its bug, see
     // `TANSU_STALL`): in a changelog the crashed run then cannot restore, whatever the
     // processor does; in an output topic `read_committed` reads short. Either way the run is
-    // made once more on a fresh broker.
+    // made again on a fresh broker (`STALL_ATTEMPTS` runs at most).
     let reference = retried_on_broker_stall(|| {
         let t = broker(&lines);
         let dir = tempfile::tempdir().unwrap();

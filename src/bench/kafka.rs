@@ -12,7 +12,7 @@
 
 use crate::config::KafkaConfig;
 use crate::gen::{generate, GenOptions};
-use crate::kafka::client::Clients;
+use crate::kafka::client::{Clients, FIRST_OFFSET};
 use crate::kafka::runtime::{run_kafka, KafkaRun, KafkaSummary};
 use crate::kafka::topics::{self, OutputTopics};
 use crate::kafka::{Context, KafkaError};
@@ -140,7 +140,8 @@ pub fn run_kafka_bench(
     let mut tpl = TopicPartitionList::new();
     for topic in &inputs {
         for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).context(|| "bench assignment".into())?;
+            tpl.add_partition_offset(topic, p, Offset::Offset(FIRST_OFFSET))
+                .context(|| "bench assignment".into())?;
         }
     }
     consumer.assign(&tpl).context(|| "assigning the bench inputs".into())?;

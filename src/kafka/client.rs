@@ -5,6 +5,17 @@
 use crate::config::KafkaConfig;
 use rdkafka::ClientConfig;
 
+/// Where a reader of a partition from its start begins: offset 0, never `Offset::Beginning`.
+/// On a broker whose log starts later (retention), offset 0 is out of range and the readers'
+/// `auto.offset.reset = earliest` ([`Clients::reader`], inherited by the restorer) moves them
+/// to the log start, as `Offset::Beginning` would. `Offset::Beginning` asks the broker for its
+/// earliest offset instead. On tansu's main build a test reader starting there once began an
+/// output partition at offset 17, skipping its first 17 records without any error (session
+/// 26, in 1 of 6 probe runs; README → Brokers). tansu answers "earliest" with the batch whose
+/// stored object is oldest by modification time, which, when several producers write one
+/// partition, need not be the lowest offset: the likely cause.
+pub const FIRST_OFFSET: i64 = 0;
+
 /// Builds client configurations for one Kafka-mode process.
 #[derive(Clone, Debug)]
 pub struct Clients {

@@ -4,6 +4,7 @@
 //! holding the watermark back (SPEC §3): it must have reported its end since its last record
 //! and been quiet for `time.idle_timeout`. Wall-clock time enters only here.
 
+use super::client::FIRST_OFFSET;
 use super::topics::Layout;
 use super::{Context, KafkaError};
 use rdkafka::client::ClientContext;
@@ -201,7 +202,8 @@ impl Reader {
             let waker = waker.clone();
             queue.set_nonempty_callback(move || waker.unpark());
             self.queues.push(((t, p), queue));
-            let at = if offset <= 0 { Offset::Beginning } else { Offset::Offset(offset) };
+            // No stored position: from the start (`FIRST_OFFSET` says why not `Offset::Beginning`).
+            let at = Offset::Offset(offset.max(FIRST_OFFSET));
             tpl.add_partition_offset(topic, p, at).context(|| "building the input assignment".into())?;
         }
         self.consumer.assign(&tpl).context(|| "assigning the input partitions".into())?;

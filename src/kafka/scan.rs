@@ -2,7 +2,7 @@
 //! records only: what a replay needs to know which compensations a topic already holds, and
 //! what `shopscore diff` reads output topics with.
 
-use super::client::Clients;
+use super::client::{Clients, FIRST_OFFSET};
 use super::reader::QuietEof;
 use super::topics::partition_count;
 use super::{Context, KafkaError};
@@ -39,11 +39,15 @@ pub fn scan_topic(
     let mut tpl = TopicPartitionList::new();
     let mut nonempty = 0usize;
     for p in 0..partitions as i32 {
-        let (low, high) = consumer
+        // Only whether the partition ever held a record: the low watermark is not where the
+        // scan starts, because tansu's can be past the partition's first records
+        // ([`FIRST_OFFSET`]).
+        let (_, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .context(|| format!("reading the offsets of {topic:?} partition {p}"))?;
-        if high > low {
-            tpl.add_partition_offset(topic, p, Offset::Offset(low)).context(|| "building the scan".into())?;
+        if high > FIRST_OFFSET {
+            tpl.add_partition_offset(topic, p, Offset::Offset(FIRST_OFFSET))
+                .context(|| "building the scan".into())?;
             nonempty += 1;
         }
     }

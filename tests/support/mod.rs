@@ -206,8 +206,12 @@ impl Rec {
     }
 }
 
-/// Every record of `topic` (all partitions, from the beginning until quiet for 1.5 s: tansu
-/// 0.6 reports wrong end offsets, so the end is found by waiting).
+/// Every record of `topic` (all partitions, from offset 0 until quiet for 1.5 s: tansu
+/// 0.6 reports wrong end offsets, so the end is found by waiting). Not from
+/// `Offset::Beginning`: tansu answers "earliest" with the offset of the batch it stored first,
+/// and when producers write one partition concurrently that can be a later batch, so a read
+/// from the beginning silently skipped the partition's first records (session 26: 17 of 106
+/// compensations of an output partition; no topic here is ever truncated).
 pub fn read_all(brokers: &str, topic: &str, read_committed: bool) -> Vec<Rec> {
     let c: BaseConsumer = client(brokers)
         .set("group.id", "shopscore-tests-reader")
@@ -219,7 +223,7 @@ pub fn read_all(brokers: &str, topic: &str, read_committed: bool) -> Vec<Rec> {
     let parts = md.topics()[0].partitions().len() as i32;
     let mut tpl = TopicPartitionList::new();
     for p in 0..parts {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Offset(0)).unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
@@ -540,9 +544,10 @@ pub const TANSU_OUTPUT_STALL: &str = "read_committed stopped short of the output
 /// tansu's main build `read_committed` hides only open transactions, and none is open then (a
 /// crashed owner's is aborted when the next one fences it): so the committed read must hold
 /// every output id the uncommitted read holds. If it does not, the broker stopped a
-/// partition's last stable offset for good ([`TANSU_OUTPUT_STALL`]). Reading short there is
-/// the likely reason an uninterrupted reference run once looked 38 compensations short of a
-/// crashed run (session 24; not reproduced).
+/// partition's last stable offset for good ([`TANSU_OUTPUT_STALL`]). Session 25 guessed this
+/// was why a reference run once looked 38 compensations short of a crashed run (session 24);
+/// session 26 reproduced such a short read with equal committed and uncommitted reads, both
+/// starting past the partition's first records ([`read_all`]).
 /// The committed records are read once and give both the outputs and their ids.
 pub fn settled_outputs(brokers: &str) -> Settled {
     let committed = OutputRecords::read(brokers, true);
@@ -564,28 +569,43 @@ pub struct Settled {
     pub ids: BTreeMap<String, usize>,
 }
 
-/// Runs `scenario` on a fresh broker; if it fails because the broker stopped a partition's
+/// How many fresh brokers [`retried_on_broker_stall`] gives a scenario. One retry was not
+/// enough: in the CI run of session 25's submission both attempts of the crash scenario
+/// failed, the first on a changelog stall; what stopped the second was cut from CI's output
+/// by the first's long message, printed twice (now one line).
+pub const STALL_ATTEMPTS: usize = 4;
+
+/// Runs `scenario` on a fresh broker; while it fails because the broker stopped a partition's
 /// last stable offset for good ([`TANSU_STALL`] in a changelog, [`TANSU_OUTPUT_STALL`] in an
-/// output topic), runs it once more on another fresh broker. Any other failure, or a second
-/// stall, fails the test.
+/// output topic), runs it again on another fresh broker, up to [`STALL_ATTEMPTS`] runs in all.
+/// Any other failure fails the test at once, and so does a stall in the last attempt. A
+/// stalled attempt is reported in one line (the panic hook has already printed its message),
+/// so a later attempt's failure stays within what CI shows.
 pub fn retried_on_broker_stall<T>(scenario: impl Fn() -> T) -> T {
-    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&scenario));
-    let panic = match first {
-        Ok(value) => return value,
-        Err(panic) => panic,
-    };
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
-    if !message.contains(TANSU_STALL) && !message.contains(TANSU_OUTPUT_STALL) {
-        std::panic::resume_unwind(panic);
+    let mut attempt = 1;
+    loop {
+        let panic = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&scenario)) {
+            Ok(value) => return value,
+            Err(panic) => panic,
+        };
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        let stall = message.lines().find(|l| l.contains(TANSU_STALL) || l.contains(TANSU_OUTPUT_STALL));
+        match stall {
+            Some(line) if attempt < STALL_ATTEMPTS => {
+                let line: String = line.chars().take(400).collect();
+                eprintln!(
+                    "attempt {attempt} of {STALL_ATTEMPTS}: the broker stalled a partition for good; \
+                     running the scenario again on a fresh broker. The stall: {line}"
+                );
+                attempt += 1;
+            }
+            _ => std::panic::resume_unwind(panic),
+        }
     }
-    eprintln!(
-        "the broker stalled a partition for good; running the scenario again on a fresh broker:\n{message}"
-    );
-    scenario()
 }
 
 /// [`crash_at`] for each `(point, n)` of `at`, each run made by `processor`; the logs go
