@@ -26,6 +26,7 @@
 //! | [`producer`] | a shard's producer: delivery tracking, transactions, back-pressure |
 //! | [`outbox`] | without transactions (or with `kafka.transactional_outbox`): the last commit's outputs, re-sent only where missing |
 //! | [`crash`] | a test hook: abort at a chosen step of the commit protocol |
+//! | `mock_retention` | tests only: a mock-cluster partition whose head retention deleted |
 //! | [`reader`] | the input consumer: positions, end-of-partition and idle detection |
 //! | [`shard`] | one shard: store, engine, positions, and its commit protocol |
 //! | [`worker`] | a shard on its own thread: applies batches, commits when told, reports |
@@ -40,6 +41,8 @@
 pub mod changelog;
 pub mod client;
 pub mod crash;
+#[cfg(test)]
+mod mock_retention;
 pub mod murmur;
 pub mod outbox;
 pub mod output_set;

@@ -363,6 +363,32 @@ mod tests {
         assert_eq!(counts, HashMap::from([("a".to_owned(), 3), ("c".to_owned(), 4)]));
     }
 
+    /// An input partition with no stored position (-1) whose head the broker deleted: the
+    /// reader starts at `FIRST_OFFSET`, out of range there, and the reader settings'
+    /// `auto.offset.reset = earliest` move it to the log start. Every record still held is
+    /// read, in order, from the first.
+    #[test]
+    fn a_partition_whose_head_was_deleted_is_read_from_its_log_start() {
+        use crate::config::KafkaConfig;
+        use crate::kafka::client::Clients;
+        use crate::kafka::mock_retention::truncated_topic;
+        let mock = MockCluster::new(1).unwrap();
+        let (low, high) = truncated_topic(&mock, "orders");
+        let clients =
+            Clients::new(&KafkaConfig { brokers: mock.bootstrap_servers(), ..KafkaConfig::default() });
+        let mut reader = Reader::new(&clients.reader(), layout(&["orders"])).unwrap();
+        reader.assign(&[((0, 0), -1)].into_iter().collect()).unwrap();
+        let mut offsets = Vec::new();
+        let started = Instant::now();
+        while offsets.len() < (high - low) as usize {
+            assert!(started.elapsed() < Duration::from_secs(30), "read {offsets:?} of {low}..{high} in 30 s");
+            if let Polled::Record { message, .. } = reader.poll(Duration::from_millis(50)).unwrap() {
+                offsets.push(message.offset());
+            }
+        }
+        assert_eq!(offsets, (low..high).collect::<Vec<_>>());
+    }
+
     /// A run started when the input topic had one partition; the broker now has two (as after
     /// an operator added one): librdkafka's statistics tell the reader, which names the topic,
     /// both counts, and the restart that reads the new partition. (No broker here implements
