@@ -14,6 +14,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Headers;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use shopscore::kafka::client::FIRST_OFFSET;
 pub use shopscore::kafka::crash::CrashPoint;
 use shopscore::kafka::records::ID_HEADER;
 use std::collections::{BTreeMap, BTreeSet};
@@ -207,11 +208,10 @@ impl Rec {
 }
 
 /// Every record of `topic` (all partitions, from offset 0 until quiet for 1.5 s: tansu
-/// 0.6 reports wrong end offsets, so the end is found by waiting). Not from
-/// `Offset::Beginning`: tansu answers "earliest" with the offset of the batch it stored first,
-/// and when producers write one partition concurrently that can be a later batch, so a read
-/// from the beginning silently skipped the partition's first records (session 26: 17 of 106
-/// compensations of an output partition; no topic here is ever truncated).
+/// 0.6 reports wrong end offsets, so the end is found by waiting). From `FIRST_OFFSET`, like
+/// shopscore's own readers, not `Offset::Beginning`: a read from tansu's "earliest" once
+/// began an output partition at offset 17 and silently skipped its first 17 records
+/// (session 26; `shopscore::kafka::client::FIRST_OFFSET` says why).
 pub fn read_all(brokers: &str, topic: &str, read_committed: bool) -> Vec<Rec> {
     let c: BaseConsumer = client(brokers)
         .set("group.id", "shopscore-tests-reader")
@@ -223,7 +223,7 @@ pub fn read_all(brokers: &str, topic: &str, read_committed: bool) -> Vec<Rec> {
     let parts = md.topics()[0].partitions().len() as i32;
     let mut tpl = TopicPartitionList::new();
     for p in 0..parts {
-        tpl.add_partition_offset(topic, p, Offset::Offset(0)).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Offset(FIRST_OFFSET)).unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
