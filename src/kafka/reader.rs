@@ -369,14 +369,9 @@ mod tests {
     /// read, in order, from the first.
     #[test]
     fn a_partition_whose_head_was_deleted_is_read_from_its_log_start() {
-        use crate::config::KafkaConfig;
-        use crate::kafka::client::Clients;
-        use crate::kafka::mock_retention::truncated_topic;
-        let mock = MockCluster::new(1).unwrap();
-        let (low, high) = truncated_topic(&mock, "orders");
-        let clients =
-            Clients::new(&KafkaConfig { brokers: mock.bootstrap_servers(), ..KafkaConfig::default() });
-        let mut reader = Reader::new(&clients.reader(), layout(&["orders"])).unwrap();
+        let t = crate::kafka::mock_retention::truncated_topic("orders");
+        let (low, high) = (t.low, t.high);
+        let mut reader = Reader::new(&t.clients.reader(), layout(&["orders"])).unwrap();
         reader.assign(&[((0, 0), -1)].into_iter().collect()).unwrap();
         let mut offsets = Vec::new();
         let started = Instant::now();

@@ -83,22 +83,17 @@ pub fn scan_topic(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::KafkaConfig;
     use crate::kafka::mock_retention::truncated_topic;
-    use rdkafka::mocking::MockCluster;
 
     /// On a partition whose head the broker deleted, the scan starts at `FIRST_OFFSET`, which
     /// is out of range there: librdkafka moves it to the log start, and the scan reads exactly
     /// the records the broker still holds, and ends (the empty partition too) without an error.
     #[test]
     fn a_partition_whose_head_was_deleted_is_scanned_from_its_log_start() {
-        let mock = MockCluster::new(1).unwrap();
-        let (low, high) = truncated_topic(&mock, "out");
-        let clients =
-            Clients::new(&KafkaConfig { brokers: mock.bootstrap_servers(), ..KafkaConfig::default() });
+        let t = truncated_topic("out");
         let mut read = Vec::new();
-        let exists = scan_topic(&clients, "out", |m| read.push((m.partition(), m.offset()))).unwrap();
+        let exists = scan_topic(&t.clients, "out", |m| read.push((m.partition(), m.offset()))).unwrap();
         assert!(exists);
-        assert_eq!(read, (low..high).map(|o| (0, o)).collect::<Vec<_>>());
+        assert_eq!(read, (t.low..t.high).map(|o| (0, o)).collect::<Vec<_>>());
     }
 }
