@@ -195,8 +195,9 @@ fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
     let crashes = crash_repeatedly(|| processor(&t.brokers, "g", &data, false), dir.path(), &at);
     kill_repeatedly(|| processor(&t.brokers, "g", &data, false), &data, 6, 379);
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));
-    assert_crashed_outputs_once(&output_ids(&t.brokers, false), &crashes);
-    assert_same(&outputs(&t.brokers, false), &want);
+    let got = OutputRecords::read(&t.brokers, false);
+    assert_crashed_outputs_once(&got.ids(), &crashes);
+    assert_same(&got.into_outputs(), &want);
 }
 
 #[test]

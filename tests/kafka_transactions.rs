@@ -108,8 +108,9 @@ fn transactional_outbox_is_exactly_once_across_crashes_without_isolation() {
     let crashes = crash_repeatedly(|| txn_processor(&brokers, "g", &data, true), dir.path(), &at);
     kill_repeatedly(|| txn_processor(&brokers, "g", &data, true), &data, 3, 433);
     run_until_idle(&mut txn_processor(&brokers, "g", &data, true));
-    assert_crashed_outputs_once(&output_ids(&brokers, true), &crashes);
-    assert_same(&outputs(&brokers, true), &reference);
+    let got = OutputRecords::read(&brokers, true);
+    assert_crashed_outputs_once(&got.ids(), &crashes);
+    assert_same(&got.into_outputs(), &reference);
 }
 
 /// Pins what the mock cluster does with transactions (librdkafka 2.12.1, `rdkafka_mock_handlers.c`:
