@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 mod proc;
+mod tls;
 #[allow(unused_imports)]
 pub use proc::Proc;
+#[allow(unused_imports)]
+pub use tls::{Pki, TlsProxy};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -21,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const INPUTS: [&str; 4] = ["orders", "logistics", "refunds", "service"];
@@ -76,18 +80,31 @@ impl Tansu {
 
     pub fn start_build(build: TansuBuild) -> Tansu {
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
+        Tansu::start_listening(build, port, port)
+    }
+
+    /// tansu 0.6.0 listening on `port` but advertising `advertised` (a proxy's port) to its
+    /// clients; `brokers` is the advertised address.
+    pub fn start_advertising_on(port: u16, advertised: u16) -> Tansu {
+        Tansu::start_listening(TansuBuild::Release, port, advertised)
+    }
+
+    fn start_listening(build: TansuBuild, port: u16, advertised: u16) -> Tansu {
+        let url = |port: u16| format!("tcp://127.0.0.1:{port}");
         let child = Command::new(build.bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url(port), "--advertised-listener-url", &url(advertised)])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
-        let t = Tansu { child, brokers: format!("127.0.0.1:{port}") };
+        let t = Tansu { child, brokers: format!("127.0.0.1:{advertised}") };
+        // Asked on the listener itself, in plaintext: the bootstrap connection answers
+        // metadata whatever address the broker advertises.
+        let listener = format!("127.0.0.1:{port}");
         let start = Instant::now();
         loop {
-            let c: BaseConsumer = client(&t.brokers).create().unwrap();
+            let c: BaseConsumer = plain_client(&listener).create().unwrap();
             if c.fetch_metadata(None, Duration::from_secs(1)).is_ok() {
                 break;
             }
@@ -105,7 +122,27 @@ impl Drop for Tansu {
     }
 }
 
+/// librdkafka settings a broker address needs besides `bootstrap.servers` (a broker behind
+/// a [`TlsProxy`]: TLS), for every client a helper makes for it. Most brokers need none.
+static CLIENT_SETTINGS: Mutex<BTreeMap<String, Vec<(String, String)>>> = Mutex::new(BTreeMap::new());
+
+/// Makes every helper's client for `brokers` use `settings`.
+pub fn set_client_settings(brokers: &str, settings: &[(&str, &str)]) {
+    let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    CLIENT_SETTINGS.lock().unwrap_or_else(|p| p.into_inner()).insert(brokers.to_owned(), settings);
+}
+
 pub fn client(brokers: &str) -> ClientConfig {
+    let mut c = plain_client(brokers);
+    if let Some(settings) = CLIENT_SETTINGS.lock().unwrap_or_else(|p| p.into_inner()).get(brokers) {
+        for (k, v) in settings {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
+fn plain_client(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
     c

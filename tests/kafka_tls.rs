@@ -1,0 +1,117 @@
+//! Kafka mode over TLS, end to end. Most production clusters require TLS; no broker that can
+//! run here speaks it, so tansu 0.6.0 runs behind a TLS-terminating proxy
+//! (`support::TlsProxy`) and advertises the proxy's address: every connection shopscore
+//! makes — metadata, the group, the input readers, the changelog, the output producers — and
+//! every connection of the tests' own clients is TLS, with the broker's certificate checked
+//! against a CA made for the test (`ssl.ca.location`) and its host name against the
+//! certificate (librdkafka's default `ssl.endpoint.identification.algorithm = https`).
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+
+const PARTITIONS: i32 = 3;
+
+/// A tansu broker that clients reach only through TLS, with the proxy and the CA file.
+struct TlsBroker {
+    tansu: Tansu,
+    proxy: TlsProxy,
+    ca: String,
+}
+
+impl TlsBroker {
+    fn start(pki: &Pki, dir: &std::path::Path) -> TlsBroker {
+        let upstream = free_port();
+        let proxy = TlsProxy::start(pki, upstream);
+        let tansu = Tansu::start_advertising_on(upstream, proxy.port);
+        let ca = pki.write_ca(&dir.join("ca.pem"));
+        set_client_settings(&tansu.brokers, &[("security.protocol", "SSL"), ("ssl.ca.location", &ca)]);
+        TlsBroker { tansu, proxy, ca }
+    }
+}
+
+/// shopscore's TLS settings, trusting the CA in the file `ca`.
+fn tls_env(ca: &str) -> [(&'static str, &str); 2] {
+    [
+        ("SHOPSCORE__KAFKA__CLIENT__SECURITY_PROTOCOL", "SSL"),
+        ("SHOPSCORE__KAFKA__CLIENT__SSL_CA_LOCATION", ca),
+    ]
+}
+
+/// `shopscore run` for `brokers` over TLS, trusting the CA in the file `ca`.
+fn tls_processor(brokers: &str, ca: &str, data: &std::path::Path) -> Command {
+    let mut cmd = processor(brokers, "g", data, false);
+    cmd.envs(tls_env(ca));
+    cmd
+}
+
+fn setup_inputs(brokers: &str, lines: &[String]) {
+    create_topics(brokers, &INPUTS.map(|n| (n, PARTITIONS)));
+    produce_lines(brokers, lines, PARTITIONS);
+}
+
+/// The same input gives the same outputs over TLS as in plaintext: every compensation once,
+/// every dead letter, every shop's final snapshot; and so does a replay over TLS.
+#[test]
+fn kafka_mode_over_tls_gives_the_outputs_of_a_plaintext_run() {
+    let lines = gen_lines(6_000, 20, 10, 29);
+    let dir = tempfile::tempdir().unwrap();
+
+    let plain = Tansu::start();
+    setup_inputs(&plain.brokers, &lines);
+    run_until_idle(&mut processor(&plain.brokers, "g", &dir.path().join("plain"), false));
+    let want = outputs(&plain.brokers, false);
+    assert!(!want.compensations.is_empty() && !want.dead_letters.is_empty());
+
+    let pki = Pki::new("shopscore test CA");
+    let b = TlsBroker::start(&pki, dir.path());
+    setup_inputs(&b.tansu.brokers, &lines);
+    let before = b.proxy.handshakes();
+    run_until_idle(&mut tls_processor(&b.tansu.brokers, &b.ca, &dir.path().join("tls")));
+    // shopscore's own clients connected through TLS: at least its metadata check, the group
+    // member, the input reader, and a changelog reader and producer per shard.
+    let by_shopscore = b.proxy.handshakes() - before;
+    assert!(by_shopscore >= 4, "shopscore made {by_shopscore} TLS connections");
+    let got = outputs(&b.tansu.brokers, false);
+    assert_same(&got, &want);
+
+    // `replay` over TLS (its own readers: the input ranges, the compensations already in the
+    // output topic) reproduces them into a directory.
+    let replayed = dir.path().join("replayed");
+    let out = Command::new(env!("CARGO_BIN_EXE_shopscore"))
+        .args(["replay", "--brokers", &b.tansu.brokers, "--group", "g", "--from", "earliest", "--output"])
+        .arg(&replayed)
+        .envs(tls_env(&b.ca))
+        .env("SHOPSCORE__KAFKA__TRANSACTIONAL", "false")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", tail(&String::from_utf8_lossy(&out.stderr), 20));
+    assert_same(&outputs_in_dir(&replayed), &want);
+}
+
+/// A broker certificate the configured CA did not sign stops startup within the metadata
+/// timeout, with librdkafka's reason and the message that names the brokers setting.
+#[test]
+fn a_broker_certificate_from_another_ca_stops_startup_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("shopscore test CA");
+    let b = TlsBroker::start(&pki, dir.path());
+    let stranger = Pki::new("another CA").write_ca(&dir.path().join("other-ca.pem"));
+    let started = Instant::now();
+    let out = tls_processor(&b.tansu.brokers, &stranger, &dir.path().join("data"))
+        .arg("--until-idle")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(err.contains("certificate verify failed"), "librdkafka's reason is missing:\n{}", tail(&err, 20));
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("cannot reach the Kafka brokers") && last.contains("SHOPSCORE__KAFKA__BROKERS"),
+        "{last}"
+    );
+    assert_eq!(b.proxy.handshakes(), 0, "no client may get past the handshake");
+}

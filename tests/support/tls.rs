@@ -1,0 +1,145 @@
+//! A TLS front for a test broker. tansu speaks plaintext only, so the TLS tests start it
+//! behind this proxy: tansu advertises the proxy's port, every client (shopscore's and the
+//! tests' own) connects there with TLS, and the proxy hands the decrypted bytes to tansu.
+//! The certificates are made here, once per test binary: a CA, and a server certificate it
+//! signs for `127.0.0.1` (so librdkafka's default hostname check,
+//! `ssl.endpoint.identification.algorithm = https`, applies and passes).
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{Ssl, SslAcceptor, SslMethod};
+use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName};
+use openssl::x509::{X509Name, X509};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A certificate authority and one server certificate it signed.
+pub struct Pki {
+    /// The CA's certificate, PEM: what a client's `ssl.ca.location` names.
+    pub ca_pem: Vec<u8>,
+    server_cert: X509,
+    server_key: PKey<Private>,
+}
+
+impl Pki {
+    /// A new CA (named `cn`) and a server certificate for `127.0.0.1` and `localhost`.
+    pub fn new(cn: &str) -> Pki {
+        let ca_key = ec_key();
+        let ca = certificate(cn, &ca_key, None, true);
+        let server_key = ec_key();
+        let server_cert = certificate("127.0.0.1", &server_key, Some((&ca, &ca_key)), false);
+        Pki { ca_pem: ca.to_pem().unwrap(), server_cert, server_key }
+    }
+
+    /// Writes the CA certificate to `path` and returns the path as a string.
+    pub fn write_ca(&self, path: &Path) -> String {
+        std::fs::write(path, &self.ca_pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+}
+
+fn ec_key() -> PKey<Private> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+}
+
+/// A certificate for `cn` with `key`: self-signed when `issuer` is None, a CA if `ca`,
+/// otherwise a server certificate for `127.0.0.1`/`localhost`.
+fn certificate(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, ca: bool) -> X509 {
+    let mut name = X509Name::builder().unwrap();
+    name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    let mut serial = BigNum::new().unwrap();
+    serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap()).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(issuer.map_or(&*name, |(c, _)| c.subject_name())).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+    if ca {
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
+        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap()).unwrap();
+    } else {
+        b.append_extension(BasicConstraints::new().build().unwrap()).unwrap();
+        b.append_extension(KeyUsage::new().critical().digital_signature().build().unwrap()).unwrap();
+        b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap()).unwrap();
+        let san = {
+            let ctx = b.x509v3_context(issuer.map(|(c, _)| &**c), None);
+            SubjectAlternativeName::new().ip("127.0.0.1").dns("localhost").build(&ctx).unwrap()
+        };
+        b.append_extension(san).unwrap();
+    }
+    b.sign(issuer.map_or(key, |(_, k)| k), MessageDigest::sha256()).unwrap();
+    b.build()
+}
+
+/// A TLS-terminating TCP proxy on a free loopback port, forwarding to `127.0.0.1:upstream`;
+/// stopped on drop.
+pub struct TlsProxy {
+    pub port: u16,
+    handshakes: Arc<AtomicU64>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TlsProxy {
+    /// Listens now (so a broker can advertise the port before it starts), forwarding each
+    /// connection once its TLS handshake succeeded.
+    pub fn start(pki: &Pki, upstream: u16) -> TlsProxy {
+        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+        acceptor.set_private_key(&pki.server_key).unwrap();
+        acceptor.set_certificate(&pki.server_cert).unwrap();
+        acceptor.check_private_key().unwrap();
+        let acceptor = Arc::new(acceptor.build());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let handshakes = Arc::new(AtomicU64::new(0));
+        let counted = handshakes.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, counted) = (acceptor.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    let ssl = Ssl::new(acceptor.context()).unwrap();
+                    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+                    // A client that does not trust the certificate ends here.
+                    if Pin::new(&mut tls).accept().await.is_err() {
+                        return;
+                    }
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    let _ = up.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+        TlsProxy { port, handshakes, runtime: Some(runtime) }
+    }
+
+    /// Connections whose TLS handshake succeeded so far.
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
