@@ -14,21 +14,29 @@ use support::*;
 
 const PARTITIONS: i32 = 3;
 
-/// A tansu broker that clients reach only through TLS, with the proxy and the CA file.
+/// A tansu broker that clients reach only through TLS, with the proxy and the files of its
+/// CA and of a client certificate.
 struct TlsBroker {
     tansu: Tansu,
     proxy: TlsProxy,
-    ca: String,
+    files: PkiFiles,
 }
 
 impl TlsBroker {
-    fn start(pki: &Pki, dir: &std::path::Path) -> TlsBroker {
+    /// With `client_certificates`, the broker requires them (mutual TLS), and the tests' own
+    /// clients present theirs.
+    fn start(pki: &Pki, dir: &std::path::Path, client_certificates: bool) -> TlsBroker {
         let upstream = free_port();
-        let proxy = TlsProxy::start(pki, upstream);
+        let proxy = TlsProxy::start(pki, upstream, client_certificates);
         let tansu = Tansu::start_advertising_on(upstream, proxy.port);
-        let ca = pki.write_ca(&dir.join("ca.pem"));
-        set_client_settings(&tansu.brokers, &[("security.protocol", "SSL"), ("ssl.ca.location", &ca)]);
-        TlsBroker { tansu, proxy, ca }
+        let files = pki.write(dir);
+        let mut settings = vec![("security.protocol", "SSL"), ("ssl.ca.location", files.ca.as_str())];
+        if client_certificates {
+            settings.push(("ssl.certificate.location", &files.client_cert));
+            settings.push(("ssl.key.location", &files.client_key));
+        }
+        set_client_settings(&tansu.brokers, &settings);
+        TlsBroker { tansu, proxy, files }
     }
 }
 
@@ -66,10 +74,10 @@ fn kafka_mode_over_tls_gives_the_outputs_of_a_plaintext_run() {
     assert!(!want.compensations.is_empty() && !want.dead_letters.is_empty());
 
     let pki = Pki::new("shopscore test CA");
-    let b = TlsBroker::start(&pki, dir.path());
+    let b = TlsBroker::start(&pki, dir.path(), false);
     setup_inputs(&b.tansu.brokers, &lines);
     let before = b.proxy.handshakes();
-    run_until_idle(&mut tls_processor(&b.tansu.brokers, &b.ca, &dir.path().join("tls")));
+    run_until_idle(&mut tls_processor(&b.tansu.brokers, &b.files.ca, &dir.path().join("tls")));
     // shopscore's own clients connected through TLS: at least its metadata check, the group
     // member, the input reader, and a changelog reader and producer per shard.
     let by_shopscore = b.proxy.handshakes() - before;
@@ -83,7 +91,7 @@ fn kafka_mode_over_tls_gives_the_outputs_of_a_plaintext_run() {
     let out = Command::new(env!("CARGO_BIN_EXE_shopscore"))
         .args(["replay", "--brokers", &b.tansu.brokers, "--group", "g", "--from", "earliest", "--output"])
         .arg(&replayed)
-        .envs(tls_env(&b.ca))
+        .envs(tls_env(&b.files.ca))
         .env("SHOPSCORE__KAFKA__TRANSACTIONAL", "false")
         .output()
         .unwrap();
@@ -97,8 +105,10 @@ fn kafka_mode_over_tls_gives_the_outputs_of_a_plaintext_run() {
 fn a_broker_certificate_from_another_ca_stops_startup_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("shopscore test CA");
-    let b = TlsBroker::start(&pki, dir.path());
-    let stranger = Pki::new("another CA").write_ca(&dir.path().join("other-ca.pem"));
+    let b = TlsBroker::start(&pki, dir.path(), false);
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let stranger = Pki::new("another CA").write(&other).ca;
     let started = Instant::now();
     let out = tls_processor(&b.tansu.brokers, &stranger, &dir.path().join("data"))
         .arg("--until-idle")
@@ -114,4 +124,45 @@ fn a_broker_certificate_from_another_ca_stops_startup_with_the_reason() {
         "{last}"
     );
     assert_eq!(b.proxy.handshakes(), 0, "no client may get past the handshake");
+}
+
+/// A broker that requires client certificates (mutual TLS): shopscore presents the one that
+/// `ssl.certificate.location` and `ssl.key.location` name, and runs to the end; without one,
+/// no connection gets through and startup stops.
+#[test]
+fn a_broker_that_requires_client_certificates_gets_shopscores() {
+    let lines = gen_lines(3_000, 10, 10, 31);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("shopscore test CA");
+    let b = TlsBroker::start(&pki, dir.path(), true);
+    setup_inputs(&b.tansu.brokers, &lines);
+
+    let before = b.proxy.handshakes();
+    let out = tls_processor(&b.tansu.brokers, &b.files.ca, &dir.path().join("without"))
+        .arg("--until-idle")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("alert certificate required"),
+        "librdkafka's reason is missing:\n{}",
+        tail(&err, 20)
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("cannot reach the Kafka brokers"), "{last}");
+    assert_eq!(b.proxy.handshakes(), before, "a client without a certificate got through");
+
+    let mut cmd = tls_processor(&b.tansu.brokers, &b.files.ca, &dir.path().join("with"));
+    cmd.env("SHOPSCORE__KAFKA__CLIENT__SSL_CERTIFICATE_LOCATION", &b.files.client_cert)
+        .env("SHOPSCORE__KAFKA__CLIENT__SSL_KEY_LOCATION", &b.files.client_key);
+    run_until_idle(&mut cmd);
+    assert!(
+        b.proxy.handshakes() >= before + 4,
+        "shopscore made {} TLS connections",
+        b.proxy.handshakes() - before
+    );
+    let got = outputs(&b.tansu.brokers, false);
+    assert!(!got.compensations.is_empty() && !got.snapshots.is_empty());
+    assert_no_duplicates(&got);
 }

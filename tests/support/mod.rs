@@ -8,7 +8,7 @@ mod tls;
 #[allow(unused_imports)]
 pub use proc::Proc;
 #[allow(unused_imports)]
-pub use tls::{Pki, TlsProxy};
+pub use tls::{Pki, PkiFiles, TlsProxy};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
