@@ -1,6 +1,6 @@
 //! Kafka mode over TLS, end to end. Most production clusters require TLS; no broker that can
 //! run here speaks it, so tansu 0.6.0 runs behind a TLS-terminating proxy
-//! (`support::TlsProxy`) and advertises the proxy's address: every connection shopscore
+//! (`support::Proxy`) and advertises the proxy's address: every connection shopscore
 //! makes — metadata, the group, the input readers, the changelog, the output producers — and
 //! every connection of the tests' own clients is TLS, with the broker's certificate checked
 //! against a CA made for the test (`ssl.ca.location`) and its host name against the
@@ -18,7 +18,7 @@ const PARTITIONS: i32 = 3;
 /// CA and of a client certificate.
 struct TlsBroker {
     tansu: Tansu,
-    proxy: TlsProxy,
+    proxy: Proxy,
     files: PkiFiles,
 }
 
@@ -27,7 +27,7 @@ impl TlsBroker {
     /// clients present theirs.
     fn start(pki: &Pki, dir: &std::path::Path, client_certificates: bool) -> TlsBroker {
         let upstream = free_port();
-        let proxy = TlsProxy::start(pki, upstream, client_certificates);
+        let proxy = Proxy::tls(pki, upstream, client_certificates);
         let tansu = Tansu::start_advertising_on(upstream, proxy.port);
         let files = pki.write(dir);
         let mut settings = vec![("security.protocol", "SSL"), ("ssl.ca.location", files.ca.as_str())];

@@ -25,6 +25,7 @@
 //! | [`changelog`] | changelog record format and restoring a shard's store from it |
 //! | [`producer`] | a shard's producer: delivery tracking, transactions, back-pressure |
 //! | [`outbox`] | without transactions (or with `kafka.transactional_outbox`): the last commit's outputs, re-sent only where missing |
+//! | [`retry`] | a running shard's broker requests, retried while the broker is briefly out of reach |
 //! | [`crash`] | a test hook: abort at a chosen step of the commit protocol |
 //! | `mock_retention` | tests only: a mock-cluster partition whose head retention deleted |
 //! | [`reader`] | the input consumer: positions, end-of-partition and idle detection |
@@ -50,6 +51,7 @@ pub mod producer;
 pub mod reader;
 pub mod records;
 pub mod replay;
+pub mod retry;
 pub mod runtime;
 pub mod scan;
 pub mod shard;

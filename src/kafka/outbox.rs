@@ -123,7 +123,7 @@ impl EndOffsets {
             let parts = match self.partitions.get(topic) {
                 Some(&(n, at)) if at.elapsed() < PARTITIONS_FOR => n,
                 _ => {
-                    let n = super::topics::partition_count(consumer, topic)?.unwrap_or(0) as i32;
+                    let n = super::topics::partition_count_retried(consumer, topic)?.unwrap_or(0) as i32;
                     self.partitions.insert(topic.to_owned(), (n, Instant::now()));
                     n
                 }
@@ -137,9 +137,10 @@ impl EndOffsets {
         if tpl.count() == 0 {
             return Ok(Vec::new());
         }
-        let ends = consumer
-            .offsets_for_times(tpl, Duration::from_secs(10))
-            .context(|| "reading the end offsets of the output partitions".into())?;
+        let ends = super::retry::retried(
+            || "reading the end offsets of the output partitions".into(),
+            || consumer.offsets_for_times(tpl.clone(), Duration::from_secs(10)),
+        )?;
         let mut out = Vec::new();
         for e in ends.elements() {
             let Offset::Offset(end) = e.offset() else {

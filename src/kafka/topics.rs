@@ -156,13 +156,31 @@ pub fn partition_count<C: ConsumerContext>(
     let md = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .context(|| format!("reading metadata of topic {topic:?}"))?;
-    Ok(md.topics().iter().find(|t| t.name() == topic).and_then(|t| {
+    Ok(partitions_in(&md, topic))
+}
+
+/// [`partition_count`] for a running shard: a broker out of reach is waited for
+/// ([`super::retry`]).
+pub fn partition_count_retried<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<Option<u32>, KafkaError> {
+    let md = super::retry::retried(
+        || format!("reading metadata of topic {topic:?}"),
+        || consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT),
+    )?;
+    Ok(partitions_in(&md, topic))
+}
+
+/// The partition count of `topic` in `md`, or None when it does not exist there.
+fn partitions_in(md: &rdkafka::metadata::Metadata, topic: &str) -> Option<u32> {
+    md.topics().iter().find(|t| t.name() == topic).and_then(|t| {
         if t.error().is_some() || t.partitions().is_empty() {
             None
         } else {
             Some(t.partitions().len() as u32)
         }
-    }))
+    })
 }
 
 /// Checks the inputs and makes sure the outputs and the changelog exist.

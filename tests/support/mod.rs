@@ -4,11 +4,14 @@
 #![allow(dead_code)]
 
 mod proc;
+mod proxy;
 mod tls;
 #[allow(unused_imports)]
 pub use proc::Proc;
 #[allow(unused_imports)]
-pub use tls::{Pki, PkiFiles, TlsProxy};
+pub use proxy::Proxy;
+#[allow(unused_imports)]
+pub use tls::{Pki, PkiFiles};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -123,7 +126,7 @@ impl Drop for Tansu {
 }
 
 /// librdkafka settings a broker address needs besides `bootstrap.servers` (a broker behind
-/// a [`TlsProxy`]: TLS), for every client a helper makes for it. Most brokers need none.
+/// a TLS [`Proxy`]: TLS), for every client a helper makes for it. Most brokers need none.
 static CLIENT_SETTINGS: Mutex<BTreeMap<String, Vec<(String, String)>>> = Mutex::new(BTreeMap::new());
 
 /// Makes every helper's client for `brokers` use `settings`.

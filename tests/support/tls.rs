@@ -1,7 +1,6 @@
-//! A TLS front for a test broker. tansu speaks plaintext only, so the TLS tests start it
-//! behind this proxy: tansu advertises the proxy's port, every client (shopscore's and the
-//! tests' own) connects there with TLS, and the proxy hands the decrypted bytes to tansu.
-//! The certificates are made here: a CA, a server certificate it signs for `127.0.0.1` (so
+//! TLS for a test broker. tansu speaks plaintext only, so the TLS tests start it behind a
+//! [`super::Proxy`] that speaks TLS to the clients (shopscore's and the tests' own) and hands
+//! the decrypted bytes to tansu. The certificates are made here: a CA, a server certificate it signs for `127.0.0.1` (so
 //! librdkafka's default hostname check, `ssl.endpoint.identification.algorithm = https`,
 //! applies and passes), and a client certificate for brokers that require one (mutual TLS).
 
@@ -11,13 +10,10 @@ use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVerifyMode};
+use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName};
 use openssl::x509::{X509Name, X509};
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// A certificate authority with a server and a client certificate it signed.
 pub struct Pki {
@@ -115,69 +111,17 @@ fn certificate(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Priva
     b.build()
 }
 
-/// A TLS-terminating TCP proxy on a free loopback port, forwarding to `127.0.0.1:upstream`;
-/// stopped on drop.
-pub struct TlsProxy {
-    pub port: u16,
-    handshakes: Arc<AtomicU64>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl TlsProxy {
-    /// Listens now (so a broker can advertise the port before it starts), forwarding each
-    /// connection once its TLS handshake succeeded; with `client_certificates`, only a client
-    /// that presents a certificate the CA signed gets through the handshake (mutual TLS).
-    pub fn start(pki: &Pki, upstream: u16, client_certificates: bool) -> TlsProxy {
-        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
-        acceptor.set_private_key(&pki.server_key).unwrap();
-        acceptor.set_certificate(&pki.server_cert).unwrap();
-        acceptor.check_private_key().unwrap();
-        if client_certificates {
-            acceptor.cert_store_mut().add_cert(pki.ca.clone()).unwrap();
-            acceptor.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
-        }
-        let acceptor = Arc::new(acceptor.build());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let handshakes = Arc::new(AtomicU64::new(0));
-        let counted = handshakes.clone();
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, counted) = (acceptor.clone(), counted.clone());
-                tokio::spawn(async move {
-                    let _ = tcp.set_nodelay(true);
-                    let ssl = Ssl::new(acceptor.context()).unwrap();
-                    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
-                    // A client that does not trust the certificate ends here.
-                    if Pin::new(&mut tls).accept().await.is_err() {
-                        return;
-                    }
-                    counted.fetch_add(1, Ordering::Relaxed);
-                    let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
-                        return;
-                    };
-                    let _ = up.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-                });
-            }
-        });
-        TlsProxy { port, handshakes, runtime: Some(runtime) }
+/// The TLS side of a [`super::Proxy`] in front of a broker: the server certificate of `pki`,
+/// and with `client_certificates`, only a client that presents a certificate the CA signed
+/// gets through the handshake (mutual TLS).
+pub fn acceptor(pki: &Pki, client_certificates: bool) -> SslAcceptor {
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+    acceptor.set_private_key(&pki.server_key).unwrap();
+    acceptor.set_certificate(&pki.server_cert).unwrap();
+    acceptor.check_private_key().unwrap();
+    if client_certificates {
+        acceptor.cert_store_mut().add_cert(pki.ca.clone()).unwrap();
+        acceptor.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
     }
-
-    /// Connections whose TLS handshake succeeded so far.
-    pub fn handshakes(&self) -> u64 {
-        self.handshakes.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for TlsProxy {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
+    acceptor.build()
 }
