@@ -15,11 +15,6 @@ const PARTITIONS: i32 = 3;
 /// which a shard's requests wait for the broker (`shopscore::kafka::retry::OUTAGE_LIMIT`).
 const CUT: Duration = Duration::from_secs(12);
 
-fn setup_inputs(brokers: &str, lines: &[String]) {
-    create_topics(brokers, &INPUTS.map(|n| (n, PARTITIONS)));
-    produce_lines(brokers, lines, PARTITIONS);
-}
-
 /// 40 000 events; 300 ms after the four shards are acquired (in one run, ~24 000 records had
 /// been read when the reads stopped), the
 /// network is cut for [`CUT`]. The run must ride it out and finish (exit 0) with the outputs of
@@ -31,16 +26,12 @@ fn a_network_cut_mid_stream_loses_and_repeats_nothing() {
     let lines = gen_lines(40_000, 40, 40, 37);
     let dir = tempfile::tempdir().unwrap();
 
-    let plain = Tansu::start();
-    setup_inputs(&plain.brokers, &lines);
-    run_until_idle(&mut processor(&plain.brokers, "g", &dir.path().join("reference"), false));
-    let want = outputs(&plain.brokers, false);
-    assert!(!want.compensations.is_empty() && !want.dead_letters.is_empty());
+    let want = reference_outputs(&lines, PARTITIONS);
 
     let upstream = free_port();
     let proxy = Proxy::plain(upstream);
     let t = Tansu::start_advertising_on(upstream, proxy.port);
-    setup_inputs(&t.brokers, &lines);
+    setup_inputs(&t.brokers, &lines, PARTITIONS);
     let mut cmd = processor(&t.brokers, "g", &dir.path().join("data"), false);
     cmd.arg("--until-idle").stderr(Stdio::piped());
     let mut run = Proc::spawn(cmd);

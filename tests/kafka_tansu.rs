@@ -23,9 +23,8 @@ fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     ALONE.read().unwrap_or_else(|p| p.into_inner())
 }
 
-fn setup_inputs(t: &Tansu, lines: &[String]) {
-    create_topics(&t.brokers, &INPUTS.map(|n| (n, PARTITIONS)));
-    produce_lines(&t.brokers, lines, PARTITIONS);
+fn setup(t: &Tansu, lines: &[String]) {
+    setup_inputs(&t.brokers, lines, PARTITIONS);
 }
 
 /// File mode on the same lines, for cross-checks.
@@ -52,7 +51,7 @@ fn end_to_end_every_output_and_poison_records() {
     let _shared = shared();
     let t = Tansu::start();
     let lines = gen_lines(6_000, 20, 10, 11);
-    setup_inputs(&t, &lines);
+    setup(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     run_until_idle(&mut processor(&t.brokers, "g1", &dir.path().join("data"), false));
 
@@ -115,7 +114,7 @@ fn a_store_without_a_changelog_position_is_discarded_and_restored() {
     use shopscore::state::{KvStore, WriteBatch};
     let _shared = shared();
     let t = Tansu::start();
-    setup_inputs(&t, &gen_lines(6_000, 20, 10, 13));
+    setup(&t, &gen_lines(6_000, 20, 10, 13));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     run_until_idle(&mut processor(&t.brokers, "g", &data, false));
@@ -149,11 +148,7 @@ fn a_store_without_a_changelog_position_is_discarded_and_restored() {
 
 /// The outputs of one uninterrupted run on `lines` (for the restart tests).
 fn reference(lines: &[String]) -> Outputs {
-    let t = Tansu::start();
-    setup_inputs(&t, lines);
-    let dir = tempfile::tempdir().unwrap();
-    run_until_idle(&mut processor(&t.brokers, "ref", &dir.path().join("data"), false));
-    outputs(&t.brokers, false)
+    reference_outputs(lines, PARTITIONS)
 }
 
 #[test]
@@ -161,7 +156,7 @@ fn kill_9_many_times_emits_each_output_at_most_once() {
     let _shared = shared();
     let lines = gen_lines(40_000, 40, 40, 19);
     let t = Tansu::start();
-    setup_inputs(&t, &lines);
+    setup(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     kill_repeatedly(|| processor(&t.brokers, "g", &data, false), &data, 5, 379);
@@ -185,7 +180,7 @@ fn kill_9_many_times_outputs_equal_an_uninterrupted_run() {
     assert!(!want.compensations.is_empty() && !want.dead_letters.is_empty());
 
     let t = Tansu::start();
-    setup_inputs(&t, &lines);
+    setup(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // First crashes at each step of the commit protocol — the changelog queued; its marker
@@ -219,7 +214,7 @@ fn moved_shards_and_lost_local_state_produce_the_same_outputs() {
     // 23). The main build hands a dead member's shards over, as Kafka does. Without
     // transactions here, as everywhere in this file.
     let t = Tansu::start_build(TansuBuild::Transactional);
-    setup_inputs(&t, &lines);
+    setup(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let log = |name: &str| dir.path().join(format!("{name}.log"));
     // How often an instance's log says `message` ("shard acquired", "shard released").
@@ -315,7 +310,7 @@ extern "C" {
 fn a_shard_that_cannot_open_stops_the_process_with_its_error() {
     let _shared = shared();
     let t = Tansu::start();
-    setup_inputs(&t, &gen_lines(500, 4, 3, 5));
+    setup(&t, &gen_lines(500, 4, 3, 5));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -349,7 +344,7 @@ fn a_shard_that_cannot_open_stops_the_process_with_its_error() {
 fn transactions_on_a_broker_without_them_stop_startup_and_leave_the_changelog_usable() {
     let _shared = shared();
     let t = Tansu::start();
-    setup_inputs(&t, &gen_lines(2_000, 6, 4, 41));
+    setup(&t, &gen_lines(2_000, 6, 4, 41));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = run_until_idle_failing(&mut processor(&t.brokers, "txn", &data, true), Duration::from_secs(90));
@@ -380,7 +375,7 @@ fn http_endpoints_in_kafka_mode_and_sigterm() {
     let _shared = shared();
     let t = Tansu::start();
     let lines = gen_lines(3_000, 8, 6, 31);
-    setup_inputs(&t, &lines);
+    setup(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("run.log");
     let mut child = Running(
@@ -551,7 +546,7 @@ fn retention_deletes_reach_the_changelog_and_a_new_owner_restores_the_same_state
     // shard's live state, and an owner on an empty disk must rebuild exactly that.
     let t = Tansu::start();
     let lines = gen_lines(20_000, 20, 400, 11);
-    setup_inputs(&t, &lines);
+    setup(&t, &lines);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("short-horizon.toml");
     std::fs::write(&cfg, SHORT_HORIZON).unwrap();

@@ -161,6 +161,26 @@ pub fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     }
 }
 
+/// Creates the four input topics with `partitions` partitions each and produces `lines` into
+/// them ([`produce_lines`]).
+pub fn setup_inputs(brokers: &str, lines: &[String], partitions: i32) {
+    create_topics(brokers, &INPUTS.map(|n| (n, partitions)));
+    produce_lines(brokers, lines, partitions);
+}
+
+/// The outputs of one uninterrupted run on `lines` (`partitions` per input topic), on a tansu
+/// 0.6.0 of its own in plaintext: what a run that was interrupted, or went another way, must
+/// equal.
+pub fn reference_outputs(lines: &[String], partitions: i32) -> Outputs {
+    let t = Tansu::start();
+    setup_inputs(&t.brokers, lines, partitions);
+    let dir = tempfile::tempdir().unwrap();
+    run_until_idle(&mut processor(&t.brokers, "ref", &dir.path().join("data"), false));
+    let want = outputs(&t.brokers, false);
+    assert!(!want.compensations.is_empty() && !want.dead_letters.is_empty());
+    want
+}
+
 /// The input topic of a JSON-lines event (by its `type`); lines that are not JSON objects
 /// with a known type go to `orders` (poison records).
 pub fn topic_of(line: &str) -> &'static str {
