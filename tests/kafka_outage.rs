@@ -49,3 +49,50 @@ fn a_network_cut_mid_stream_loses_and_repeats_nothing() {
     let got = outputs(&t.brokers, false);
     assert_same(&got, &want);
 }
+
+/// A shard crashes right after its commit's outputs are in their topics (the crash hook at
+/// `sent`), so its next owner restores an outbox whose records are all there. That owner scans
+/// the output topics while the broker holds back each answer for 2 s. It must find every
+/// record and send none again. Until session 27 the scan ended on 1.5 s of quiet alone, found
+/// nothing, and sent the whole outbox again (reproduced: "missing":10 of 10 records, and a dead
+/// letter twice in its topic); it now also waits for each partition's end-of-partition report.
+#[test]
+fn a_slow_broker_while_a_shard_scans_its_outbox_gets_nothing_twice() {
+    let lines = gen_lines(40_000, 40, 40, 41);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = free_port();
+    let proxy = Proxy::plain(upstream);
+    let t = Tansu::start_advertising_on(upstream, proxy.port);
+    setup_inputs(&t.brokers, &lines, PARTITIONS);
+    let data = dir.path().join("data");
+    let crash = crash_at(
+        &mut processor(&t.brokers, "g", &data, false),
+        CrashPoint::Sent,
+        3,
+        &dir.path().join("crash.log"),
+    )
+    .unwrap();
+
+    let mut cmd = processor(&t.brokers, "g", &data, false);
+    cmd.arg("--until-idle").stderr(Stdio::piped());
+    let mut run = Proc::spawn(cmd);
+    // Slow from the crashed shard's restore on, so its outbox scan meets the slow broker.
+    let restored = format!("\"message\":\"shard state restored\",\"shard\":{}", crash.shard);
+    while !run.wait_line("shard state restored").contains(&restored) {}
+    proxy.slow(Duration::from_secs(2));
+    let scanned = format!("\"shard\":{},\"commit\":{}", crash.shard, crash.commit);
+    let line = loop {
+        let line = run.wait_line("re-sending the unsent outputs");
+        if line.contains(&scanned) {
+            break line;
+        }
+    };
+    proxy.slow(Duration::ZERO);
+    let records = format!("\"records\":{}", crash.outputs);
+    assert!(line.contains(&records) && line.contains("\"missing\":0,"), "{line}");
+    let (status, log) = run.wait(Duration::from_secs(240));
+    assert!(status.success(), "exit {status:?}; log tail:\n{}", tail(&log, 40));
+    let got = outputs(&t.brokers, false);
+    assert_no_duplicates(&got);
+    assert!(!got.compensations.is_empty());
+}

@@ -29,7 +29,15 @@ pub enum CrashPoint {
     /// The local store is written; without transactions no output is sent yet, with them the
     /// transaction is committed.
     Stored,
+    /// Without transactions: the outputs are sent and acknowledged, and the next commit has
+    /// not deleted the outbox yet, so the next owner scans for records that are all there.
+    /// (The commit waits for the acknowledgements only when the hook is set to this point.)
+    Sent,
 }
+
+/// Every point, in commit order.
+const POINTS: [CrashPoint; 4] =
+    [CrashPoint::Queued, CrashPoint::Marker, CrashPoint::Stored, CrashPoint::Sent];
 
 impl CrashPoint {
     pub fn name(self) -> &'static str {
@@ -37,12 +45,13 @@ impl CrashPoint {
             CrashPoint::Queued => "queued",
             CrashPoint::Marker => "marker",
             CrashPoint::Stored => "stored",
+            CrashPoint::Sent => "sent",
         }
     }
 
     /// The point named `s` ([`CrashPoint::name`]).
     pub fn parse(s: &str) -> Option<CrashPoint> {
-        [CrashPoint::Queued, CrashPoint::Marker, CrashPoint::Stored].into_iter().find(|p| p.name() == s)
+        POINTS.into_iter().find(|p| p.name() == s)
     }
 }
 
@@ -82,6 +91,11 @@ impl CrashHook {
 
     /// Commit `seq` of `shard`, with `outputs` outputs, reached `point`: aborts the process if
     /// this is the chosen point and the chosen commit.
+    /// The point this hook aborts at.
+    pub fn point(&self) -> CrashPoint {
+        self.point
+    }
+
     pub fn reached(&self, point: CrashPoint, shard: u32, seq: u64, outputs: usize) {
         if point != self.point || outputs == 0 {
             return;
@@ -99,7 +113,7 @@ mod tests {
 
     #[test]
     fn crash_points_parse_by_name() {
-        for p in [CrashPoint::Queued, CrashPoint::Marker, CrashPoint::Stored] {
+        for p in POINTS {
             assert_eq!(CrashPoint::parse(p.name()), Some(p));
         }
         assert_eq!(CrashPoint::parse("Marker"), None);

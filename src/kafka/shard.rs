@@ -524,6 +524,11 @@ impl Shard {
         if !txn && !records.is_empty() {
             self.producer.send_all(&records)?;
             self.outputs_in_flight = true;
+            // The test hook's last point: only then does the commit wait for the outputs here.
+            if self.setup.crash.as_ref().is_some_and(|h| h.point() == CrashPoint::Sent) {
+                self.producer.flush()?;
+                self.crash_point(CrashPoint::Sent, seq, records.len());
+            }
         }
         stats.phases.outputs += lap(&mut clock);
         if let Some(m) = &self.setup.metrics {

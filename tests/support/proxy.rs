@@ -2,7 +2,7 @@
 //! proxy's port, so every client connection after the bootstrap one goes through it too. It
 //! can speak TLS to the clients ([`Proxy::tls`]), and it can cut the network
 //! ([`Proxy::cut`]): every open connection is closed, and each new one is closed as soon as it
-//! is accepted, until [`Proxy::restore`].
+//! is accepted, until [`Proxy::restore`]; or it can be slow ([`Proxy::slow`]).
 
 use super::tls::{self, Pki};
 use openssl::ssl::{Ssl, SslAcceptor};
@@ -26,6 +26,8 @@ struct Shared {
     through: AtomicU64,
     /// The tasks of the open connections (finished ones are pruned as new ones come).
     live: Mutex<Vec<AbortHandle>>,
+    /// How long each chunk of the broker's answers is held back, in ms ([`Proxy::slow`]).
+    delay_ms: AtomicU64,
 }
 
 impl Proxy {
@@ -61,7 +63,7 @@ impl Proxy {
                     match acceptor {
                         None => {
                             counted.through.fetch_add(1, Ordering::SeqCst);
-                            forward(tcp, upstream).await;
+                            forward(tcp, upstream, &counted).await;
                         }
                         Some(acceptor) => {
                             let ssl = Ssl::new(acceptor.context()).unwrap();
@@ -70,7 +72,7 @@ impl Proxy {
                             // one is required, ends here.
                             if Pin::new(&mut tls).accept().await.is_ok() {
                                 counted.through.fetch_add(1, Ordering::SeqCst);
-                                forward(tls, upstream).await;
+                                forward(tls, upstream, &counted).await;
                             }
                         }
                     }
@@ -100,13 +102,42 @@ impl Proxy {
     pub fn restore(&self) {
         self.shared.cut.store(false, Ordering::SeqCst);
     }
+
+    /// Holds back each chunk of the broker's answers for `delay` (zero: none): a slow broker.
+    pub fn slow(&self, delay: std::time::Duration) {
+        self.shared.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
 }
 
-/// Copies bytes both ways between `client` and the upstream port until either side closes.
-async fn forward(mut client: impl AsyncRead + AsyncWrite + Unpin, upstream: u16) {
-    let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+/// Copies bytes both ways between `client` and the upstream port until either side closes,
+/// holding back the broker's answers as [`Proxy::slow`] says.
+async fn forward(client: impl AsyncRead + AsyncWrite + Unpin, upstream: u16, shared: &Shared) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
     let _ = up.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
+    let (mut up_rx, mut up_tx) = up.into_split();
+    let requests = tokio::io::copy(&mut client_rx, &mut up_tx);
+    let answers = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match up_rx.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let delay = shared.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+            if client_tx.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = requests => {}
+        _ = answers => {}
+    }
 }
 
 impl Drop for Proxy {
