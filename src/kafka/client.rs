@@ -124,9 +124,7 @@ impl Clients {
     /// does not, whatever is visible is delivered to every reader.
     pub fn outbox_scanner(&self) -> ClientConfig {
         let mut c = self.restorer();
-        // Its end-of-partition reports tell the scan that it has read what the broker holds
-        // (`outbox::missing`).
-        c.set("isolation.level", "read_uncommitted").set("enable.partition.eof", "true");
+        c.set("isolation.level", "read_uncommitted");
         c
     }
 

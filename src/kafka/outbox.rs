@@ -11,7 +11,6 @@
 
 use super::changelog::chunked;
 use super::client::Clients;
-use super::reader::QuietEof;
 use super::records::{KafkaRecord, ID_HEADER};
 use super::{Context, KafkaError};
 use crate::state::keys::{Key, MetaKey};
@@ -19,11 +18,10 @@ use crate::state::overlay::Overlay;
 use crate::state::StateError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SCAN_STALL: Duration = Duration::from_secs(300);
@@ -159,76 +157,45 @@ impl EndOffsets {
     }
 }
 
-/// How long the scan waits for more records after the last one, once every scanned partition
-/// has reported its end. Both are needed:
-/// - the end report alone is not enough: tansu 0.6 reports the last batch's first offset as a
-///   partition's end, so the report can come before the last records;
-/// - quiet alone is not enough: a broker slower than this to answer a fetch made the scan find
-///   nothing and send the whole outbox again, though its records were in their topics
-///   (`tests/kafka_outage.rs`, session 27). The end report comes only with a fetch answer.
+/// How long the scan waits for more records after the last one: the scan has no trustworthy
+/// end offset (tansu 0.6 reports the last batch's first offset as the end), so it reads from
+/// the recorded starts until the partitions have been quiet this long.
 const SCAN_QUIET: Duration = Duration::from_millis(1500);
 
 /// The outbox records that are not yet in their topics.
 pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, KafkaError> {
+    let consumer: BaseConsumer =
+        clients.outbox_scanner().create().context(|| "creating an outbox reader".into())?;
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p, start) in &outbox.starts {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*start))
+            .context(|| "building the outbox scan".into())?;
+    }
     let mut found: HashSet<Vec<u8>> = HashSet::new();
     let prefix = format!("{}:{}:", outbox.shard, outbox.seq).into_bytes();
     let wanted = outbox.records.len();
     if !outbox.starts.is_empty() {
-        let consumer: Arc<BaseConsumer<QuietEof>> = Arc::new(
-            clients
-                .outbox_scanner()
-                .create_with_context(QuietEof::default())
-                .context(|| "creating an outbox reader".into())?,
-        );
-        // Each partition on a queue of its own, split before assigning: an end-of-partition
-        // report names only the partition number, not its topic.
-        let mut queues = Vec::new();
-        let mut tpl = TopicPartitionList::new();
-        for (topic, p, start) in &outbox.starts {
-            let Some(queue) = consumer.split_partition_queue(topic, *p) else {
-                return Err(KafkaError::Topics(format!(
-                    "librdkafka gave output partition {topic:?} [{p}] no queue of its own"
-                )));
-            };
-            queues.push((queue, false));
-            tpl.add_partition_offset(topic, *p, Offset::Offset(*start))
-                .context(|| "building the outbox scan".into())?;
-        }
         consumer.assign(&tpl).context(|| "assigning the outbox scan".into())?;
-        let scan_error = |e| KafkaError::Client { context: "scanning output topics".into(), source: e };
         let began = Instant::now();
         let mut last = Instant::now();
-        loop {
-            let all_at_end = queues.iter().all(|(_, at_end)| *at_end);
-            if found.len() >= wanted || (all_at_end && last.elapsed() >= SCAN_QUIET) {
-                break;
-            }
-            // The consumer's own queue: errors (a record would only come here by mistake).
-            match consumer.poll(Duration::ZERO) {
+        while found.len() < wanted && last.elapsed() < SCAN_QUIET {
+            match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     last = Instant::now();
-                    note_id(&m, &prefix, &mut found);
-                }
-                Some(Err(RdError::PartitionEOF(_))) | None => {}
-                Some(Err(e)) => return Err(scan_error(e)),
-            }
-            let mut got = false;
-            for (queue, at_end) in &mut queues {
-                while let Some(r) = queue.poll(Duration::ZERO) {
-                    match r {
-                        Ok(m) => {
-                            got = true;
-                            note_id(&m, &prefix, &mut found);
+                    if let Some(h) = m.headers() {
+                        for hdr in h.iter() {
+                            if hdr.key == ID_HEADER {
+                                if let Some(v) = hdr.value.filter(|v| v.starts_with(&prefix)) {
+                                    found.insert(v.to_vec());
+                                }
+                            }
                         }
-                        Err(RdError::PartitionEOF(_)) => *at_end = true,
-                        Err(e) => return Err(scan_error(e)),
                     }
                 }
-            }
-            if got {
-                last = Instant::now();
-            } else {
-                std::thread::sleep(Duration::from_millis(10));
+                Some(Err(RdError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => {
+                    return Err(KafkaError::Client { context: "scanning output topics".into(), source: e })
+                }
             }
             if began.elapsed() > SCAN_STALL {
                 return Err(KafkaError::Shard {
@@ -244,19 +211,6 @@ pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, K
         .filter(|r| r.header(ID_HEADER).is_none_or(|id| !found.contains(id)))
         .cloned()
         .collect())
-}
-
-/// Adds the id of `m` to `found` if it is one of the outbox's (starts with `prefix`).
-fn note_id(m: &BorrowedMessage<'_>, prefix: &[u8], found: &mut HashSet<Vec<u8>>) {
-    if let Some(h) = m.headers() {
-        for hdr in h.iter() {
-            if hdr.key == ID_HEADER {
-                if let Some(v) = hdr.value.filter(|v| v.starts_with(prefix)) {
-                    found.insert(v.to_vec());
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
