@@ -89,13 +89,13 @@ impl CrashHook {
         }
     }
 
-    /// Commit `seq` of `shard`, with `outputs` outputs, reached `point`: aborts the process if
-    /// this is the chosen point and the chosen commit.
     /// The point this hook aborts at.
     pub fn point(&self) -> CrashPoint {
         self.point
     }
 
+    /// Commit `seq` of `shard`, with `outputs` outputs, reached `point`: aborts the process if
+    /// this is the chosen point and the chosen commit.
     pub fn reached(&self, point: CrashPoint, shard: u32, seq: u64, outputs: usize) {
         if point != self.point || outputs == 0 {
             return;

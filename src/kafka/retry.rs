@@ -20,7 +20,7 @@ pub const OUTAGE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Whether `e` says the broker could not be reached or answered in time (as opposed to a
 /// refusal, such as a missing topic or a denied request).
-pub fn is_transient(e: &RdError) -> bool {
+fn is_transient(e: &RdError) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
         e.rdkafka_error_code(),
