@@ -54,14 +54,11 @@ fn a_network_cut_mid_stream_loses_and_repeats_nothing() {
 /// the output topics while the broker holds back each answer for 2 s. It must find every
 /// record and send none again.
 ///
-/// **It does not yet** (a known bug, README → Status): the scan ends on 1.5 s of quiet alone,
-/// finds nothing, and sends the whole outbox again ("missing":10 of 10 records in one run, a
-/// dead letter twice in its topic). A fix that also waited for each partition's
-/// end-of-partition report passed this test but hung on tansu 0.6.0 in the kill tests: tansu
-/// reports a partition's end before its last batch, so librdkafka, whose position is then past
-/// that end, never reports it (session 27).
+/// Until session 28 it did not: the scan ended on 1.5 s of quiet alone, found nothing, and
+/// sent the whole outbox again ("missing":10 of 10 records in one run, a dead letter twice in
+/// its topic). The scan now also waits until every partition has been read to the high
+/// watermark of a fetch answer.
 #[test]
-#[ignore = "reproduces a known bug, not yet fixed: the outbox scan re-sends records a slow broker has not yet returned (README → Status)"]
 fn a_slow_broker_while_a_shard_scans_its_outbox_gets_nothing_twice() {
     let lines = gen_lines(40_000, 40, 40, 41);
     let dir = tempfile::tempdir().unwrap();

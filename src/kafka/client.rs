@@ -117,14 +117,19 @@ impl Clients {
 
     /// Scans output topics for the records of a restored outbox (outbox recovery):
     /// `read_uncommitted`. A `read_committed` scan stops at the first open transaction of any
-    /// producer (another shard's, or a dead instance's not yet fenced), and its quiet-time end
-    /// would then miss committed records behind it and re-send them. Uncommitted reads cannot
+    /// producer (another shard's, or a dead instance's not yet fenced), and its end would then
+    /// come before committed records behind it, which it would re-send. Uncommitted reads cannot
     /// make a missing record look present: an outbox is only restored with its commit, so on a
     /// broker that isolates transactions its outputs were committed with it, and on one that
     /// does not, whatever is visible is delivered to every reader.
+    ///
+    /// A partition's fetch answer may be as large as the whole answer (librdkafka's default
+    /// `fetch.max.bytes`, 50 MiB), so the records from the recorded start to the end usually come
+    /// in one answer: on tansu 0.6, which reports a partition's last batch's first offset as its
+    /// end, an answer split just before that batch would let the scan reach "the end" without it.
     pub fn outbox_scanner(&self) -> ClientConfig {
         let mut c = self.restorer();
-        c.set("isolation.level", "read_uncommitted");
+        c.set("isolation.level", "read_uncommitted").set("max.partition.fetch.bytes", "52428800");
         c
     }
 
