@@ -51,8 +51,7 @@ fn wait_for(what: &str, limit: Duration, logs: &[&Path], ok: impl Fn() -> bool) 
 #[test]
 fn a_survivor_takes_over_a_dead_instances_shards_under_a_flood_of_client_events() {
     let t = Tansu::start_build(TansuBuild::Transactional);
-    create_topics(&t.brokers, &INPUTS.map(|n| (n, 3)));
-    produce_lines(&t.brokers, &gen_lines(3_000, 8, 5, 17), 3);
+    setup_inputs(&t.brokers, &gen_lines(3_000, 8, 5, 17), 3);
     let dir = tempfile::tempdir().unwrap();
     let (x_log, y_log) = (dir.path().join("x.log"), dir.path().join("y.log"));
     let logs = [x_log.as_path(), y_log.as_path()];
@@ -99,8 +98,7 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_instance_in_the_group() {
     const POLL_INTERVAL_MS: u64 = 1_000;
     const DELAY_PER_RECORD_MS: u64 = 8;
     let t = Tansu::start_build(TansuBuild::Transactional);
-    create_topics(&t.brokers, &INPUTS.map(|n| (n, 3)));
-    produce_lines(&t.brokers, &gen_lines(6_000, 200, 30, 23), 3);
+    setup_inputs(&t.brokers, &gen_lines(6_000, 200, 30, 23), 3);
     let dir = tempfile::tempdir().unwrap();
     run_until_idle_within(
         &mut processor(&t.brokers, "grp", &dir.path().join("first"), false),

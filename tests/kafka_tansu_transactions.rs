@@ -20,8 +20,7 @@ const PARTITIONS: i32 = 3;
 /// A transactional tansu with the input topics holding `lines`.
 fn broker(lines: &[String]) -> Tansu {
     let t = Tansu::start_build(TansuBuild::Transactional);
-    create_topics(&t.brokers, &INPUTS.map(|n| (n, PARTITIONS)));
-    produce_lines(&t.brokers, lines, PARTITIONS);
+    setup_inputs(&t.brokers, lines, PARTITIONS);
     t
 }
 

@@ -78,8 +78,7 @@ fn changelog_end(brokers: &str) -> usize {
 fn replays_are_deterministic_equal_the_live_run_and_never_resend_a_compensation() {
     let t = Tansu::start();
     let lines = gen_lines(5_000, 15, 10, 23);
-    create_topics(&t.brokers, &INPUTS.map(|n| (n, PARTITIONS)));
-    produce_lines(&t.brokers, &lines, PARTITIONS);
+    setup_inputs(&t.brokers, &lines, PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
     run_until_idle(&mut processor(&t.brokers, "live", &dir.path().join("live"), false));
     let live = outputs(&t.brokers, false);

@@ -35,6 +35,7 @@
 //! | [`replay`] | `shopscore replay`: a time range of the inputs into fresh state, chosen outputs |
 //! | [`sink`] | a replay's topic output, which never re-sends a compensation already there |
 //! | [`scan`] | reading a whole topic once, committed records only (a replay's compensation check, `diff`) |
+//! | [`scan_end`] | when an outbox scan has read every partition through: the broker's reported ends, and tansu's misleading ones |
 //! | [`output_set`] | output topics read back as the file lines they stand for, for `shopscore diff` |
 //!
 //! The commit protocol is described in [`shard`] and in the README.
@@ -54,6 +55,7 @@ pub mod replay;
 pub mod retry;
 pub mod runtime;
 pub mod scan;
+pub mod scan_end;
 pub mod shard;
 pub mod sink;
 pub mod topics;

@@ -12,13 +12,13 @@
 use super::changelog::chunked;
 use super::client::Clients;
 use super::records::{KafkaRecord, ID_HEADER};
+use super::scan_end::{fetched_end, ScanEnd};
 use super::{Context, KafkaError};
 use crate::state::keys::{Key, MetaKey};
 use crate::state::overlay::Overlay;
 use crate::state::StateError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -158,72 +158,40 @@ impl EndOffsets {
     }
 }
 
-/// How long the scan waits for more records after the last one, once every partition is at
-/// its end. An end alone is not trusted: tansu 0.6 reports a partition's last batch's first
-/// offset as its end, so a scan there could stop before that batch.
-const SCAN_QUIET: Duration = Duration::from_millis(1500);
+/// How often a scan that has not ended logs which partitions it waits for.
+const SCAN_REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// Whether every scanned partition (`next`: the next offset to read in each) has been read to
-/// the high watermark of a fetch answer this scan's consumer received. Before the first answer
-/// for a partition there is none, so a broker slow to answer keeps the scan going: it must not
-/// take a partition it has not yet read for one without the records.
-fn all_at_end(consumer: &BaseConsumer, next: &BTreeMap<(String, i32), i64>) -> bool {
-    next.iter().all(|((topic, p), next)| last_fetched_end(consumer, topic, *p).is_some_and(|end| *next >= end))
-}
-
-/// The high watermark of the last fetch answer `consumer` got for the partition (librdkafka's
-/// `rd_kafka_get_watermark_offsets`, which rust-rdkafka does not wrap): no request, and `None`
-/// before the first answer.
-fn last_fetched_end(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the handle is this live consumer's own; the topic is a NUL-terminated string
-    // that outlives the call, and the two out-pointers are to locals. librdkafka only reads
-    // the partition's fields under its lock.
-    let code = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (RDKafkaErrorCode::from(code) == RDKafkaErrorCode::NoError && high >= 0).then_some(high)
-}
+/// How often a scan reads its consumer's positions and the partitions' last reported ends
+/// (each a lock in librdkafka per partition: not once per record).
+const OBSERVE_EVERY: Duration = Duration::from_millis(50);
 
 /// The outbox records that are not yet in their topics.
 ///
 /// The scan reads each partition from its recorded start. It ends when every record is found,
-/// or when every partition has been read to the end a fetch answer reported and then nothing
-/// came for [`SCAN_QUIET`]. Quiet alone is not an end: a broker slower than that to answer
-/// made delivered records look missing, and they were sent twice (session 27,
-/// `kafka_outage::a_slow_broker_…`). A broker that never answers fails the shard after
-/// [`SCAN_STALL`] rather than re-sending.
+/// or when every partition is read through to the end the broker reported ([`ScanEnd`]: not on
+/// quiet time alone, which let a slow broker make delivered records look missing). A broker
+/// that never answers fails the shard after [`SCAN_STALL`] rather than re-sending.
 pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, KafkaError> {
     let consumer: BaseConsumer =
         clients.outbox_scanner().create().context(|| "creating an outbox reader".into())?;
     let mut tpl = TopicPartitionList::new();
-    let mut next = BTreeMap::new();
     for (topic, p, start) in &outbox.starts {
         tpl.add_partition_offset(topic, *p, Offset::Offset(*start))
             .context(|| "building the outbox scan".into())?;
-        next.insert((topic.clone(), *p), *start);
     }
     let mut found: HashSet<Vec<u8>> = HashSet::new();
     let prefix = format!("{}:{}:", outbox.shard, outbox.seq).into_bytes();
     let wanted = outbox.records.len();
     if !outbox.starts.is_empty() {
         consumer.assign(&tpl).context(|| "assigning the outbox scan".into())?;
+        let mut progress = ScanEnd::new(&outbox.starts);
         let began = Instant::now();
-        let mut last = Instant::now();
-        while found.len() < wanted && !(last.elapsed() >= SCAN_QUIET && all_at_end(&consumer, &next)) {
+        let mut last_report = began;
+        let mut observed: Option<Instant> = None;
+        while found.len() < wanted && !progress.ended(Instant::now()) {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    last = Instant::now();
-                    if let Some(n) = next.get_mut(&(m.topic().to_owned(), m.partition())) {
-                        *n = (*n).max(m.offset() + 1);
-                    }
+                    progress.record(m.topic(), m.partition(), m.offset(), Instant::now());
                     if let Some(h) = m.headers() {
                         for hdr in h.iter() {
                             if hdr.key == ID_HEADER {
@@ -239,12 +207,43 @@ pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, K
                     return Err(KafkaError::Client { context: "scanning output topics".into(), source: e })
                 }
             }
+            if observed.is_none_or(|o| o.elapsed() >= OBSERVE_EVERY) {
+                let now = Instant::now();
+                observed = Some(now);
+                let positions = consumer.position().context(|| "reading the outbox scan's positions".into())?;
+                for e in positions.elements() {
+                    if let Offset::Offset(next) = e.offset() {
+                        progress.position(e.topic(), e.partition(), next);
+                    }
+                }
+                progress.observe(|topic, p| fetched_end(&consumer, topic, p), now);
+            }
+            if last_report.elapsed() >= SCAN_REPORT_EVERY {
+                last_report = Instant::now();
+                tracing::warn!(
+                    shard = outbox.shard,
+                    commit = outbox.seq,
+                    found = found.len(),
+                    records = wanted,
+                    waiting = %progress.waiting(Instant::now()),
+                    "the outbox scan is still waiting for partitions' ends"
+                );
+            }
             if began.elapsed() > SCAN_STALL {
                 return Err(KafkaError::Shard {
                     shard: outbox.shard,
                     why: "scanning the output topics for delivered records took too long".into(),
                 });
             }
+        }
+        let below = progress.ended_below_end();
+        if found.len() < wanted && !below.is_empty() {
+            tracing::info!(
+                shard = outbox.shard,
+                commit = outbox.seq,
+                partitions = %below,
+                "outbox scan: partitions that returned nothing up to their reported end were taken as read"
+            );
         }
     }
     Ok(outbox
