@@ -210,7 +210,8 @@ pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, K
             if observed.is_none_or(|o| o.elapsed() >= OBSERVE_EVERY) {
                 let now = Instant::now();
                 observed = Some(now);
-                let positions = consumer.position().context(|| "reading the outbox scan's positions".into())?;
+                let positions =
+                    consumer.position().context(|| "reading the outbox scan's positions".into())?;
                 for e in positions.elements() {
                     if let Offset::Offset(next) = e.offset() {
                         progress.position(e.topic(), e.partition(), next);

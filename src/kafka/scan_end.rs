@@ -8,15 +8,19 @@
 //! that watermark is read through. Until session 28 the scan stopped after 1.5 s without a
 //! record instead, and a broker slower than that to answer made every record look missing.
 //!
-//! tansu 0.6 adds two ways a watermark can mislead, which the rules below allow for:
-//! - a fetch from an offset inside a batch gets nothing (the recorded start comes from its
-//!   `ListOffsets`, which can name the last record of a batch rather than the offset after it),
-//!   so the position can stay below the watermark for good: a partition that got an answer and
-//!   then nothing for [`BEHIND_END_QUIET`] counts as read through;
-//! - its reported end can be the first offset of the partition's last batch, so reaching it
-//!   need not mean that batch was read: reaching it counts only once the position is past it,
-//!   or the end moved during the scan (so that batch is not the last), or the partition stayed
-//!   quiet for [`AT_END_QUIET`] after its first answer and its last record.
+//! tansu 0.6's answers call for two allowances:
+//! - a fetch returns only batches that start at or after the fetch offset, and the recorded
+//!   start comes from its `ListOffsets`, which can name an offset inside the last batch (seen
+//!   in session 28: start 7, the partition's records 0–7, its last batch from 6, the fetch
+//!   answers' watermark 8). A scan from there gets nothing until a later batch is written, so
+//!   its position stays below the watermark: a partition that answered and then gave nothing
+//!   for [`BEHIND_END_QUIET`] counts as read through. The records the scan looks for would be
+//!   in a later batch, which such a fetch does return;
+//! - earlier sessions took its reported ends for the first offset of a partition's last batch
+//!   (not seen in session 28), which a position could reach before reading that batch: an end
+//!   reached counts only once the position is past it, or the end moved during the scan (so
+//!   that batch is not the last), or the partition stayed quiet for [`AT_END_QUIET`] after its
+//!   first answer and its last record.
 //!
 //! The rules are pure over the positions and ends observed; [`fetched_end`] observes the ends
 //! from librdkafka.
@@ -72,7 +76,9 @@ impl ScanEnd {
     pub fn new(starts: &[(String, i32, i64)]) -> Self {
         let partitions = starts
             .iter()
-            .map(|(t, p, start)| ((t.clone(), *p), Partition { next: *start, first: None, end: None, last_record: None }))
+            .map(|(t, p, start)| {
+                ((t.clone(), *p), Partition { next: *start, first: None, end: None, last_record: None })
+            })
             .collect();
         ScanEnd { partitions }
     }
