@@ -85,7 +85,8 @@ fn slow_outbox_scan(point: CrashPoint, seed: u64) {
     setup_inputs(&t.brokers, &lines, PARTITIONS);
     let data = dir.path().join("data");
     let crash =
-        crash_at(&mut processor(&t.brokers, "g", &data, false), point, 3, &dir.path().join("crash.log")).unwrap();
+        crash_at(&mut processor(&t.brokers, "g", &data, false), point, 3, &dir.path().join("crash.log"))
+            .unwrap();
 
     let mut cmd = processor(&t.brokers, "g", &data, false);
     cmd.arg("--until-idle").stderr(Stdio::piped());
