@@ -7,7 +7,10 @@
 //! it begins: `--from`/`--to` are Kafka record timestamps, resolved with `ListOffsets` by time
 //! (from the first record at or after `--from` to the last before the first record after
 //! `--to`), and without `--to` a partition ends at its end offset when the replay starts, so a
-//! replay of a live topic finishes. Inside those offsets only records whose timestamp lies in
+//! replay of a live topic finishes. That end is the larger of `ListOffsets`' answer and the
+//! high watermark of the first fetch answer (tansu 0.6 answers `ListOffsets` with its last
+//! batch's first offset + 1), and a partition is done once the consumer's position reaches
+//! it: a partition written in transactions ends with a commit marker that no reader is given. Inside those offsets only records whose timestamp lies in
 //! `[--from, --to]` are applied (timestamps need not follow offsets, and some brokers answer
 //! time lookups loosely). A partition that reaches its end stops holding the watermark back
 //! (as an idle live partition does); at the end the watermark is the one a live instance has
@@ -18,6 +21,7 @@
 //! empty; its topics skip compensations already there, see [`super::sink`]).
 
 use super::client::Clients;
+use super::scan_end::fetched_end;
 use super::sink::{emitted_compensations, TopicSink};
 use super::topics::{self, InputTopic, Layout, OutputTopics};
 use super::{Context, KafkaError};
@@ -110,6 +114,23 @@ pub struct PartitionRange {
     pub end: i64,
     /// Next offset to read (= `end` when done).
     pub at: i64,
+    /// `end` is the partition's end from `ListOffsets` (no `--to` record cut it), still to be
+    /// checked against the high watermark of the first fetch answer: tansu 0.6 answers
+    /// `ListOffsets` with its last batch's first offset + 1, which would cut that batch.
+    pub end_unsettled: bool,
+}
+
+impl PartitionRange {
+    /// Raises an unsettled `end` to the high watermark of the first fetch answer `consumer`
+    /// got for the partition (once; `end` stays fixed after, so a live topic's replay ends).
+    fn settle_end(&mut self, consumer: &BaseConsumer) {
+        if self.end_unsettled {
+            if let Some(fetched) = fetched_end(consumer, &self.topic, self.partition) {
+                self.end = self.end.max(fetched);
+                self.end_unsettled = false;
+            }
+        }
+    }
 }
 
 /// What a replay did.
@@ -209,7 +230,23 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
                 break;
             }
             let message = match consumer.poll(Duration::from_millis(100)) {
-                None | Some(Err(RdError::PartitionEOF(_))) => continue,
+                None | Some(Err(RdError::PartitionEOF(_))) => {
+                    // Partitions whose last records are ones no reader is given (transaction
+                    // markers) end on the consumer's position, which passes them.
+                    for (topic, partition, next) in positions_of(&consumer)? {
+                        let Some(t) = inputs.iter().position(|t| t.name == topic) else { continue };
+                        let Some(&i) = index.get(&(t, partition)) else { continue };
+                        let r = &mut ranges[i];
+                        r.settle_end(&consumer);
+                        if !r.end_unsettled && r.at < r.end && next >= r.end {
+                            done += (r.end - r.at) as u64;
+                            r.at = r.end;
+                            engine.set_partition_idle(clock(r), true);
+                            remaining -= 1;
+                        }
+                    }
+                    continue;
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "replay consumer error (librdkafka retries)");
                     continue;
@@ -219,6 +256,8 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
             let Some(t) = inputs.iter().position(|t| t.name == message.topic()) else { continue };
             let Some(&i) = index.get(&(t, message.partition())) else { continue };
             let r = &mut ranges[i];
+            // The fetch answer that brought this record set the partition's watermark first.
+            r.settle_end(&consumer);
             let offset = message.offset();
             if offset < r.at || r.at >= r.end {
                 continue;
@@ -353,6 +392,20 @@ fn positions(ranges: &[PartitionRange]) -> Vec<Position> {
         .collect()
 }
 
+/// `(topic, partition, next offset)` of every assigned partition the consumer has a position
+/// in: past the last record read, and past records the application is not given.
+fn positions_of(consumer: &BaseConsumer) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+    let tpl = consumer.position().context(|| "reading the replay's positions".into())?;
+    Ok(tpl
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(next) => Some((e.topic().to_owned(), e.partition(), next)),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Resolves every input partition's `[start, end)`.
 fn plan(
     consumer: &BaseConsumer,
@@ -374,7 +427,16 @@ fn plan(
                 None => high,
                 Some(ts) => offset_for_time(consumer, &t.name, p, ts.0 + 1, high)?.min(high),
             };
-            ranges.push(PartitionRange { input, topic: t.name.clone(), partition: p, start, end, at: start });
+            let end_unsettled = end >= high;
+            ranges.push(PartitionRange {
+                input,
+                topic: t.name.clone(),
+                partition: p,
+                start,
+                end,
+                at: start,
+                end_unsettled,
+            });
         }
     }
     Ok(ranges)
