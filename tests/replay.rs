@@ -319,42 +319,6 @@ fn from_and_to_cut_by_record_time() {
     assert!(Path::new(&dir.path().join("none").join("compensations.jsonl")).exists());
 }
 
-/// Writes `lines` into the input topics the way producers usually do: many records per batch
-/// (unlike [`produce_lines`], one record per batch), and with `transactional`, in committed
-/// transactions of 500 records, whose commit markers take offsets of their own (the last
-/// offset of every partition among them).
-fn produce_batched(brokers: &str, lines: &[String], transactional: bool) {
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-    let mut config = client(brokers);
-    config.set("linger.ms", "20").set("batch.num.messages", "10000");
-    if transactional {
-        config.set("transactional.id", "test-inputs");
-    }
-    let producer: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
-    let timeout = Duration::from_secs(30);
-    if transactional {
-        producer.init_transactions(timeout).unwrap();
-    }
-    let mut next: BTreeMap<&str, i32> = BTreeMap::new();
-    for chunk in lines.chunks(500) {
-        if transactional {
-            producer.begin_transaction().unwrap();
-        }
-        for line in chunk {
-            let topic = topic_of(line);
-            let n = next.entry(topic).or_default();
-            let p = *n % PARTITIONS;
-            *n += 1;
-            producer.send(BaseRecord::<(), [u8]>::to(topic).partition(p).payload(line.as_bytes())).unwrap();
-        }
-        if transactional {
-            producer.commit_transaction(timeout).unwrap();
-        } else {
-            producer.flush(timeout).unwrap();
-        }
-    }
-}
-
 /// A replay from the earliest offsets must read every input record and finish, whatever the
 /// batches and transactions of the inputs' producer: on tansu 0.6.0 with batches of many
 /// records, whose `ListOffsets` names the last batch's first offset + 1 as a partition's end,
@@ -366,7 +330,7 @@ fn replays_read_batched_and_transactional_inputs_to_their_end() {
     for (build, transactional) in [(TansuBuild::Release, false), (TansuBuild::Transactional, true)] {
         let t = Tansu::start_build(build);
         create_topics(&t.brokers, &INPUTS.map(|n| (n, PARTITIONS)));
-        produce_batched(&t.brokers, &lines, transactional);
+        produce_batched(&t.brokers, &lines, PARTITIONS, transactional);
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let mut cmd = replay(&t.brokers, &["--from", "earliest", "--output", out.to_str().unwrap()]);

@@ -230,6 +230,42 @@ pub fn produce_lines(brokers: &str, lines: &[String], partitions: i32) {
     producer.flush(Duration::from_secs(60)).unwrap();
 }
 
+/// Writes `lines` into the input topics (`partitions` each, round robin per topic as
+/// [`produce_lines`]) the way producers usually do: many records per batch
+/// (unlike [`produce_lines`], one record per batch), and with `transactional`, in committed
+/// transactions of 500 records, whose commit markers take offsets of their own (the last
+/// offset of every partition among them).
+pub fn produce_batched(brokers: &str, lines: &[String], partitions: i32, transactional: bool) {
+    let mut config = client(brokers);
+    config.set("linger.ms", "20").set("batch.num.messages", "10000");
+    if transactional {
+        config.set("transactional.id", "test-inputs");
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
+    let timeout = Duration::from_secs(30);
+    if transactional {
+        producer.init_transactions(timeout).unwrap();
+    }
+    let mut next: BTreeMap<&str, i32> = BTreeMap::new();
+    for chunk in lines.chunks(500) {
+        if transactional {
+            producer.begin_transaction().unwrap();
+        }
+        for line in chunk {
+            let topic = topic_of(line);
+            let n = next.entry(topic).or_default();
+            let p = *n % partitions;
+            *n += 1;
+            producer.send(BaseRecord::<(), [u8]>::to(topic).partition(p).payload(line.as_bytes())).unwrap();
+        }
+        if transactional {
+            producer.commit_transaction(timeout).unwrap();
+        } else {
+            producer.flush(timeout).unwrap();
+        }
+    }
+}
+
 /// Generated sample events (with malformed and duplicated lines, and facts restated with
 /// other content under other `event_id`s), as lines.
 pub fn gen_lines(events: u64, shops: u32, days: u32, seed: u64) -> Vec<String> {
