@@ -125,8 +125,9 @@ impl Clients {
     ///
     /// A partition's fetch answer may be as large as the whole answer (librdkafka's default
     /// `fetch.max.bytes`, 50 MiB), so the records from the recorded start to the end usually come
-    /// in one answer: on tansu 0.6, which reports a partition's last batch's first offset as its
-    /// end, an answer split just before that batch would let the scan reach "the end" without it.
+    /// in one answer: should a broker report a last batch's first offset as a partition's end
+    /// (as earlier sessions took tansu 0.6's to do), an answer split just before that batch
+    /// would let the scan reach "the end" without it ([`super::scan_end`]).
     pub fn outbox_scanner(&self) -> ClientConfig {
         let mut c = self.restorer();
         c.set("isolation.level", "read_uncommitted").set("max.partition.fetch.bytes", "52428800");

@@ -12,7 +12,7 @@
 use super::changelog::chunked;
 use super::client::Clients;
 use super::records::{KafkaRecord, ID_HEADER};
-use super::scan_end::{fetched_end, ScanEnd};
+use super::scan_end::{fetched_end, positions, ScanEnd};
 use super::{Context, KafkaError};
 use crate::state::keys::{Key, MetaKey};
 use crate::state::overlay::Overlay;
@@ -210,12 +210,8 @@ pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, K
             if observed.is_none_or(|o| o.elapsed() >= OBSERVE_EVERY) {
                 let now = Instant::now();
                 observed = Some(now);
-                let positions =
-                    consumer.position().context(|| "reading the outbox scan's positions".into())?;
-                for e in positions.elements() {
-                    if let Offset::Offset(next) = e.offset() {
-                        progress.position(e.topic(), e.partition(), next);
-                    }
+                for (topic, p, next) in positions(&consumer)? {
+                    progress.position(&topic, p, next);
                 }
                 progress.observe(|topic, p| fetched_end(&consumer, topic, p), now);
             }

@@ -10,8 +10,8 @@
 //! replay of a live topic finishes. That end is the larger of `ListOffsets`' answer and the
 //! high watermark of the first fetch answer (tansu 0.6 answers `ListOffsets` with its last
 //! batch's first offset + 1), and a partition is done once the consumer's position reaches
-//! it: a partition written in transactions ends with a commit marker that no reader is given. Inside those offsets only records whose timestamp lies in
-//! `[--from, --to]` are applied (timestamps need not follow offsets, and some brokers answer
+//! it: a partition written in transactions ends with a commit marker that no reader is given.
+//! Inside those offsets only records whose timestamp lies in `[--from, --to]` are applied (timestamps need not follow offsets, and some brokers answer
 //! time lookups loosely). A partition that reaches its end stops holding the watermark back
 //! (as an idle live partition does); at the end the watermark is the one a live instance has
 //! once every input is idle, so the outputs are those of a live run over the same records.
@@ -21,7 +21,7 @@
 //! empty; its topics skip compensations already there, see [`super::sink`]).
 
 use super::client::Clients;
-use super::scan_end::fetched_end;
+use super::scan_end::{self, fetched_end};
 use super::sink::{emitted_compensations, TopicSink};
 use super::topics::{self, InputTopic, Layout, OutputTopics};
 use super::{Context, KafkaError};
@@ -233,7 +233,7 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
                 None | Some(Err(RdError::PartitionEOF(_))) => {
                     // Partitions whose last records are ones no reader is given (transaction
                     // markers) end on the consumer's position, which passes them.
-                    for (topic, partition, next) in positions_of(&consumer)? {
+                    for (topic, partition, next) in scan_end::positions(&consumer)? {
                         let Some(t) = inputs.iter().position(|t| t.name == topic) else { continue };
                         let Some(&i) = index.get(&(t, partition)) else { continue };
                         let r = &mut ranges[i];
@@ -390,20 +390,6 @@ fn positions(ranges: &[PartitionRange]) -> Vec<Position> {
             end: Some(r.end.max(0) as u64),
         })
         .collect()
-}
-
-/// `(topic, partition, next offset)` of every assigned partition the consumer has a position
-/// in: past the last record read, and past records the application is not given.
-fn positions_of(consumer: &BaseConsumer) -> Result<Vec<(String, i32, i64)>, KafkaError> {
-    let tpl = consumer.position().context(|| "reading the replay's positions".into())?;
-    Ok(tpl
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(next) => Some((e.topic().to_owned(), e.partition(), next)),
-            _ => None,
-        })
-        .collect())
 }
 
 /// Resolves every input partition's `[start, end)`.

@@ -22,11 +22,13 @@
 //!   that batch is not the last), or the partition stayed quiet for [`AT_END_QUIET`] after its
 //!   first answer and its last record.
 //!
-//! The rules are pure over the positions and ends observed; [`fetched_end`] observes the ends
-//! from librdkafka.
+//! The rules are pure over the positions and ends observed; [`positions`] and [`fetched_end`]
+//! observe them from librdkafka (the replay uses both too, to find its partitions' ends).
 
+use super::{Context, KafkaError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Offset;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -135,6 +137,21 @@ impl ScanEnd {
         });
         below.collect::<Vec<_>>().join(", ")
     }
+}
+
+/// `(topic, partition, next offset)` of every assigned partition `consumer` has a position
+/// in: past the last record the application was given, and past records it is never given
+/// (transaction markers).
+pub fn positions(consumer: &BaseConsumer) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+    let tpl = consumer.position().context(|| "reading the consumer's positions".into())?;
+    Ok(tpl
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(next) => Some((e.topic().to_owned(), e.partition(), next)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The high watermark of the last fetch answer `consumer` got for the partition (librdkafka's
