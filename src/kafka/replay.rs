@@ -11,10 +11,11 @@
 //! high watermark of the first fetch answer (tansu 0.6 answers `ListOffsets` with its last
 //! batch's first offset + 1), and a partition is done once the consumer's position reaches
 //! it: a partition written in transactions ends with a commit marker that no reader is given.
-//! Inside those offsets only records whose timestamp lies in `[--from, --to]` are applied (timestamps need not follow offsets, and some brokers answer
-//! time lookups loosely). A partition that reaches its end stops holding the watermark back
-//! (as an idle live partition does); at the end the watermark is the one a live instance has
-//! once every input is idle, so the outputs are those of a live run over the same records.
+//! Inside those offsets only records whose timestamp lies in `[--from, --to]` are applied
+//! (timestamps need not follow offsets, and some brokers answer time lookups loosely). A
+//! partition that reaches its end stops holding the watermark back (as an idle live partition
+//! does); at the end the watermark is the one a live instance has once every input is idle, so
+//! the outputs are those of a live run over the same records.
 //!
 //! A replay's state is a RocksDB directory of its own, created empty and removed when the
 //! replay succeeds. A replay that dies is simply run again (its output directory must be

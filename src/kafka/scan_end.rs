@@ -54,6 +54,12 @@ struct Partition {
 }
 
 impl Partition {
+    /// `topic/partition next->end` (`end` is `none` before an answer), for the logs.
+    fn describe(&self, topic: &str, partition: i32) -> String {
+        let end = self.end.map_or_else(|| "none".to_owned(), |e| e.to_string());
+        format!("{topic}/{partition} {}->{end}", self.next)
+    }
+
     fn read_through(&self, now: Instant) -> bool {
         let (Some((first, answered)), Some(end)) = (self.first, self.end) else {
             return false; // no answer yet: a slow broker is not an empty partition
@@ -119,23 +125,15 @@ impl ScanEnd {
     /// The partitions not yet read through, each as `topic/partition next->end` (`end` is
     /// `none` before an answer): what a scan's progress report names.
     pub fn waiting(&self, now: Instant) -> String {
-        let mut out = Vec::new();
-        for ((topic, p), part) in &self.partitions {
-            if !part.read_through(now) {
-                let end = part.end.map_or_else(|| "none".to_owned(), |e| e.to_string());
-                out.push(format!("{topic}/{p} {}->{end}", part.next));
-            }
-        }
-        out.join(", ")
+        let waiting = self.partitions.iter().filter(|(_, part)| !part.read_through(now));
+        waiting.map(|((topic, p), part)| part.describe(topic, *p)).collect::<Vec<_>>().join(", ")
     }
 
     /// The partitions that counted as read through while their position was below their
     /// reported end, as `topic/partition next->end` (empty when none).
     pub fn ended_below_end(&self) -> String {
-        let below = self.partitions.iter().filter_map(|((topic, p), part)| {
-            part.end.filter(|end| part.next < *end).map(|end| format!("{topic}/{p} {}->{end}", part.next))
-        });
-        below.collect::<Vec<_>>().join(", ")
+        let below = self.partitions.iter().filter(|(_, part)| part.end.is_some_and(|end| part.next < end));
+        below.map(|((topic, p), part)| part.describe(topic, *p)).collect::<Vec<_>>().join(", ")
     }
 }
 

@@ -209,12 +209,7 @@ pub fn produce_lines(brokers: &str, lines: &[String], partitions: i32) {
         .set("linger.ms", "0")
         .create()
         .unwrap();
-    let mut next: BTreeMap<&str, i32> = BTreeMap::new();
-    for (i, line) in lines.iter().enumerate() {
-        let topic = topic_of(line);
-        let n = next.entry(topic).or_default();
-        let p = *n % partitions;
-        *n += 1;
+    for (i, (line, (topic, p))) in lines.iter().zip(input_targets(lines, partitions)).enumerate() {
         let key = format!("k{i}");
         let mut rec = BaseRecord::to(topic).partition(p).key(&key).payload(line.as_bytes());
         loop {
@@ -230,9 +225,25 @@ pub fn produce_lines(brokers: &str, lines: &[String], partitions: i32) {
     producer.flush(Duration::from_secs(60)).unwrap();
 }
 
-/// Writes `lines` into the input topics (`partitions` each, round robin per topic as
-/// [`produce_lines`]) the way producers usually do: many records per batch
-/// (unlike [`produce_lines`], one record per batch), and with `transactional`, in committed
+/// Each line's input topic ([`topic_of`]) and partition: round robin over `partitions`, per
+/// topic.
+fn input_targets(lines: &[String], partitions: i32) -> Vec<(&'static str, i32)> {
+    let mut next: BTreeMap<&str, i32> = BTreeMap::new();
+    lines
+        .iter()
+        .map(|line| {
+            let topic = topic_of(line);
+            let n = next.entry(topic).or_default();
+            let p = *n % partitions;
+            *n += 1;
+            (topic, p)
+        })
+        .collect()
+}
+
+/// Writes `lines` into the input topics (`partitions` each, placed as [`produce_lines`] places
+/// them) the way producers usually do: many records per batch (unlike [`produce_lines`], one
+/// record per batch, see there why), and with `transactional`, in committed
 /// transactions of 500 records, whose commit markers take offsets of their own (the last
 /// offset of every partition among them).
 pub fn produce_batched(brokers: &str, lines: &[String], partitions: i32, transactional: bool) {
@@ -246,16 +257,12 @@ pub fn produce_batched(brokers: &str, lines: &[String], partitions: i32, transac
     if transactional {
         producer.init_transactions(timeout).unwrap();
     }
-    let mut next: BTreeMap<&str, i32> = BTreeMap::new();
-    for chunk in lines.chunks(500) {
+    let targets = input_targets(lines, partitions);
+    for (chunk, targets) in lines.chunks(500).zip(targets.chunks(500)) {
         if transactional {
             producer.begin_transaction().unwrap();
         }
-        for line in chunk {
-            let topic = topic_of(line);
-            let n = next.entry(topic).or_default();
-            let p = *n % partitions;
-            *n += 1;
+        for (line, &(topic, p)) in chunk.iter().zip(targets) {
             producer.send(BaseRecord::<(), [u8]>::to(topic).partition(p).payload(line.as_bytes())).unwrap();
         }
         if transactional {
