@@ -96,6 +96,15 @@ impl Progress {
         }
     }
 
+    /// Changes the total (a source's end learned late: a replay raises a partition's end to
+    /// the first fetch answer's high watermark).
+    pub fn set_total(&mut self, total: u64) {
+        self.total = Some(total);
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+        }
+    }
+
     /// Ends the report with a summary line (and clears a terminal bar).
     pub fn finish(&mut self) -> Summary {
         if let Some(bar) = self.bar.take() {
@@ -182,6 +191,17 @@ mod tests {
         let s = p.finish();
         assert_eq!(s.records, 20);
         assert!(s.records_per_s > 0.0);
+    }
+
+    #[test]
+    fn a_raised_total_lowers_the_percent_done() {
+        let mut p = Progress::with_terminal(Some(100), Duration::ZERO, false);
+        p.update(50, 50, &[]);
+        assert_eq!(p.percent(), Some(50));
+        p.set_total(200);
+        assert_eq!(p.percent(), Some(25));
+        p.update(200, 200, &[]);
+        assert_eq!(p.percent(), Some(100));
     }
 
     #[test]
