@@ -12,7 +12,7 @@
 use super::changelog::chunked;
 use super::client::Clients;
 use super::records::{KafkaRecord, ID_HEADER};
-use super::scan_end::{fetched_end, positions, ScanEnd};
+use super::scan_end::{fetched_end, positions, scan_from, ScanEnd};
 use super::{Context, KafkaError};
 use crate::state::keys::{Key, MetaKey};
 use crate::state::overlay::Overlay;
@@ -167,16 +167,18 @@ const OBSERVE_EVERY: Duration = Duration::from_millis(50);
 
 /// The outbox records that are not yet in their topics.
 ///
-/// The scan reads each partition from its recorded start. It ends when every record is found,
-/// or when every partition is read through to the end the broker reported ([`ScanEnd`]: not on
-/// quiet time alone, which let a slow broker make delivered records look missing). A broker
-/// that never answers fails the shard after [`SCAN_STALL`] rather than re-sending.
+/// The scan reads each partition from one offset before its recorded start ([`scan_from`]).
+/// It ends when every record is found, or when every partition is read through to the end the
+/// broker reported ([`ScanEnd`]: never on quiet time alone, which let a slow broker make
+/// delivered records look missing). A partition that never gets there, because its broker
+/// does not answer or stops answering below that end, fails the shard after [`SCAN_STALL`]
+/// rather than re-sending.
 pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, KafkaError> {
     let consumer: BaseConsumer =
         clients.outbox_scanner().create().context(|| "creating an outbox reader".into())?;
     let mut tpl = TopicPartitionList::new();
     for (topic, p, start) in &outbox.starts {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*start))
+        tpl.add_partition_offset(topic, *p, Offset::Offset(scan_from(*start)))
             .context(|| "building the outbox scan".into())?;
     }
     let mut found: HashSet<Vec<u8>> = HashSet::new();
@@ -232,15 +234,6 @@ pub fn missing(clients: &Clients, outbox: &Outbox) -> Result<Vec<KafkaRecord>, K
                     why: "scanning the output topics for delivered records took too long".into(),
                 });
             }
-        }
-        let below = progress.ended_below_end();
-        if found.len() < wanted && !below.is_empty() {
-            tracing::info!(
-                shard = outbox.shard,
-                commit = outbox.seq,
-                partitions = %below,
-                "outbox scan: partitions that returned nothing up to their reported end were taken as read"
-            );
         }
     }
     Ok(outbox

@@ -8,14 +8,21 @@
 //! that watermark is read through. Until session 28 the scan stopped after 1.5 s without a
 //! record instead, and a broker slower than that to answer made every record look missing.
 //!
+//! A position below the end a fetch answer reported is never taken for read through, however
+//! long it stays there: records the broker acknowledged are still to come (a slow broker, or an
+//! answer its size limit cut). Until session 29 a partition quiet for 5 s below its end counted
+//! as read through, for tansu 0.6 (below), so a broker slower than that per answer would have
+//! made delivered records look missing, and sent them again. A scan that never reaches an end
+//! fails the shard after the outbox's stall limit instead, which sends nothing twice.
+//!
 //! tansu 0.6's answers call for two allowances:
 //! - a fetch returns only batches that start at or after the fetch offset, and the recorded
-//!   start comes from its `ListOffsets`, which can name an offset inside the last batch (seen
+//!   start comes from its `ListOffsets`, which names the last batch's first offset + 1 (seen
 //!   in session 28: start 7, the partition's records 0–7, its last batch from 6, the fetch
-//!   answers' watermark 8). A scan from there gets nothing until a later batch is written, so
-//!   its position stays below the watermark: a partition that answered and then gave nothing
-//!   for [`BEHIND_END_QUIET`] counts as read through. The records the scan looks for would be
-//!   in a later batch, which such a fetch does return;
+//!   answers' watermark 8). A scan from there would get nothing until a later batch is
+//!   written, so the outbox scan reads from one offset before the recorded start
+//!   ([`scan_from`]): that batch's first offset on tansu, the record before the start on Kafka.
+//!   Records before the start are read and ignored;
 //! - earlier sessions took its reported ends for the first offset of a partition's last batch
 //!   (not seen in session 28), which a position could reach before reading that batch: an end
 //!   reached counts only once the position is past it, or the end moved during the scan (so
@@ -36,9 +43,12 @@ use std::time::{Duration, Instant};
 /// no first answer) before that end is believed, unless the end moved during the scan.
 pub const AT_END_QUIET: Duration = Duration::from_millis(1500);
 
-/// How long a partition whose position stays below its reported end must stay quiet before
-/// it counts as read through (tansu's batches that cannot be entered in the middle).
-pub const BEHIND_END_QUIET: Duration = Duration::from_secs(5);
+/// Where a scan of a partition starts for a recorded start offset: one offset before it, so
+/// that a start inside tansu 0.6's last batch (its `ListOffsets` answer) still gets that batch
+/// (see the module documentation).
+pub fn scan_from(start: i64) -> i64 {
+    (start - 1).max(0)
+}
 
 /// One scanned partition's progress.
 #[derive(Debug)]
@@ -68,7 +78,8 @@ impl Partition {
         match self.next.cmp(&end) {
             std::cmp::Ordering::Greater => true,
             std::cmp::Ordering::Equal => end > first || quiet >= AT_END_QUIET,
-            std::cmp::Ordering::Less => quiet >= BEHIND_END_QUIET,
+            // Records below the end are still to come, however long they take.
+            std::cmp::Ordering::Less => false,
         }
     }
 }
@@ -127,13 +138,6 @@ impl ScanEnd {
     pub fn waiting(&self, now: Instant) -> String {
         let waiting = self.partitions.iter().filter(|(_, part)| !part.read_through(now));
         waiting.map(|((topic, p), part)| part.describe(topic, *p)).collect::<Vec<_>>().join(", ")
-    }
-
-    /// The partitions that counted as read through while their position was below their
-    /// reported end, as `topic/partition next->end` (empty when none).
-    pub fn ended_below_end(&self) -> String {
-        let below = self.partitions.iter().filter(|(_, part)| part.end.is_some_and(|end| part.next < end));
-        below.map(|((topic, p), part)| part.describe(topic, *p)).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -214,19 +218,35 @@ mod tests {
     }
 
     /// tansu: a position past the reported end (the first offset of the last batch) ends at
-    /// once; a position stuck below it (a start inside a batch) only after BEHIND_END_QUIET.
+    /// once.
     #[test]
-    fn tansu_ends_past_and_below_the_reported_end() {
+    fn tansu_ends_past_the_reported_end() {
         let (mut s, t0) = scan(6);
         s.observe(|_, _| Some(6), t0);
         s.record("out", 0, 7, at(t0, 5));
         assert!(s.ended(at(t0, 5)));
+    }
 
+    /// A position below the reported end never ends, however long the partition stays quiet:
+    /// the records between are still to come (a broker slower than any quiet time, or an
+    /// answer its size limit cut). Until session 29 this ended after 5 s.
+    #[test]
+    fn a_position_below_the_end_never_ends() {
         let (mut s, t0) = scan(7);
         s.observe(|_, _| Some(8), at(t0, 100));
-        assert!(!s.ended(at(t0, 100 + 4_999)));
-        assert!(s.ended(at(t0, 100 + 5_000)));
-        assert_eq!(s.ended_below_end(), "out/0 7->8");
+        assert!(!s.ended(at(t0, 600_000)));
+        assert_eq!(s.waiting(at(t0, 600_000)), "out/0 7->8");
+        s.record("out", 0, 4, at(t0, 700_000)); // a record before the start (scan_from)
+        assert!(!s.ended(at(t0, 800_000)));
+        s.record("out", 0, 7, at(t0, 900_000));
+        assert!(s.ended(at(t0, 900_000 + 1_500)));
+    }
+
+    #[test]
+    fn a_scan_starts_one_offset_before_its_start() {
+        assert_eq!(scan_from(7), 6);
+        assert_eq!(scan_from(1), 0);
+        assert_eq!(scan_from(0), 0);
     }
 
     /// A partition whose last record is a transaction marker: the consumer's position, not the
@@ -241,7 +261,6 @@ mod tests {
         s.observe(|_, _| Some(6), at(t0, 30));
         assert!(!s.ended(at(t0, 30)), "the first end seen, reached: the quiet time still applies");
         assert!(s.ended(at(t0, 10 + 1_500)));
-        assert!(s.ended_below_end().is_empty());
     }
 
     /// Every partition must be read through; records of one do not end another.
@@ -256,6 +275,5 @@ mod tests {
         assert_eq!(s.waiting(at(t0, 10_000)), "b/1 10->none");
         s.observe(|t, _| Some(if t == "a" { 1 } else { 10 }), at(t0, 10_000));
         assert!(s.ended(at(t0, 11_500)));
-        assert!(s.ended_below_end().is_empty());
     }
 }
