@@ -236,7 +236,7 @@ mod tests {
         s.observe(|_, _| Some(8), at(t0, 100));
         assert!(!s.ended(at(t0, 600_000)));
         assert_eq!(s.waiting(at(t0, 600_000)), "out/0 7->8");
-        s.record("out", 0, 4, at(t0, 700_000)); // a record before the start (scan_from)
+        s.record("out", 0, 6, at(t0, 700_000)); // the record before the start (scan_from)
         assert!(!s.ended(at(t0, 800_000)));
         s.record("out", 0, 7, at(t0, 900_000));
         assert!(s.ended(at(t0, 900_000 + 1_500)));
