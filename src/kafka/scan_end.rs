@@ -45,7 +45,9 @@ pub const AT_END_QUIET: Duration = Duration::from_millis(1500);
 
 /// Where a scan of a partition starts for a recorded start offset: one offset before it, so
 /// that a start inside tansu 0.6's last batch (its `ListOffsets` answer) still gets that batch
-/// (see the module documentation).
+/// (see the module documentation). Should retention have deleted the log below the recorded
+/// start, the offset is out of range and the scanner's `auto.offset.reset = earliest` reads
+/// from the log start, which is then the recorded start itself.
 pub fn scan_from(start: i64) -> i64 {
     (start - 1).max(0)
 }
