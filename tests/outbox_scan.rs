@@ -109,3 +109,40 @@ fn a_start_inside_the_last_batch_finds_the_sent_records() {
     let (got, _) = scan(&t.brokers, outbox);
     assert_eq!(ids(&got), ["0:9:2"]);
 }
+
+/// A slow broker whose answers each carry only part of the records: a crash after all eight of
+/// a commit's outputs were sent (four batches of two), and a scan whose fetch answers the
+/// broker holds back 6 s each while `fetch.max.bytes` keeps each one short. Between two answers
+/// the scan's position lies below the end the last one reported, for longer than the 5 s after
+/// which, until session 29, such a partition counted as read through and the records not yet
+/// read were sent again. The scan must find all eight, and report none missing.
+#[test]
+fn a_slow_broker_answering_in_parts_gets_nothing_twice() {
+    let upstream = free_port();
+    let proxy = Proxy::plain(upstream);
+    let t = Tansu::start_advertising_on(upstream, proxy.port);
+    create_topics(&t.brokers, &[("out", 1)]);
+    let start = listed_end(&t.brokers);
+    let mut records: Vec<KafkaRecord> = (0..8).map(|i| outbox_record(9, i)).collect();
+    for r in &mut records {
+        r.payload = vec![b'x'; 8_000];
+    }
+    for pair in records.chunks(2) {
+        write_batch(&t.brokers, pair);
+    }
+    let mut cfg = KafkaConfig { brokers: t.brokers.clone(), ..KafkaConfig::default() };
+    cfg.client.insert("fetch.max.bytes".into(), "1000".into());
+    cfg.client.insert("message.max.bytes".into(), "1000".into());
+    proxy.slow(Duration::from_secs(6));
+    let outbox = Outbox { shard: 0, seq: 9, starts: vec![("out".into(), 0, start)], records };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let began = Instant::now();
+        let got = missing(&Clients::new(&cfg), &outbox);
+        let _ = tx.send((got, began.elapsed()));
+    });
+    let (got, took) = rx.recv_timeout(Duration::from_secs(240)).expect("the outbox scan did not end");
+    proxy.slow(Duration::ZERO);
+    eprintln!("scan took {took:?}");
+    assert_eq!(ids(&got.unwrap()), Vec::<String>::new(), "delivered records reported missing");
+}
