@@ -1,9 +1,11 @@
-//! The outbox scan (`kafka::outbox::missing`) against tansu 0.6.0, whose `ListOffsets` names an
-//! offset inside a partition's last batch and whose fetch skips a batch that starts before the
-//! fetch offset (README → Brokers). A shard's next owner records such an offset as where its
-//! outputs start, so the scan must still read through that batch, and must neither hang nor
-//! take a quiet time for the end (since session 29 a position below the end never counts as
-//! read through: see `kafka::scan_end`).
+//! The outbox scan (`kafka::outbox::missing`), called directly against tansu 0.6.0:
+//! - whose `ListOffsets` names an offset inside a partition's last batch, and whose fetch skips
+//!   a batch that starts before the fetch offset (README → Brokers). A commit records such an
+//!   offset as where its outputs start, so the scan must still read that batch, and must not
+//!   hang;
+//! - behind a proxy that makes it slow, with answers that each carry part of the records: the
+//!   scan must not take a position below the end for read through, however long the next
+//!   answer takes (since session 29; see `kafka::scan_end`).
 
 mod support;
 
