@@ -56,6 +56,16 @@ fn earlier_outputs(brokers: &str) {
     write_batch(brokers, &earlier[6..]);
 }
 
+/// A broker whose partition `out` holds [`earlier_outputs`], and that partition's end as its
+/// `ListOffsets` answers it (the start a commit would record).
+fn with_earlier_outputs() -> (Tansu, i64) {
+    let t = Tansu::start();
+    create_topics(&t.brokers, &[("out", 1)]);
+    earlier_outputs(&t.brokers);
+    let start = listed_end(&t.brokers);
+    (t, start)
+}
+
 /// The partition's end as `ListOffsets` answers it: what a commit records as its outputs'
 /// start.
 fn listed_end(brokers: &str) -> i64 {
@@ -64,17 +74,21 @@ fn listed_end(brokers: &str) -> i64 {
     consumer.fetch_watermarks("out", 0, Duration::from_secs(10)).unwrap().1
 }
 
-/// Runs the scan on a thread, failing if it takes longer than [`SCAN_LIMIT`].
-fn scan(brokers: &str, outbox: Outbox) -> (Vec<KafkaRecord>, Duration) {
-    let cfg = KafkaConfig { brokers: brokers.to_owned(), ..KafkaConfig::default() };
+/// Runs the scan with `cfg` on a thread, failing if it takes longer than `limit`.
+fn scan_with(cfg: KafkaConfig, outbox: Outbox, limit: Duration) -> (Vec<KafkaRecord>, Duration) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let began = Instant::now();
         let got = missing(&Clients::new(&cfg), &outbox);
         let _ = tx.send((got, began.elapsed()));
     });
-    let (got, took) = rx.recv_timeout(SCAN_LIMIT).expect("the outbox scan did not end");
+    let (got, took) = rx.recv_timeout(limit).expect("the outbox scan did not end");
     (got.unwrap(), took)
+}
+
+/// Runs the scan with the default settings, failing if it takes longer than [`SCAN_LIMIT`].
+fn scan(brokers: &str, outbox: Outbox) -> (Vec<KafkaRecord>, Duration) {
+    scan_with(KafkaConfig { brokers: brokers.to_owned(), ..KafkaConfig::default() }, outbox, SCAN_LIMIT)
 }
 
 fn ids(records: &[KafkaRecord]) -> Vec<String> {
@@ -85,10 +99,7 @@ fn ids(records: &[KafkaRecord]) -> Vec<String> {
 /// tansu 0.6.0, whose fetch from there returns nothing), and every record is missing.
 #[test]
 fn a_start_inside_the_last_batch_finds_every_unsent_record_missing() {
-    let t = Tansu::start();
-    create_topics(&t.brokers, &[("out", 1)]);
-    earlier_outputs(&t.brokers);
-    let start = listed_end(&t.brokers);
+    let (t, start) = with_earlier_outputs();
     eprintln!("ListOffsets end: {start} (8 records)");
     let records: Vec<KafkaRecord> = (0..3).map(|i| outbox_record(9, i)).collect();
     let outbox = Outbox { shard: 0, seq: 9, starts: vec![("out".into(), 0, start)], records };
@@ -101,10 +112,7 @@ fn a_start_inside_the_last_batch_finds_every_unsent_record_missing() {
 /// reports only the third missing.
 #[test]
 fn a_start_inside_the_last_batch_finds_the_sent_records() {
-    let t = Tansu::start();
-    create_topics(&t.brokers, &[("out", 1)]);
-    earlier_outputs(&t.brokers);
-    let start = listed_end(&t.brokers);
+    let (t, start) = with_earlier_outputs();
     let records: Vec<KafkaRecord> = (0..3).map(|i| outbox_record(9, i)).collect();
     write_batch(&t.brokers, &records[..2]);
     let outbox = Outbox { shard: 0, seq: 9, starts: vec![("out".into(), 0, start)], records };
@@ -137,14 +145,9 @@ fn a_slow_broker_answering_in_parts_gets_nothing_twice() {
     cfg.client.insert("message.max.bytes".into(), "1000".into());
     proxy.slow(Duration::from_secs(6));
     let outbox = Outbox { shard: 0, seq: 9, starts: vec![("out".into(), 0, start)], records };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let began = Instant::now();
-        let got = missing(&Clients::new(&cfg), &outbox);
-        let _ = tx.send((got, began.elapsed()));
-    });
-    let (got, took) = rx.recv_timeout(Duration::from_secs(240)).expect("the outbox scan did not end");
+    // Four answers of ~6 s each, and the requests around them: well under 4 minutes.
+    let (got, took) = scan_with(cfg, outbox, Duration::from_secs(240));
     proxy.slow(Duration::ZERO);
     eprintln!("scan took {took:?}");
-    assert_eq!(ids(&got.unwrap()), Vec::<String>::new(), "delivered records reported missing");
+    assert_eq!(ids(&got), Vec::<String>::new(), "delivered records reported missing");
 }
