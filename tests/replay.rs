@@ -340,3 +340,36 @@ fn replays_read_batched_and_transactional_inputs_to_their_end() {
         assert_eq!(replayed_records(&log), lines.len() as u64, "{build:?}: records replayed");
     }
 }
+
+/// A replay into the live topics is refused while the live compensation topic holds an open
+/// transaction: a live instance that crashed mid-commit leaves one until the broker aborts it
+/// (its transaction timeout). A `read_committed` read of the topic, which is how a replay learns
+/// which compensations are already there, cannot see past it, so compensations other shards
+/// committed behind it would look absent and be sent again. tansu's main build hides open
+/// transactions from committed reads, as Kafka does (session 29).
+#[test]
+fn a_replay_into_the_live_topics_is_refused_while_a_transaction_is_open() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let lines = gen_lines(2_000, 5, 5, 61);
+    let t = Tansu::start_build(TansuBuild::Transactional);
+    setup_inputs(&t.brokers, &lines, PARTITIONS);
+    create_topics(&t.brokers, &[("compensations", 4)]);
+    let crashed: ThreadedProducer<DefaultProducerContext> =
+        client(&t.brokers).set("transactional.id", "crashed-live-shard").create().unwrap();
+    crashed.init_transactions(Duration::from_secs(30)).unwrap();
+    crashed.begin_transaction().unwrap();
+    crashed.send(BaseRecord::<(), [u8]>::to("compensations").partition(1).payload(b"open")).unwrap();
+    crashed.flush(Duration::from_secs(30)).unwrap();
+
+    let out = replay(&t.brokers, &["--from", "earliest", "--topic-prefix", ""])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the replay ran:\n{err}");
+    assert!(
+        err.contains("\"compensations\" holds an open transaction") && err.contains("retry the replay"),
+        "{err}"
+    );
+    assert!(err.contains("partition 1: committed end"), "the partition is named:\n{err}");
+}

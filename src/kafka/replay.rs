@@ -169,7 +169,7 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
             ReplaySink::Files(FileSink::open(dir).map_err(|e| KafkaError::Topics(e.to_string()))?)
         }
         ReplayTarget::Topics(outputs) => {
-            refuse_live_overlap(&admin, &run.kafka, outputs)?;
+            refuse_live_overlap(&clients, &admin, &run.kafka, outputs)?;
             topics::ensure_outputs(&clients, &run.kafka, outputs)?;
             let emitted =
                 emitted_compensations(&clients, &outputs.compensations, outputs.encoding.compensations)?;
@@ -479,8 +479,10 @@ fn ensure_fresh_dir(dir: &std::path::Path, flag: &str) -> Result<(), KafkaError>
 }
 
 /// Writing a replay into the live topics while the live group runs could emit a compensation
-/// twice (the live job decides it too, later): refuse while the live group has members.
+/// twice (the live job decides it too, later): refuse while the live group has members, or
+/// while the live compensation topic holds an open transaction ([`open_transactions`]).
 fn refuse_live_overlap(
+    clients: &Clients,
     admin: &BaseConsumer,
     cfg: &KafkaConfig,
     outputs: &OutputTopics,
@@ -499,13 +501,53 @@ fn refuse_live_overlap(
                     outputs.compensations, cfg.group
                 )));
             }
-            Ok(())
         }
         Err(e) => {
             tracing::warn!(group = %cfg.group, error = %e, "cannot tell whether the live group is running");
-            Ok(())
         }
     }
+    let open = open_transactions(clients, &outputs.compensations)?;
+    if !open.is_empty() {
+        return Err(KafkaError::Topics(format!(
+            "the live compensation topic {:?} holds an open transaction ({}), \
+             left by a live instance that stopped without ending it; the broker aborts it after \
+             its transaction timeout (60 s as shopscore sets it), so retry the replay then. \
+             Until then the replay could not read the compensations committed behind it, and \
+             would send them again",
+            outputs.compensations,
+            open.iter()
+                .map(|(p, stable, end)| format!("partition {p}: committed end {stable}, end {end}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// The partitions of `topic` whose last stable offset (the end a `read_committed` reader sees)
+/// is below their high watermark: each holds an open transaction, behind which a committed
+/// read cannot see, as `(partition, stable end, end)`. A replay reads the destination's
+/// compensations committed ([`emitted_compensations`]), so one written behind an open
+/// transaction would look absent. A topic that does not exist has none.
+fn open_transactions(clients: &Clients, topic: &str) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let committed: BaseConsumer =
+        clients.restorer().create().context(|| "creating a committed reader".into())?;
+    let uncommitted: BaseConsumer =
+        clients.outbox_scanner().create().context(|| "creating an uncommitted reader".into())?;
+    let Some(partitions) = topics::partition_count(&committed, topic)? else { return Ok(Vec::new()) };
+    let mut open = Vec::new();
+    for p in 0..partitions as i32 {
+        let end = |c: &BaseConsumer| {
+            c.fetch_watermarks(topic, p, OFFSETS_TIMEOUT)
+                .map(|(_, high)| high)
+                .context(|| format!("reading the end offsets of {topic:?} partition {p}"))
+        };
+        let (stable, high) = (end(&committed)?, end(&uncommitted)?);
+        if stable < high {
+            open.push((p, stable, high));
+        }
+    }
+    Ok(open)
 }
 
 /// The replay's output: files or topics.
