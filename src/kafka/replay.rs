@@ -542,7 +542,10 @@ fn open_transactions(clients: &Clients, topic: &str) -> Result<Vec<(i32, i64, i6
                 .map(|(_, high)| high)
                 .context(|| format!("reading the end offsets of {topic:?} partition {p}"))
         };
-        let (stable, high) = (end(&committed)?, end(&uncommitted)?);
+        // The end first: records written between the two reads can then only raise the
+        // committed end, never fake an open transaction.
+        let high = end(&uncommitted)?;
+        let stable = end(&committed)?;
         if stable < high {
             open.push((p, stable, high));
         }
