@@ -18,8 +18,9 @@ const CUT: Duration = Duration::from_secs(12);
 /// 40 000 events; 300 ms after the four shards are acquired (in one run, ~24 000 records had
 /// been read when the reads stopped), the network is cut for [`CUT`]. The run must ride it out
 /// and finish (exit 0) with the outputs of an uninterrupted run on another broker: every
-/// compensation once, byte for byte, every dead letter, every shop's final snapshot. Until session 27 it stopped instead, ~10 s into
-/// the cut: a commit's request for the output partitions' end offsets timed out.
+/// compensation once, byte for byte, every dead letter, every shop's final snapshot. Until
+/// session 27 it stopped instead, ~10 s into the cut: a commit's request for the output
+/// partitions' end offsets timed out.
 #[test]
 fn a_network_cut_mid_stream_loses_and_repeats_nothing() {
     let lines = gen_lines(40_000, 40, 40, 37);

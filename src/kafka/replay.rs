@@ -124,17 +124,13 @@ pub struct PartitionRange {
 impl PartitionRange {
     /// Raises an unsettled `end` to the high watermark of the first fetch answer `consumer`
     /// got for the partition (once; `end` stays fixed after, so a live topic's replay ends).
-    /// Returns whether `end` moved.
-    fn settle_end(&mut self, consumer: &BaseConsumer) -> bool {
+    fn settle_end(&mut self, consumer: &BaseConsumer) {
         if self.end_unsettled {
             if let Some(fetched) = fetched_end(consumer, &self.topic, self.partition) {
-                let before = self.end;
                 self.end = self.end.max(fetched);
                 self.end_unsettled = false;
-                return self.end != before;
             }
         }
-        false
     }
 }
 
@@ -215,8 +211,6 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
             ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum()
         };
         let mut progress = run.progress_every.map(|every| Progress::new(Some(total(&ranges)), every));
-        // An end raised by a fetch answer raises the progress total with it.
-        let mut total_moved = false;
         let mut remaining = ranges.iter().filter(|r| r.start < r.end).count();
         if remaining > 0 {
             consumer.assign(&tpl).context(|| "assigning the replay partitions".into())?;
@@ -246,7 +240,7 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
                         let Some(t) = inputs.iter().position(|t| t.name == topic) else { continue };
                         let Some(&i) = index.get(&(t, partition)) else { continue };
                         let r = &mut ranges[i];
-                        total_moved |= r.settle_end(&consumer);
+                        r.settle_end(&consumer);
                         if !r.end_unsettled && r.at < r.end && next >= r.end {
                             done += (r.end - r.at) as u64;
                             r.at = r.end;
@@ -266,7 +260,7 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
             let Some(&i) = index.get(&(t, message.partition())) else { continue };
             let r = &mut ranges[i];
             // The fetch answer that brought this record set the partition's watermark first.
-            total_moved |= r.settle_end(&consumer);
+            r.settle_end(&consumer);
             let offset = message.offset();
             if offset < r.at || r.at >= r.end {
                 continue;
@@ -321,9 +315,8 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
                 last_lag = Instant::now();
             }
             if let Some(p) = progress.as_mut().filter(|p| p.due()) {
-                if std::mem::take(&mut total_moved) {
-                    p.set_total(total(&ranges));
-                }
+                // Ends raised by fetch answers (settle_end) raise the total with them.
+                p.set_total(total(&ranges));
                 p.update(done, summary.records, &positions(&ranges));
             }
         }
@@ -332,9 +325,7 @@ pub fn run_replay(run: &ReplayRun) -> Result<ReplaySummary, KafkaError> {
             set_lag(m, &ranges);
         }
         if let Some(p) = progress.as_mut() {
-            if total_moved {
-                p.set_total(total(&ranges));
-            }
+            p.set_total(total(&ranges));
             p.update(done, summary.records, &positions(&ranges));
             p.finish();
         }
